@@ -1,0 +1,15 @@
+//! Ember's planner: expressions, logical plans, the optimizer, physical plans and the stage
+//! graph (lineage). It knows tables only through [`table::TableSource`].
+
+pub mod error;
+pub mod expr;
+pub mod expr_schema;
+pub mod logical;
+pub mod optimizer;
+pub mod physical;
+pub mod schema;
+pub mod stages;
+pub mod table;
+pub mod types;
+
+pub use error::{EmberError, Result};

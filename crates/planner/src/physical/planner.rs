@@ -1,0 +1,422 @@
+//! Logical → physical planning: chooses partition counts, inserts Exchanges where the
+//! distribution of rows must change, splits aggregations into Partial/Final, and picks
+//! broadcast or partitioned joins.
+//!
+//! ```text
+//! Aggregate(g; sum(x))            HashAggregate(Final)
+//!   Scan t             ──►          Exchange Hash([g], n)
+//!                                     HashAggregate(Partial)
+//!                                       ScanExec t (one partition per row-group split)
+//! ```
+//!
+//! The logical plan is a DAG; planning memoises by node identity so a subplan used twice
+//! becomes one physical node (and so one stage, computed once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::Field;
+
+use crate::error::{EmberError, Result};
+use crate::expr::{AggregateFunction, Expr};
+use crate::logical::{self, JoinType, LogicalPlan, Partitioning};
+use crate::physical::aggregate::aggregate_state_fields;
+use crate::physical::{AggregateMode, ExchangeKind, JoinMode, PhysicalPlan, ScanExec};
+use crate::schema::{PlanSchema, QualifiedField};
+use crate::table::ScanRequest;
+use crate::types;
+
+/// Knobs of physical planning (from the session config).
+#[derive(Debug, Clone)]
+pub struct PhysicalPlannerConfig {
+    /// Partitions after a shuffle (`ember.sql.shuffle.partitions`).
+    pub target_partitions: usize,
+    /// Broadcast a join's build side when its estimated size is below this
+    /// (`ember.sql.autoBroadcastJoinThreshold`).
+    pub broadcast_threshold_bytes: usize,
+}
+
+impl Default for PhysicalPlannerConfig {
+    fn default() -> Self {
+        PhysicalPlannerConfig {
+            target_partitions: 4,
+            broadcast_threshold_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Plans `plan` for execution.
+pub fn create_physical_plan(
+    plan: &Arc<LogicalPlan>,
+    config: &PhysicalPlannerConfig,
+) -> Result<Arc<PhysicalPlan>> {
+    PhysicalPlanner {
+        config,
+        memo: HashMap::new(),
+    }
+    .plan(plan)
+}
+
+struct PhysicalPlanner<'a> {
+    config: &'a PhysicalPlannerConfig,
+    memo: HashMap<*const LogicalPlan, Arc<PhysicalPlan>>,
+}
+
+impl PhysicalPlanner<'_> {
+    fn plan(&mut self, plan: &Arc<LogicalPlan>) -> Result<Arc<PhysicalPlan>> {
+        let key = Arc::as_ptr(plan);
+        if let Some(p) = self.memo.get(&key) {
+            return Ok(p.clone());
+        }
+        let physical = self.plan_node(plan)?;
+        self.memo.insert(key, physical.clone());
+        Ok(physical)
+    }
+
+    fn partitions(&self) -> usize {
+        self.config.target_partitions.max(1)
+    }
+
+    fn plan_node(&mut self, plan: &Arc<LogicalPlan>) -> Result<Arc<PhysicalPlan>> {
+        Ok(Arc::new(match plan.as_ref() {
+            LogicalPlan::TableScan(scan) => {
+                let partitions = scan.source.scan(&ScanRequest {
+                    projection: scan.projection.clone(),
+                    filters: scan.filters.clone(),
+                    target_partitions: self.partitions(),
+                    limit: None,
+                })?;
+                PhysicalPlan::Scan(ScanExec {
+                    table_name: scan.table_name.clone(),
+                    source: scan.source.clone(),
+                    projection: scan.projection.clone(),
+                    filters: scan.filters.clone(),
+                    partitions,
+                    schema: scan.schema.clone(),
+                })
+            }
+            LogicalPlan::Projection(p) => PhysicalPlan::Projection {
+                input: self.plan(&p.input)?,
+                exprs: p.exprs.clone(),
+                schema: p.schema.clone(),
+            },
+            LogicalPlan::Filter(f) => PhysicalPlan::Filter {
+                input: self.plan(&f.input)?,
+                predicate: f.predicate.clone(),
+            },
+            LogicalPlan::SubqueryAlias(a) => {
+                // Re-qualify the columns: a projection of every input column under the alias.
+                let input = self.plan(&a.input)?;
+                let exprs = a
+                    .input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| Expr::Column(f.column()))
+                    .collect();
+                PhysicalPlan::Projection {
+                    input,
+                    exprs,
+                    schema: a.schema.clone(),
+                }
+            }
+            LogicalPlan::Aggregate(a) => return self.plan_aggregate(a),
+            LogicalPlan::Distinct(d) => {
+                let group_exprs = d
+                    .input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| Expr::Column(f.column()))
+                    .collect();
+                let agg = logical::Aggregate::try_new(d.input.clone(), group_exprs, vec![])?;
+                return self.plan_aggregate(&agg);
+            }
+            LogicalPlan::Sort(s) => {
+                let input = self.plan(&s.input)?;
+                let sorted = |input| PhysicalPlan::Sort {
+                    input,
+                    exprs: s.exprs.clone(),
+                    fetch: s.fetch,
+                };
+                if input.output_partitions() <= 1 {
+                    sorted(input)
+                } else {
+                    // Sort (top-k) each partition, gather, then merge by sorting again.
+                    let local = Arc::new(sorted(input));
+                    sorted(Arc::new(PhysicalPlan::Exchange {
+                        input: local,
+                        kind: ExchangeKind::Single,
+                    }))
+                }
+            }
+            LogicalPlan::Limit(l) => {
+                let input = self.plan(&l.input)?;
+                if input.output_partitions() <= 1 {
+                    PhysicalPlan::Limit {
+                        input,
+                        skip: l.skip,
+                        fetch: l.fetch,
+                    }
+                } else {
+                    // Each partition keeps at most skip + fetch rows, then one partition
+                    // applies the real limit.
+                    let local = match l.fetch {
+                        Some(f) => Arc::new(PhysicalPlan::Limit {
+                            input,
+                            skip: 0,
+                            fetch: Some(f + l.skip),
+                        }),
+                        None => input,
+                    };
+                    PhysicalPlan::Limit {
+                        input: Arc::new(PhysicalPlan::Exchange {
+                            input: local,
+                            kind: ExchangeKind::Single,
+                        }),
+                        skip: l.skip,
+                        fetch: l.fetch,
+                    }
+                }
+            }
+            LogicalPlan::Join(j) => return self.plan_join(j),
+            LogicalPlan::CrossJoin(j) => {
+                let left = self.plan(&j.left)?;
+                let right = self.plan(&j.right)?;
+                PhysicalPlan::NestedLoopJoin {
+                    right: self.broadcast_for(&left, right),
+                    left,
+                    filter: None,
+                    join_type: JoinType::Inner,
+                    schema: j.schema.clone(),
+                }
+            }
+            LogicalPlan::Union(u) => PhysicalPlan::Union {
+                inputs: u
+                    .inputs
+                    .iter()
+                    .map(|i| self.plan(i))
+                    .collect::<Result<_>>()?,
+                schema: u.schema.clone(),
+            },
+            LogicalPlan::Values(v) => PhysicalPlan::Values {
+                schema: v.schema.clone(),
+                rows: v.rows.clone(),
+            },
+            LogicalPlan::EmptyRelation(e) => PhysicalPlan::Values {
+                schema: e.schema.clone(),
+                rows: if e.produce_one_row {
+                    vec![vec![]]
+                } else {
+                    vec![]
+                },
+            },
+            LogicalPlan::Repartition(r) => PhysicalPlan::Exchange {
+                input: self.plan(&r.input)?,
+                kind: match &r.partitioning {
+                    Partitioning::RoundRobin(n) => ExchangeKind::RoundRobin((*n).max(1)),
+                    Partitioning::Hash(exprs, n) => ExchangeKind::Hash(exprs.clone(), (*n).max(1)),
+                },
+            },
+            LogicalPlan::Unnest(u) => PhysicalPlan::Unnest {
+                input: self.plan(&u.input)?,
+                column: u.column,
+                schema: u.schema.clone(),
+            },
+        }))
+    }
+
+    /// The right side of a broadcast join: an Exchange Broadcast, unless the left side has a
+    /// single partition (then the join task reads the right side itself).
+    fn broadcast_for(&self, left: &Arc<PhysicalPlan>, right: Arc<PhysicalPlan>) -> Arc<PhysicalPlan> {
+        if left.output_partitions() <= 1 && right.output_partitions() <= 1 {
+            right
+        } else {
+            Arc::new(PhysicalPlan::Exchange {
+                input: right,
+                kind: ExchangeKind::Broadcast,
+            })
+        }
+    }
+
+    fn plan_aggregate(&mut self, agg: &logical::Aggregate) -> Result<Arc<PhysicalPlan>> {
+        let input = self.plan(&agg.input)?;
+        let n = self.partitions();
+        let single = |input: Arc<PhysicalPlan>| PhysicalPlan::HashAggregate {
+            input,
+            mode: AggregateMode::Single,
+            group_exprs: agg.group_exprs.clone(),
+            aggr_exprs: agg.aggr_exprs.clone(),
+            aggr_input_schema: agg.input.schema().clone(),
+            schema: agg.schema.clone(),
+        };
+        if input.output_partitions() <= 1 {
+            return Ok(Arc::new(single(input)));
+        }
+        let has_distinct = agg.aggr_exprs.iter().any(|e| {
+            matches!(e.unalias(), Expr::AggregateFunction { distinct: true, .. })
+        });
+        if has_distinct {
+            // All rows of a group must meet in one partition before distinct counting.
+            let kind = if agg.group_exprs.is_empty() {
+                ExchangeKind::Single
+            } else {
+                ExchangeKind::Hash(agg.group_exprs.clone(), n)
+            };
+            let exchanged = Arc::new(PhysicalPlan::Exchange { input, kind });
+            return Ok(Arc::new(single(exchanged)));
+        }
+        let partial_schema = Arc::new(partial_aggregate_schema(agg)?);
+        let partial = Arc::new(PhysicalPlan::HashAggregate {
+            input,
+            mode: AggregateMode::Partial,
+            group_exprs: agg.group_exprs.clone(),
+            aggr_exprs: agg.aggr_exprs.clone(),
+            aggr_input_schema: agg.input.schema().clone(),
+            schema: partial_schema.clone(),
+        });
+        let kind = if agg.group_exprs.is_empty() {
+            ExchangeKind::Single
+        } else {
+            let keys = partial_schema.fields()[..agg.group_exprs.len()]
+                .iter()
+                .map(|f| Expr::Column(f.column()))
+                .collect();
+            ExchangeKind::Hash(keys, n)
+        };
+        Ok(Arc::new(PhysicalPlan::HashAggregate {
+            input: Arc::new(PhysicalPlan::Exchange {
+                input: partial,
+                kind,
+            }),
+            mode: AggregateMode::Final,
+            group_exprs: agg.group_exprs.clone(),
+            aggr_exprs: agg.aggr_exprs.clone(),
+            aggr_input_schema: agg.input.schema().clone(),
+            schema: agg.schema.clone(),
+        }))
+    }
+
+    fn plan_join(&mut self, join: &logical::Join) -> Result<Arc<PhysicalPlan>> {
+        let left = self.plan(&join.left)?;
+        let right = self.plan(&join.right)?;
+        if join.on.is_empty() {
+            if !matches!(
+                join.join_type,
+                JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+            ) {
+                return Err(EmberError::NotImplemented(format!(
+                    "{} join without equality keys",
+                    join.join_type
+                )));
+            }
+            return Ok(Arc::new(PhysicalPlan::NestedLoopJoin {
+                right: self.broadcast_for(&left, right),
+                left,
+                filter: join.filter.clone(),
+                join_type: join.join_type,
+                schema: join.schema.clone(),
+            }));
+        }
+        let broadcastable = matches!(
+            join.join_type,
+            JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+        );
+        let small_right = estimated_bytes(&join.right)
+            .is_some_and(|b| b <= self.config.broadcast_threshold_bytes);
+        let both_single = left.output_partitions() <= 1 && right.output_partitions() <= 1;
+        let (left, right, mode) = if broadcastable && (small_right || both_single) {
+            let right = self.broadcast_for(&left, right);
+            (left, right, JoinMode::Broadcast)
+        } else {
+            let (left_keys, right_keys) = hash_keys(join)?;
+            let n = self.partitions();
+            let left = Arc::new(PhysicalPlan::Exchange {
+                input: left,
+                kind: ExchangeKind::Hash(left_keys, n),
+            });
+            let right = Arc::new(PhysicalPlan::Exchange {
+                input: right,
+                kind: ExchangeKind::Hash(right_keys, n),
+            });
+            (left, right, JoinMode::Partitioned)
+        };
+        Ok(Arc::new(PhysicalPlan::HashJoin {
+            left,
+            right,
+            on: join.on.clone(),
+            filter: join.filter.clone(),
+            join_type: join.join_type,
+            null_aware: join.null_aware,
+            mode,
+            schema: join.schema.clone(),
+        }))
+    }
+}
+
+/// Shuffle keys for both sides of a join, cast to a common type per key pair: rows that are
+/// equal must hash equally even when one side is Int32 and the other Int64.
+fn hash_keys(join: &logical::Join) -> Result<(Vec<Expr>, Vec<Expr>)> {
+    let (ls, rs) = (join.left.schema(), join.right.schema());
+    let mut left_keys = Vec::with_capacity(join.on.len());
+    let mut right_keys = Vec::with_capacity(join.on.len());
+    for (l, r) in &join.on {
+        let (lt, rt) = (l.data_type(ls)?, r.data_type(rs)?);
+        let common = types::common_type(&lt, &rt).ok_or_else(|| {
+            EmberError::Plan(format!(
+                "join keys {l} ({lt}) and {r} ({rt}) have incompatible types"
+            ))
+        })?;
+        left_keys.push(if lt == common { l.clone() } else { l.clone().cast_to(common.clone()) });
+        right_keys.push(if rt == common { r.clone() } else { r.clone().cast_to(common) });
+    }
+    Ok((left_keys, right_keys))
+}
+
+/// Group columns (as the final aggregate names them) followed by every aggregate's state
+/// columns.
+fn partial_aggregate_schema(agg: &logical::Aggregate) -> Result<PlanSchema> {
+    let mut fields: Vec<QualifiedField> = agg.schema.fields()[..agg.group_exprs.len()].to_vec();
+    for e in &agg.aggr_exprs {
+        let (func, args) = match e.unalias() {
+            Expr::AggregateFunction { func, args, .. } => (*func, args),
+            other => {
+                return Err(EmberError::Internal(format!(
+                    "aggregate expression expected, got {other}"
+                )))
+            }
+        };
+        let arg_type = match (func, args.first()) {
+            (AggregateFunction::Count, _) | (_, None) => arrow::datatypes::DataType::Int64,
+            (_, Some(a)) => a.data_type(agg.input.schema())?,
+        };
+        for f in aggregate_state_fields(func, &arg_type, &e.output_name())? {
+            fields.push(QualifiedField::new(None, Arc::new(f) as Arc<Field>));
+        }
+    }
+    Ok(PlanSchema::new(fields))
+}
+
+/// A rough size estimate of a logical plan's output, for broadcast decisions.
+fn estimated_bytes(plan: &LogicalPlan) -> Option<usize> {
+    Some(match plan {
+        LogicalPlan::TableScan(s) => {
+            let bytes = s.source.statistics().total_bytes?;
+            let total_cols = s.source.schema().fields().len().max(1);
+            let cols = s.projection.as_ref().map_or(total_cols, |p| p.len());
+            let projected = bytes * cols / total_cols;
+            if s.filters.is_empty() {
+                projected
+            } else {
+                projected / 2
+            }
+        }
+        LogicalPlan::Filter(f) => estimated_bytes(&f.input)? / 2,
+        LogicalPlan::Values(v) => v.rows.len() * 64,
+        LogicalPlan::EmptyRelation(_) => 0,
+        LogicalPlan::Join(j) => estimated_bytes(&j.left)?.max(estimated_bytes(&j.right)?),
+        LogicalPlan::CrossJoin(j) => estimated_bytes(&j.left)?.saturating_mul(estimated_bytes(&j.right)?.max(1)),
+        LogicalPlan::Union(u) => u.inputs.iter().map(|i| estimated_bytes(i)).sum::<Option<usize>>()?,
+        other => other.inputs().iter().map(|i| estimated_bytes(i)).max().flatten()?,
+    })
+}

@@ -1,0 +1,171 @@
+//! The stage graph: the physical plan cut at every Exchange. This is Ember's lineage: each
+//! stage says how to compute any one of its partitions from its parents' shuffle outputs, so a
+//! lost partition can be recomputed alone, and every fault-tolerance mechanism (retries,
+//! recomputation, checkpoints) works on this graph.
+//!
+//! ```text
+//!   Scan → Filter → Exchange(Hash) → Aggregate → Exchange(Single) → Sort
+//!   └──────── stage 0 ─────────┘   └──── stage 1 ────────┘      └ stage 2 (result)
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::physical::{ExchangeKind, PhysicalPlan};
+
+/// Where a stage's output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageOutput {
+    /// Map stage: rows are split by the kind and written as shuffle blocks.
+    Shuffle(ExchangeKind),
+    /// The job's last stage: its partitions are the query result, in partition order.
+    Result,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub id: usize,
+    /// The pipeline run by each task. Leaves reading parent output are
+    /// `PhysicalPlan::ShuffleRead { stage: parent_id, .. }`.
+    pub plan: Arc<PhysicalPlan>,
+    pub output: StageOutput,
+    /// Number of tasks (= partitions of `plan`).
+    pub partitions: usize,
+    /// Stages whose shuffle output this stage reads.
+    pub parents: Vec<usize>,
+}
+
+/// Stages in topological order: every parent comes before its children; the last stage is
+/// the result stage.
+#[derive(Debug, Clone)]
+pub struct StageGraph {
+    pub stages: Vec<Stage>,
+}
+
+impl StageGraph {
+    pub fn result_stage(&self) -> &Stage {
+        self.stages.last().expect("a stage graph has a result stage")
+    }
+
+    pub fn stage(&self, id: usize) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+
+    /// Stages that read `id`'s output.
+    pub fn children_of(&self, id: usize) -> Vec<usize> {
+        self.stages
+            .iter()
+            .filter(|s| s.parents.contains(&id))
+            .map(|s| s.id)
+            .collect()
+    }
+}
+
+/// Cuts `plan` at every Exchange. An Exchange node shared by several consumers (the same
+/// `Arc`) becomes one stage read by all of them.
+pub fn build_stage_graph(plan: &Arc<PhysicalPlan>) -> Result<StageGraph> {
+    let mut cutter = StageCutter {
+        stages: Vec::new(),
+        by_exchange: HashMap::new(),
+    };
+    let (root, parents) = cutter.cut(plan)?;
+    let id = cutter.stages.len();
+    cutter.stages.push(Stage {
+        id,
+        partitions: root.output_partitions(),
+        plan: root,
+        output: StageOutput::Result,
+        parents,
+    });
+    Ok(StageGraph {
+        stages: cutter.stages,
+    })
+}
+
+struct StageCutter {
+    stages: Vec<Stage>,
+    /// Exchange node identity → the stage that computes its input.
+    by_exchange: HashMap<*const PhysicalPlan, usize>,
+}
+
+impl StageCutter {
+    /// Returns `plan` with Exchanges replaced by ShuffleReads, and the stages it reads.
+    fn cut(&mut self, plan: &Arc<PhysicalPlan>) -> Result<(Arc<PhysicalPlan>, Vec<usize>)> {
+        if let PhysicalPlan::Exchange { input, kind } = plan.as_ref() {
+            let key = Arc::as_ptr(plan);
+            let stage_id = match self.by_exchange.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let (map_plan, parents) = self.cut(input)?;
+                    let id = self.stages.len();
+                    self.stages.push(Stage {
+                        id,
+                        partitions: map_plan.output_partitions(),
+                        plan: map_plan,
+                        output: StageOutput::Shuffle(kind.clone()),
+                        parents,
+                    });
+                    self.by_exchange.insert(key, id);
+                    id
+                }
+            };
+            let map_partitions = self.stages[stage_id].partitions;
+            let read = PhysicalPlan::ShuffleRead {
+                stage: stage_id,
+                kind: kind.clone(),
+                map_partitions,
+                partitions: kind.partition_count().unwrap_or(1),
+                schema: input.schema().clone(),
+            };
+            return Ok((Arc::new(read), vec![stage_id]));
+        }
+        let inputs = plan.inputs();
+        if inputs.is_empty() {
+            return Ok((plan.clone(), vec![]));
+        }
+        let mut new_inputs = Vec::with_capacity(inputs.len());
+        let mut parents = Vec::new();
+        for input in inputs {
+            let (p, ps) = self.cut(input)?;
+            new_inputs.push(p);
+            for s in ps {
+                if !parents.contains(&s) {
+                    parents.push(s);
+                }
+            }
+        }
+        Ok((Arc::new(plan.with_new_inputs(new_inputs)?), parents))
+    }
+}
+
+impl fmt::Display for StageGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for stage in &self.stages {
+            let output = match &stage.output {
+                StageOutput::Shuffle(kind) => format!("shuffle {kind}"),
+                StageOutput::Result => "result".to_string(),
+            };
+            let parents = if stage.parents.is_empty() {
+                "none".to_string()
+            } else {
+                stage
+                    .parents
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            writeln!(
+                f,
+                "Stage {} [{} tasks, output: {}, parents: {}]",
+                stage.id, stage.partitions, output, parents
+            )?;
+            for line in stage.plan.display_indent().lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        Ok(())
+    }
+}

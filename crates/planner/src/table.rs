@@ -1,0 +1,67 @@
+//! How the planner sees tables: a schema, size statistics, and a way to split a scan into
+//! partitions. Sources (Parquet, CSV, in-memory, ...) implement [`TableSource`] in
+//! `ember-storage`; the planner never reads files itself.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::expr::Expr;
+
+/// A stream of record batches: what every operator and scan produces.
+pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// Size estimates that drive join side choice and checkpoint placement.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Statistics {
+    pub num_rows: Option<usize>,
+    pub total_bytes: Option<usize>,
+}
+
+/// What a scan asks of a table.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRequest {
+    /// Indices of the table's columns to read (`None` = all), in output order.
+    pub projection: Option<Vec<usize>>,
+    /// Conjuncts over the table's columns. Sources may use them to skip data (row groups,
+    /// files) but need not apply them exactly: a `Filter` above the scan always remains.
+    pub filters: Vec<Expr>,
+    /// Desired number of partitions (a hint).
+    pub target_partitions: usize,
+    /// At most this many rows are needed (a hint).
+    pub limit: Option<usize>,
+}
+
+/// One partition of a scan: a unit of work a task can read on its own.
+pub trait ScanPartition: fmt::Debug + Send + Sync {
+    /// Reads the partition. Must return the same rows in the same order every time
+    /// (recomputation after a failure relies on it).
+    fn execute(&self) -> Result<BatchIter>;
+    /// A short description for EXPLAIN (file name and row groups, ...).
+    fn describe(&self) -> String;
+}
+
+pub trait TableSource: fmt::Debug + Send + Sync {
+    /// The full schema of the table.
+    fn schema(&self) -> SchemaRef;
+
+    fn statistics(&self) -> Statistics {
+        Statistics::default()
+    }
+
+    /// Splits a scan into partitions. Each partition yields batches with the projected schema.
+    fn scan(&self, request: &ScanRequest) -> Result<Vec<Arc<dyn ScanPartition>>>;
+
+    /// A stable identity of the data (paths, sizes, modification times), for fingerprints:
+    /// a checkpoint is reused only if its inputs are unchanged.
+    fn identity(&self) -> String;
+
+    /// The format's name for EXPLAIN ("parquet", "csv", "memory", ...).
+    fn kind(&self) -> &str;
+
+    fn as_any(&self) -> &dyn Any;
+}

@@ -1,0 +1,269 @@
+//! Type rules: which types two operands are coerced to, and what an operator returns.
+//! The planner (to compute schemas) and the executor (to insert casts) both call these, so
+//! the type a schema promises is the type evaluation produces.
+
+use arrow::datatypes::{DataType, IntervalUnit, TimeUnit, DECIMAL128_MAX_PRECISION};
+
+use crate::error::{EmberError, Result};
+use crate::expr::Operator;
+
+pub fn is_integer(t: &DataType) -> bool {
+    t.is_integer()
+}
+
+pub fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+pub fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(_, _))
+}
+
+pub fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric()
+}
+
+/// The decimal type that holds every value of an integer type exactly.
+fn integer_as_decimal(t: &DataType) -> Option<DataType> {
+    Some(match t {
+        DataType::Int8 | DataType::UInt8 => DataType::Decimal128(3, 0),
+        DataType::Int16 | DataType::UInt16 => DataType::Decimal128(5, 0),
+        DataType::Int32 | DataType::UInt32 => DataType::Decimal128(10, 0),
+        DataType::Int64 => DataType::Decimal128(19, 0),
+        DataType::UInt64 => DataType::Decimal128(20, 0),
+        _ => return None,
+    })
+}
+
+fn as_decimal(t: &DataType) -> Option<(u8, i8)> {
+    match t {
+        DataType::Decimal128(p, s) => Some((*p, *s)),
+        other => match integer_as_decimal(other) {
+            Some(DataType::Decimal128(p, s)) => Some((p, s)),
+            _ => None,
+        },
+    }
+}
+
+fn decimal(precision: usize, scale: i8) -> DataType {
+    DataType::Decimal128(precision.min(DECIMAL128_MAX_PRECISION as usize) as u8, scale)
+}
+
+fn integer_rank(t: &DataType) -> u8 {
+    match t {
+        DataType::Int8 => 1,
+        DataType::UInt8 => 2,
+        DataType::Int16 => 3,
+        DataType::UInt16 => 4,
+        DataType::Int32 => 5,
+        DataType::UInt32 => 6,
+        DataType::Int64 => 7,
+        DataType::UInt64 => 8,
+        _ => 0,
+    }
+}
+
+/// The common type two values are compared (or unioned, or CASE-merged) as.
+pub fn common_type(l: &DataType, r: &DataType) -> Option<DataType> {
+    use DataType::*;
+    if l == r {
+        return Some(l.clone());
+    }
+    Some(match (l, r) {
+        (Null, t) | (t, Null) => t.clone(),
+        (a, b) if is_integer(a) && is_integer(b) => {
+            if integer_rank(a) >= integer_rank(b) {
+                // Mixed signedness widens to Int64.
+                if a.is_signed_integer() == b.is_signed_integer() {
+                    a.clone()
+                } else {
+                    Int64
+                }
+            } else {
+                return common_type(r, l);
+            }
+        }
+        (Float64, t) | (t, Float64) if is_numeric(t) => Float64,
+        (Float32, t) | (t, Float32) if is_numeric(t) => Float64,
+        (a, b) if as_decimal(a).is_some() && as_decimal(b).is_some() => {
+            let (p1, s1) = as_decimal(a)?;
+            let (p2, s2) = as_decimal(b)?;
+            let scale = s1.max(s2);
+            let int_digits = (p1 as i16 - s1 as i16).max(p2 as i16 - s2 as i16);
+            decimal((int_digits + scale as i16) as usize, scale)
+        }
+        (a, b) if is_string(a) && is_string(b) => Utf8,
+        (Date32, t) | (t, Date32) if is_string(t) => Date32,
+        (Timestamp(u, z), t) | (t, Timestamp(u, z)) if is_string(t) || *t == Date32 => {
+            Timestamp(*u, z.clone())
+        }
+        (Boolean, t) | (t, Boolean) if is_string(t) => Boolean,
+        (a, b) if is_string(a) && is_numeric(b) => b.clone(),
+        (a, b) if is_numeric(a) && is_string(b) => a.clone(),
+        _ => return None,
+    })
+}
+
+/// Operand types (left, right) and the result type of `l op r`.
+pub fn binary_types(l: &DataType, op: Operator, r: &DataType) -> Result<(DataType, DataType, DataType)> {
+    use DataType::*;
+    let err = || {
+        EmberError::Plan(format!(
+            "cannot apply '{op}' to {l} and {r}"
+        ))
+    };
+    match op {
+        Operator::And | Operator::Or => {
+            let ok = |t: &DataType| matches!(t, Boolean | Null);
+            if ok(l) && ok(r) {
+                Ok((Boolean, Boolean, Boolean))
+            } else {
+                Err(err())
+            }
+        }
+        Operator::Eq
+        | Operator::NotEq
+        | Operator::Lt
+        | Operator::LtEq
+        | Operator::Gt
+        | Operator::GtEq => {
+            let t = common_type(l, r).ok_or_else(err)?;
+            Ok((t.clone(), t, Boolean))
+        }
+        Operator::StringConcat => Ok((Utf8, Utf8, Utf8)),
+        Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo => {
+            arithmetic_types(l, op, r).ok_or_else(err)
+        }
+    }
+}
+
+fn arithmetic_types(l: &DataType, op: Operator, r: &DataType) -> Option<(DataType, DataType, DataType)> {
+    use DataType::*;
+    // Dates and intervals.
+    match (l, op, r) {
+        (Date32, Operator::Plus | Operator::Minus, Interval(_)) => {
+            return Some((Date32, Interval(IntervalUnit::MonthDayNano), Date32))
+        }
+        (Interval(_), Operator::Plus, Date32) => {
+            return Some((Interval(IntervalUnit::MonthDayNano), Date32, Date32))
+        }
+        (Date32, Operator::Minus, Date32) => return Some((Date32, Date32, Int64)),
+        (Date32, Operator::Plus | Operator::Minus, t) if is_integer(t) => {
+            return Some((Date32, Int32, Date32))
+        }
+        (Timestamp(u, z), Operator::Plus | Operator::Minus, Interval(_)) => {
+            return Some((
+                Timestamp(*u, z.clone()),
+                Interval(IntervalUnit::MonthDayNano),
+                Timestamp(*u, z.clone()),
+            ))
+        }
+        _ => {}
+    }
+    let (l, r) = (
+        if *l == Null { r } else { l },
+        if *r == Null { l } else { r },
+    );
+    if !is_numeric(l) && !is_string(l) || !is_numeric(r) && !is_string(r) {
+        return None;
+    }
+    // Strings in arithmetic are read as numbers of the other side's type.
+    let l = if is_string(l) { r } else { l };
+    let r = if is_string(r) { l } else { r };
+    if matches!(l, Float32 | Float64) || matches!(r, Float32 | Float64) {
+        return Some((Float64, Float64, Float64));
+    }
+    if is_integer(l) && is_integer(r) {
+        let t = common_type(l, r)?;
+        let t = if integer_rank(&t) < integer_rank(&Int64) && op != Operator::Divide {
+            // Widen to avoid overflow in sums of products.
+            Int64
+        } else if matches!(t, UInt64) {
+            UInt64
+        } else {
+            Int64
+        };
+        return Some((t.clone(), t.clone(), t));
+    }
+    let (p1, s1) = as_decimal(l)?;
+    let (p2, s2) = as_decimal(r)?;
+    let lt = decimal(p1 as usize, s1);
+    let rt = decimal(p2 as usize, s2);
+    let (p1, s1, p2, s2) = (p1 as i32, s1 as i32, p2 as i32, s2 as i32);
+    let result = match op {
+        Operator::Plus | Operator::Minus => {
+            let s = s1.max(s2);
+            decimal(((p1 - s1).max(p2 - s2) + s + 1) as usize, s as i8)
+        }
+        Operator::Multiply => decimal((p1 + p2 + 1) as usize, (s1 + s2) as i8),
+        // Division keeps at least 6 fractional digits (as Spark and DataFusion do); operands
+        // are divided as Float64-free fixed point by the executor.
+        Operator::Divide => {
+            let s = 6.max(s1 + p2 + 1).min(DECIMAL128_MAX_PRECISION as i32 / 2);
+            decimal((p1 - s1 + s2 + s) as usize, s as i8)
+        }
+        Operator::Modulo => {
+            let s = s1.max(s2);
+            decimal(((p1 - s1).min(p2 - s2) + s) as usize, s as i8)
+        }
+        _ => return None,
+    };
+    Some((lt, rt, result))
+}
+
+/// The result type of `SUM(x)`.
+pub fn sum_type(t: &DataType) -> Result<DataType> {
+    use DataType::*;
+    Ok(match t {
+        Int8 | Int16 | Int32 | Int64 | Null => Int64,
+        UInt8 | UInt16 | UInt32 | UInt64 => UInt64,
+        Float32 | Float64 => Float64,
+        Decimal128(_, s) => decimal(DECIMAL128_MAX_PRECISION as usize, *s),
+        other => return Err(EmberError::Plan(format!("SUM is not defined for {other}"))),
+    })
+}
+
+/// The result type of `AVG(x)`.
+pub fn avg_type(t: &DataType) -> Result<DataType> {
+    use DataType::*;
+    Ok(match t {
+        Decimal128(p, s) => decimal(*p as usize + 4, (*s + 4).min(DECIMAL128_MAX_PRECISION as i8)),
+        t if is_numeric(t) || *t == Null => Float64,
+        other => return Err(EmberError::Plan(format!("AVG is not defined for {other}"))),
+    })
+}
+
+/// Whether `from` can be cast to `to` at all.
+pub fn can_cast(from: &DataType, to: &DataType) -> bool {
+    arrow::compute::can_cast_types(from, to)
+}
+
+pub const TIMESTAMP_NANOS: DataType = DataType::Timestamp(TimeUnit::Nanosecond, None);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DataType::*;
+
+    #[test]
+    fn decimal_arithmetic_follows_spark_rules() {
+        let price = Decimal128(15, 2);
+        let (_, _, t) = binary_types(&price, Operator::Multiply, &price).unwrap();
+        assert_eq!(t, Decimal128(31, 4));
+        let (lt, _, t) = binary_types(&Int64, Operator::Minus, &price).unwrap();
+        assert_eq!(lt, Decimal128(19, 0));
+        assert_eq!(t, Decimal128(22, 2));
+    }
+
+    #[test]
+    fn comparison_of_date_and_string_is_date() {
+        let (l, r, out) = binary_types(&Date32, Operator::Lt, &Utf8).unwrap();
+        assert_eq!((l, r, out), (Date32, Date32, Boolean));
+    }
+
+    #[test]
+    fn incompatible_types_are_a_plan_error() {
+        let err = binary_types(&Boolean, Operator::Plus, &Date32).unwrap_err();
+        assert!(err.to_string().contains("cannot apply '+'"), "{err}");
+    }
+}
