@@ -1,0 +1,629 @@
+//! The DAG scheduler: runs a stage graph on a local cluster, recovering from task failures,
+//! lost shuffle blocks and lost executors.
+//!
+//! It is a single-threaded event loop on the calling thread. Tasks run on the cluster's
+//! pool and report back over a channel; all scheduling state lives here and is only touched
+//! by the loop, so there are no locks around it:
+//!
+//! ```text
+//! loop:
+//!   notice dead executors      → forget their map outputs (stages become incomplete)
+//!   advance stage states       → queue the missing partitions of every runnable stage
+//!   result stage complete?     → done
+//!   launch queued tasks on free slots (a retry prefers an executor it has not failed on)
+//!   wait for a task event      → register output / retry / recompute parent / fail job
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+
+use ember_planner::stages::{StageGraph, StageOutput};
+use ember_planner::{EmberError, Result};
+
+use super::metrics::{JobMetrics, StageMetrics, TaskMetrics, TaskStatus};
+use super::stage::{AttemptFailure, StageRun, StageState};
+use super::task::{run_task, TaskInfo, TaskOutput, TaskSpec};
+use super::{JobContext, JobResult};
+use crate::executor::LocalCluster;
+use crate::shuffle::tracker::{MapOutputTracker, MapStatus};
+
+/// How often the loop wakes up without events to check executor liveness.
+const LIVENESS_POLL: Duration = Duration::from_millis(50);
+
+struct RunningTask {
+    /// Index of the stage in the graph.
+    stage: usize,
+    partition: usize,
+    attempt: usize,
+    stage_attempt: usize,
+    executor: usize,
+    cancelled: Arc<AtomicBool>,
+}
+
+struct TaskEvent {
+    uid: u64,
+    result: Result<TaskOutput>,
+    duration: Duration,
+}
+
+pub(crate) struct DagScheduler<'a> {
+    graph: &'a StageGraph,
+    cluster: &'a LocalCluster,
+    ctx: &'a JobContext,
+    job: usize,
+    tracker: Arc<MapOutputTracker>,
+    runs: Vec<StageRun>,
+    /// Child stage indices of each stage index.
+    children: Vec<Vec<usize>>,
+    /// Parent stage indices of each stage index.
+    parents: Vec<Vec<usize>>,
+    results: Vec<Option<Vec<RecordBatch>>>,
+    queue: VecDeque<(usize, usize)>,
+    running: HashMap<u64, RunningTask>,
+    next_uid: u64,
+    /// Running tasks per executor.
+    busy: Vec<usize>,
+    /// Executors the scheduler has handled as lost.
+    dead: Vec<bool>,
+    tx: Sender<TaskEvent>,
+    rx: Receiver<TaskEvent>,
+    metrics: Vec<StageMetrics>,
+    executors_lost: Vec<usize>,
+    started: Instant,
+}
+
+impl<'a> DagScheduler<'a> {
+    pub fn new(
+        graph: &'a StageGraph,
+        cluster: &'a LocalCluster,
+        ctx: &'a JobContext,
+    ) -> Result<Self> {
+        let (parents, children) = validate(graph)?;
+        let (tx, rx) = channel();
+        let executors = cluster.executors().len();
+        let result_partitions = graph.stages.last().map_or(0, |s| s.partitions);
+        Ok(DagScheduler {
+            graph,
+            cluster,
+            ctx,
+            job: cluster.next_job_id(),
+            tracker: Arc::new(MapOutputTracker::new()),
+            runs: graph
+                .stages
+                .iter()
+                .map(|s| StageRun::new(s.partitions))
+                .collect(),
+            children,
+            parents,
+            results: (0..result_partitions).map(|_| None).collect(),
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            next_uid: 0,
+            busy: vec![0; executors],
+            dead: vec![false; executors],
+            tx,
+            rx,
+            metrics: graph
+                .stages
+                .iter()
+                .map(|s| StageMetrics {
+                    stage: s.id,
+                    partitions: s.partitions,
+                    attempts: 1,
+                    tasks: Vec::new(),
+                })
+                .collect(),
+            executors_lost: Vec::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs the job to completion or failure. Either way every task it started has ended
+    /// and the job's shuffle files are deleted when this returns.
+    pub fn run(mut self) -> Result<JobResult> {
+        let outcome = self.drive();
+        self.cancel_and_drain();
+        for executor in self.cluster.executors() {
+            executor.remove_job_files(self.job);
+        }
+        let metrics = self.job_metrics();
+        outcome.map(|batches| JobResult { batches, metrics })
+    }
+
+    fn drive(&mut self) -> Result<Vec<RecordBatch>> {
+        loop {
+            self.notice_dead_executors();
+            self.advance();
+            if self.results.iter().all(Option::is_some) {
+                return Ok(self
+                    .results
+                    .iter_mut()
+                    .flat_map(|r| r.take().unwrap_or_default())
+                    .collect());
+            }
+            self.launch();
+            if self.running.is_empty() {
+                return Err(self.stalled());
+            }
+            match self.rx.recv_timeout(LIVENESS_POLL) {
+                Ok(event) => self.handle(event)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(EmberError::Internal(
+                        "task event channel closed while the scheduler holds a sender".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Why nothing can run although the job is not done.
+    fn stalled(&self) -> EmberError {
+        if self.alive_executors() == 0 {
+            return EmberError::ExecutorLost {
+                executor: self.executors_lost.last().copied().unwrap_or(0),
+                message: format!(
+                    "all {} executors are lost; job {} cannot continue",
+                    self.dead.len(),
+                    self.job
+                ),
+            };
+        }
+        let states: Vec<String> = self
+            .graph
+            .stages
+            .iter()
+            .zip(&self.runs)
+            .map(|(s, r)| format!("stage {}: {:?}", s.id, r.state))
+            .collect();
+        EmberError::Internal(format!(
+            "job {} stalled with no task to run ({})",
+            self.job,
+            states.join(", ")
+        ))
+    }
+
+    fn alive_executors(&self) -> usize {
+        self.dead.iter().filter(|d| !**d).count()
+    }
+
+    /// Partitions of stage `i` without output.
+    fn missing(&self, i: usize) -> Vec<usize> {
+        let stage = &self.graph.stages[i];
+        match stage.output {
+            StageOutput::Shuffle(_) => self.tracker.missing_partitions(stage.id, stage.partitions),
+            StageOutput::Result => (0..self.results.len())
+                .filter(|p| self.results[*p].is_none())
+                .collect(),
+        }
+    }
+
+    fn is_missing(&self, i: usize, partition: usize) -> bool {
+        let stage = &self.graph.stages[i];
+        match stage.output {
+            StageOutput::Shuffle(_) => self.tracker.get(stage.id, partition).is_none(),
+            StageOutput::Result => self.results.get(partition).is_some_and(Option::is_none),
+        }
+    }
+
+    /// Re-derives every stage's state (see the diagram in `stage.rs`) and queues the missing
+    /// partitions of stages that can run.
+    fn advance(&mut self) {
+        let n = self.graph.stages.len();
+        let missing: Vec<Vec<usize>> = (0..n).map(|i| self.missing(i)).collect();
+        // A stage is needed if it is incomplete and the result stage depends on it through
+        // incomplete stages; completed children never need their parents again.
+        let mut needed = vec![false; n];
+        for i in (0..n).rev() {
+            needed[i] = !missing[i].is_empty()
+                && (i == n - 1 || self.children[i].iter().any(|&c| needed[c]));
+        }
+        for i in 0..n {
+            if self.runs[i].state == StageState::Failed {
+                continue;
+            }
+            let state = if missing[i].is_empty() {
+                StageState::Available
+            } else if needed[i] && self.parents[i].iter().all(|&p| missing[p].is_empty()) {
+                StageState::Running
+            } else {
+                StageState::Waiting
+            };
+            self.runs[i].state = state;
+            if state == StageState::Running {
+                for &p in &missing[i] {
+                    if self.runs[i].in_flight.insert(p) {
+                        self.queue.push_back((i, p));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts queued tasks on free slots. Tasks of stages that stopped running (a parent
+    /// lost output meanwhile) or whose output appeared are dropped from the queue;
+    /// `advance` queues them again when they can run.
+    fn launch(&mut self) {
+        let mut waiting = VecDeque::new();
+        while let Some((i, p)) = self.queue.pop_front() {
+            if self.runs[i].state != StageState::Running || !self.is_missing(i, p) {
+                self.runs[i].in_flight.remove(&p);
+                continue;
+            }
+            match self.pick_executor(i, p) {
+                Some(e) => self.spawn(i, p, e),
+                None => waiting.push_back((i, p)),
+            }
+        }
+        self.queue = waiting;
+    }
+
+    /// A live executor with a free slot, preferring ones this task has not failed on and
+    /// then the least busy. Falls back to an executor it failed on only when every live
+    /// executor is one.
+    fn pick_executor(&self, i: usize, p: usize) -> Option<usize> {
+        let failed_on: Vec<usize> = self.runs[i].failed_on(p).collect();
+        let executors = self.cluster.executors();
+        let free = |e: usize| !self.dead[e] && self.busy[e] < executors[e].cores();
+        let least_busy = |candidates: &mut dyn Iterator<Item = usize>| {
+            candidates.min_by_key(|&e| (self.busy[e] * 1024 / executors[e].cores(), e))
+        };
+        let fresh =
+            least_busy(&mut (0..executors.len()).filter(|&e| free(e) && !failed_on.contains(&e)));
+        if fresh.is_some() {
+            return fresh;
+        }
+        let all_alive_failed = (0..executors.len())
+            .filter(|&e| !self.dead[e])
+            .all(|e| failed_on.contains(&e));
+        if all_alive_failed {
+            least_busy(&mut (0..executors.len()).filter(|&e| free(e)))
+        } else {
+            None
+        }
+    }
+
+    fn spawn(&mut self, i: usize, partition: usize, executor: usize) {
+        let stage = &self.graph.stages[i];
+        let run = &mut self.runs[i];
+        let attempt = run.next_task_attempt[partition];
+        run.next_task_attempt[partition] += 1;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let spec = TaskSpec {
+            info: TaskInfo {
+                job: self.job,
+                stage: stage.id,
+                partition,
+                attempt,
+                executor,
+            },
+            plan: stage.plan.clone(),
+            output: stage.output.clone(),
+            executor: self.cluster.executors()[executor].clone(),
+            functions: self.ctx.functions.clone(),
+            tracker: self.tracker.clone(),
+            batch_size: self.ctx.config.batch_size,
+            hook: self.ctx.hook.clone(),
+            cancelled: cancelled.clone(),
+        };
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        self.running.insert(
+            uid,
+            RunningTask {
+                stage: i,
+                partition,
+                attempt,
+                stage_attempt: run.attempt,
+                executor,
+                cancelled,
+            },
+        );
+        self.busy[executor] += 1;
+        let tx = self.tx.clone();
+        self.cluster.pool().spawn(move || {
+            let start = Instant::now();
+            let result =
+                catch_unwind(AssertUnwindSafe(|| run_task(&spec))).unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_string());
+                    Err(EmberError::Internal(format!(
+                        "task {}.{} (attempt {}) panicked: {what}",
+                        spec.info.stage, spec.info.partition, spec.info.attempt
+                    )))
+                });
+            // The receiver only goes away after every running task has reported.
+            let _ = tx.send(TaskEvent {
+                uid,
+                result,
+                duration: start.elapsed(),
+            });
+        });
+    }
+
+    fn handle(&mut self, event: TaskEvent) -> Result<()> {
+        let task = self
+            .running
+            .remove(&event.uid)
+            .ok_or_else(|| EmberError::Internal(format!("event for unknown task {}", event.uid)))?;
+        self.busy[task.executor] -= 1;
+        self.runs[task.stage].in_flight.remove(&task.partition);
+        let executor_lost =
+            self.dead[task.executor] || !self.cluster.executors()[task.executor].is_alive();
+        let record = |this: &mut Self, rows: usize, bytes: u64, status: TaskStatus| {
+            this.metrics[task.stage].tasks.push(TaskMetrics {
+                partition: task.partition,
+                attempt: task.attempt,
+                stage_attempt: task.stage_attempt,
+                executor: task.executor,
+                duration: event.duration,
+                rows,
+                bytes,
+                status,
+            });
+        };
+        match event.result {
+            Ok(TaskOutput::Map(_)) if executor_lost => {
+                record(self, 0, 0, TaskStatus::ExecutorLost);
+            }
+            Ok(output) => {
+                let (rows, bytes) = (output.rows(), output.bytes());
+                let stage_id = self.graph.stages[task.stage].id;
+                match output {
+                    TaskOutput::Map(out) => self.tracker.register(
+                        stage_id,
+                        task.partition,
+                        MapStatus {
+                            executor: task.executor,
+                            attempt: task.attempt,
+                            blocks: out.blocks,
+                        },
+                    ),
+                    TaskOutput::Result(batches) => {
+                        if let Some(slot) = self.results.get_mut(task.partition) {
+                            slot.get_or_insert(batches);
+                        }
+                    }
+                }
+                record(self, rows, bytes, TaskStatus::Succeeded);
+            }
+            Err(error) => match error.root() {
+                EmberError::FetchFailed {
+                    stage,
+                    map_partition,
+                    ..
+                } => {
+                    let (map_stage, map_partition) = (*stage, *map_partition);
+                    record(
+                        self,
+                        0,
+                        0,
+                        TaskStatus::FetchFailed {
+                            map_stage,
+                            map_partition,
+                        },
+                    );
+                    self.on_fetch_failed(&task, map_stage, map_partition, error)?;
+                }
+                EmberError::ExecutorLost { executor, .. } => {
+                    let executor = *executor;
+                    record(self, 0, 0, TaskStatus::ExecutorLost);
+                    self.on_executor_lost(executor);
+                }
+                _ if executor_lost => record(self, 0, 0, TaskStatus::ExecutorLost),
+                _ if task.cancelled.load(Ordering::SeqCst) => {
+                    record(self, 0, 0, TaskStatus::Cancelled)
+                }
+                _ => {
+                    record(self, 0, 0, TaskStatus::Failed(error.to_string()));
+                    self.on_task_failed(&task, error)?;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// A reducer could not read a block: forget that map output (so `advance` recomputes
+    /// exactly that partition before re-running the reducer) and count a failed attempt of
+    /// the reducing stage.
+    fn on_fetch_failed(
+        &mut self,
+        task: &RunningTask,
+        map_stage: usize,
+        map_partition: usize,
+        error: EmberError,
+    ) -> Result<()> {
+        let stage_id = self.graph.stages[task.stage].id;
+        let is_parent = self.parents[task.stage]
+            .iter()
+            .any(|&p| self.graph.stages[p].id == map_stage);
+        if !is_parent {
+            self.runs[task.stage].state = StageState::Failed;
+            return Err(error.context(format!(
+                "internal error: stage {stage_id} reported a fetch failure for stage \
+                 {map_stage}, which is not one of its parents"
+            )));
+        }
+        self.tracker.unregister(map_stage, map_partition);
+        let run = &mut self.runs[task.stage];
+        // Reducers of the same stage attempt failing on the same loss count once.
+        if task.stage_attempt == run.attempt {
+            run.attempt += 1;
+            run.fetch_failed_attempts += 1;
+            self.metrics[task.stage].attempts = run.attempt + 1;
+            let max = self.ctx.config.max_stage_attempts;
+            if run.fetch_failed_attempts >= max {
+                run.state = StageState::Failed;
+                return Err(error.context(format!(
+                    "stage {stage_id} failed: {max} attempts hit fetch failures \
+                     (ember.stage.maxConsecutiveAttempts = {max})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A task failed on its own: retry it (elsewhere if possible), or fail the job with the
+    /// reason of every attempt once it has failed `max_task_failures` times. Errors that a
+    /// retry cannot fix (bad SQL, planning, unsupported features, configuration) fail the
+    /// job at once.
+    fn on_task_failed(&mut self, task: &RunningTask, error: EmberError) -> Result<()> {
+        let stage_id = self.graph.stages[task.stage].id;
+        let deterministic = matches!(
+            error.root(),
+            EmberError::Sql(_)
+                | EmberError::Plan(_)
+                | EmberError::NotImplemented(_)
+                | EmberError::Config(_)
+        );
+        let run = &mut self.runs[task.stage];
+        let failures = &mut run.failures[task.partition];
+        failures.push(AttemptFailure {
+            attempt: task.attempt,
+            executor: task.executor,
+            error,
+        });
+        let max = self.ctx.config.max_task_failures;
+        if !deterministic && failures.len() < max {
+            return Ok(());
+        }
+        let count = failures.len();
+        let report = run.failure_report(task.partition);
+        run.state = StageState::Failed;
+        let last = run.failures[task.partition]
+            .pop()
+            .map(|f| f.error)
+            .ok_or_else(|| EmberError::Internal("failure list emptied".into()))?;
+        let why = if deterministic {
+            "failed with an error a retry cannot fix".to_string()
+        } else {
+            format!("failed {count} times (ember.task.maxFailures = {max})")
+        };
+        Err(last.context(format!(
+            "job {} aborted: task {stage_id}.{} {why}; attempts: {report}",
+            self.job, task.partition
+        )))
+    }
+
+    /// Checks every executor's liveness; each newly dead one is handled once.
+    fn notice_dead_executors(&mut self) {
+        for e in 0..self.dead.len() {
+            if !self.dead[e] && !self.cluster.executors()[e].is_alive() {
+                self.on_executor_lost(e);
+            }
+        }
+    }
+
+    /// Forgets everything the executor held and stops its tasks; `advance` then
+    /// recomputes only the lost map partitions that are still needed.
+    fn on_executor_lost(&mut self, executor: usize) {
+        if self.dead.get(executor).copied().unwrap_or(true) {
+            return;
+        }
+        self.dead[executor] = true;
+        self.executors_lost.push(executor);
+        self.tracker.unregister_executor(executor);
+        for task in self.running.values().filter(|t| t.executor == executor) {
+            task.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops every running task and waits until all have reported, so no task writes into
+    /// the job's shuffle dirs after they are removed.
+    fn cancel_and_drain(&mut self) {
+        for task in self.running.values() {
+            task.cancelled.store(true, Ordering::SeqCst);
+        }
+        while !self.running.is_empty() {
+            match self.rx.recv() {
+                Ok(event) => {
+                    if let Some(task) = self.running.remove(&event.uid) {
+                        self.busy[task.executor] -= 1;
+                        let status = match event.result {
+                            Ok(_) => TaskStatus::Succeeded,
+                            Err(_) => TaskStatus::Cancelled,
+                        };
+                        // A task that finished anyway still did the work; record it.
+                        self.metrics[task.stage].tasks.push(TaskMetrics {
+                            partition: task.partition,
+                            attempt: task.attempt,
+                            stage_attempt: task.stage_attempt,
+                            executor: task.executor,
+                            duration: event.duration,
+                            rows: 0,
+                            bytes: 0,
+                            status,
+                        });
+                    }
+                }
+                // Cannot happen while we hold a sender; stop waiting rather than spin.
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn job_metrics(&self) -> JobMetrics {
+        JobMetrics {
+            job: self.job,
+            duration: self.started.elapsed(),
+            stages: self.metrics.clone(),
+            executors_lost: self.executors_lost.clone(),
+        }
+    }
+}
+
+/// Checks the graph's shape and returns each stage's parent and child indices.
+#[allow(clippy::type_complexity)]
+fn validate(graph: &StageGraph) -> Result<(Vec<Vec<usize>>, Vec<Vec<usize>>)> {
+    let n = graph.stages.len();
+    if n == 0 {
+        return Err(EmberError::Internal("stage graph has no stages".into()));
+    }
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    let mut parents = vec![Vec::new(); n];
+    let mut children = vec![Vec::new(); n];
+    for (i, stage) in graph.stages.iter().enumerate() {
+        let is_last = i == n - 1;
+        match (&stage.output, is_last) {
+            (StageOutput::Result, true) | (StageOutput::Shuffle(_), false) => {}
+            (StageOutput::Result, false) => {
+                return Err(EmberError::Internal(format!(
+                    "stage {} is a result stage but not the last stage",
+                    stage.id
+                )))
+            }
+            (StageOutput::Shuffle(_), true) => {
+                return Err(EmberError::Internal(format!(
+                    "the last stage {} writes a shuffle instead of the result",
+                    stage.id
+                )))
+            }
+        }
+        for parent in &stage.parents {
+            let p = *index.get(parent).ok_or_else(|| {
+                EmberError::Internal(format!(
+                    "stage {} reads stage {parent}, which does not come before it",
+                    stage.id
+                ))
+            })?;
+            parents[i].push(p);
+            children[p].push(i);
+        }
+        if index.insert(stage.id, i).is_some() {
+            return Err(EmberError::Internal(format!(
+                "duplicate stage id {}",
+                stage.id
+            )));
+        }
+    }
+    Ok((parents, children))
+}

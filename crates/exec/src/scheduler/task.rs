@@ -1,0 +1,122 @@
+//! One task: one partition of one stage, run on an executor's slot.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+use ember_planner::physical::PhysicalPlan;
+use ember_planner::stages::StageOutput;
+use ember_planner::{EmberError, Result};
+
+use crate::context::TaskContext;
+use crate::executor::LocalExecutor;
+use crate::operators;
+use crate::shuffle::reader::TrackerShuffleReader;
+use crate::shuffle::tracker::MapOutputTracker;
+use crate::shuffle::writer::{write_map_output, MapOutput};
+use crate::shuffle::Partitioner;
+use crate::udf::FunctionRegistry;
+
+/// Which task attempt is about to run, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub job: usize,
+    pub stage: usize,
+    pub partition: usize,
+    pub attempt: usize,
+    pub executor: usize,
+}
+
+/// Called on the executor right before every task attempt runs. Fault injection uses it
+/// (fail an attempt, delete a shuffle block through the tracker); an error it returns fails
+/// the attempt exactly as if the task itself had raised it, so the recovery paths that run
+/// are the real ones.
+pub trait TaskHook: Send + Sync {
+    fn before_task(&self, task: &TaskInfo, tracker: &MapOutputTracker) -> Result<()>;
+}
+
+/// Everything a task needs, owned, so it can move to a pool thread.
+pub(crate) struct TaskSpec {
+    pub info: TaskInfo,
+    pub plan: Arc<PhysicalPlan>,
+    pub output: StageOutput,
+    pub executor: Arc<LocalExecutor>,
+    pub functions: Arc<FunctionRegistry>,
+    pub tracker: Arc<MapOutputTracker>,
+    pub batch_size: usize,
+    pub hook: Option<Arc<dyn TaskHook>>,
+    pub cancelled: Arc<AtomicBool>,
+}
+
+/// What a successful task hands back to the driver.
+#[derive(Debug)]
+pub(crate) enum TaskOutput {
+    /// Blocks written by a map task (registered by the driver, not the task).
+    Map(MapOutput),
+    /// A result partition's rows.
+    Result(Vec<RecordBatch>),
+}
+
+impl TaskOutput {
+    pub fn rows(&self) -> usize {
+        match self {
+            TaskOutput::Map(m) => m.rows,
+            TaskOutput::Result(batches) => batches.iter().map(|b| b.num_rows()).sum(),
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        match self {
+            TaskOutput::Map(m) => m.bytes,
+            TaskOutput::Result(_) => 0,
+        }
+    }
+}
+
+/// Runs the task's pipeline and delivers its output. Errors keep their type (a fetch
+/// failure stays `FetchFailed`), because the scheduler's recovery depends on it.
+pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
+    let info = &spec.info;
+    spec.executor.check_alive()?;
+    if let Some(hook) = &spec.hook {
+        hook.before_task(info, &spec.tracker)?;
+    }
+    let ctx = Arc::new(TaskContext {
+        stage: info.stage,
+        partition: info.partition,
+        attempt: info.attempt,
+        batch_size: spec.batch_size,
+        functions: spec.functions.clone(),
+        shuffle: Arc::new(TrackerShuffleReader::new(spec.tracker.clone())),
+        cancelled: spec.cancelled.clone(),
+    });
+    let input = operators::execute(&spec.plan, info.partition, &ctx)?;
+    let output = match &spec.output {
+        StageOutput::Shuffle(kind) => {
+            let partitioner =
+                Partitioner::try_new(kind, info.partition, spec.plan.schema(), &spec.functions)?;
+            let dir = spec.executor.job_shuffle_dir(info.job);
+            TaskOutput::Map(write_map_output(input, partitioner, &dir, &ctx)?)
+        }
+        StageOutput::Result => {
+            let mut batches = Vec::new();
+            for batch in input {
+                if ctx.is_cancelled() {
+                    return Err(EmberError::Execution(format!(
+                        "task {}.{} (attempt {}) was cancelled",
+                        info.stage, info.partition, info.attempt
+                    )));
+                }
+                let batch = batch?;
+                if batch.num_rows() > 0 {
+                    batches.push(batch);
+                }
+            }
+            TaskOutput::Result(batches)
+        }
+    };
+    // Output made on an executor that died meanwhile is not trusted (its files are gone).
+    spec.executor.check_alive()?;
+    Ok(output)
+}

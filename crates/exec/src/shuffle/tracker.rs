@@ -1,0 +1,121 @@
+//! The driver's record of where every map output lives.
+//!
+//! A map task's blocks are only trusted once the task has succeeded and the driver has
+//! registered them here; reducers look blocks up here, never by listing directories. When an
+//! executor is lost or a fetch fails, the affected entries are removed, and "which map
+//! partitions of stage S are missing" — the scheduler's recomputation work list — is simply
+//! the partitions without an entry.
+
+use std::collections::BTreeMap;
+
+use ember_storage::shuffle::BlockMeta;
+use parking_lot::RwLock;
+
+/// The registered output of one successful map task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapStatus {
+    /// The executor that holds the blocks (they die with it).
+    pub executor: usize,
+    /// The task attempt that wrote them.
+    pub attempt: usize,
+    /// One entry per reduce bucket; `None` for a bucket that received no rows (no block was
+    /// written, and reading it yields nothing).
+    pub blocks: Vec<Option<BlockMeta>>,
+}
+
+impl MapStatus {
+    pub fn rows(&self) -> usize {
+        self.blocks.iter().flatten().map(|b| b.rows).sum()
+    }
+}
+
+/// (stage, map partition) → [`MapStatus`], shared by the scheduler and every shuffle reader
+/// of a job.
+#[derive(Debug, Default)]
+pub struct MapOutputTracker {
+    outputs: RwLock<BTreeMap<(usize, usize), MapStatus>>,
+}
+
+impl MapOutputTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the output of a successful map task, replacing any earlier registration.
+    pub fn register(&self, stage: usize, map_partition: usize, status: MapStatus) {
+        self.outputs.write().insert((stage, map_partition), status);
+    }
+
+    pub fn get(&self, stage: usize, map_partition: usize) -> Option<MapStatus> {
+        self.outputs.read().get(&(stage, map_partition)).cloned()
+    }
+
+    /// Forgets one map output (its blocks could not be read). Returns whether it was
+    /// registered.
+    pub fn unregister(&self, stage: usize, map_partition: usize) -> bool {
+        self.outputs
+            .write()
+            .remove(&(stage, map_partition))
+            .is_some()
+    }
+
+    /// Forgets every output held by `executor` (it was lost). Returns the (stage, map
+    /// partition) pairs that are now missing, in order.
+    pub fn unregister_executor(&self, executor: usize) -> Vec<(usize, usize)> {
+        let mut outputs = self.outputs.write();
+        let lost: Vec<(usize, usize)> = outputs
+            .iter()
+            .filter(|(_, s)| s.executor == executor)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &lost {
+            outputs.remove(key);
+        }
+        lost
+    }
+
+    /// Map partitions of `stage` (of `partitions`) with no registered output, ascending.
+    pub fn missing_partitions(&self, stage: usize, partitions: usize) -> Vec<usize> {
+        let outputs = self.outputs.read();
+        (0..partitions)
+            .filter(|p| !outputs.contains_key(&(stage, *p)))
+            .collect()
+    }
+
+    pub fn is_complete(&self, stage: usize, partitions: usize) -> bool {
+        let outputs = self.outputs.read();
+        (0..partitions).all(|p| outputs.contains_key(&(stage, p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(executor: usize) -> MapStatus {
+        MapStatus {
+            executor,
+            attempt: 0,
+            blocks: vec![None],
+        }
+    }
+
+    #[test]
+    fn tracks_missing_partitions_through_losses() {
+        let t = MapOutputTracker::new();
+        assert_eq!(t.missing_partitions(0, 3), vec![0, 1, 2]);
+        t.register(0, 0, status(0));
+        t.register(0, 1, status(1));
+        t.register(0, 2, status(0));
+        t.register(1, 0, status(0));
+        assert!(t.is_complete(0, 3));
+
+        assert!(t.unregister(0, 1));
+        assert!(!t.unregister(0, 1));
+        assert_eq!(t.missing_partitions(0, 3), vec![1]);
+
+        assert_eq!(t.unregister_executor(0), vec![(0, 0), (0, 2), (1, 0)]);
+        assert_eq!(t.missing_partitions(0, 3), vec![0, 1, 2]);
+        assert!(t.get(1, 0).is_none());
+    }
+}

@@ -1,0 +1,137 @@
+//! The map side of a shuffle: split a task's output into buckets and write one block file
+//! per non-empty bucket.
+
+use std::path::Path;
+
+use arrow::compute::concat_batches;
+use arrow::record_batch::RecordBatch;
+
+use ember_planner::table::BatchIter;
+use ember_planner::{EmberError, Result};
+use ember_storage::shuffle::{block_path, write_block, BlockMeta};
+
+use super::partitioner::Partitioner;
+use crate::context::TaskContext;
+
+/// What a map task produced: one optional block per reduce bucket.
+#[derive(Debug, Clone)]
+pub struct MapOutput {
+    pub blocks: Vec<Option<BlockMeta>>,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+/// Drains `input` (the stage pipeline for `ctx.partition`), buckets its rows with
+/// `partitioner`, and writes the buckets under `dir`. File names carry the attempt, so a
+/// retried or recomputed task never overwrites a block another reader may be using.
+///
+/// All of the partition's rows are buffered until the input ends (a block is written in one
+/// piece); small pieces of a bucket are merged into batches of about `ctx.batch_size` rows so
+/// that reducers do not get thousands of tiny batches.
+pub fn write_map_output(
+    input: BatchIter,
+    mut partitioner: Partitioner,
+    dir: &Path,
+    ctx: &TaskContext,
+) -> Result<MapOutput> {
+    let buckets = partitioner.num_buckets();
+    let mut pieces: Vec<Vec<RecordBatch>> = vec![Vec::new(); buckets];
+    for batch in input {
+        if ctx.is_cancelled() {
+            return Err(EmberError::Execution(format!(
+                "task {}.{} (attempt {}) was cancelled",
+                ctx.stage, ctx.partition, ctx.attempt
+            )));
+        }
+        for (bucket, piece) in partitioner.partition(&batch?)? {
+            pieces[bucket].push(piece);
+        }
+    }
+    let mut output = MapOutput {
+        blocks: Vec::with_capacity(buckets),
+        rows: 0,
+        bytes: 0,
+    };
+    for (bucket, bucket_pieces) in pieces.into_iter().enumerate() {
+        let Some(first) = bucket_pieces.first() else {
+            output.blocks.push(None);
+            continue;
+        };
+        let schema = first.schema();
+        let batches = coalesce(&schema, bucket_pieces, ctx.batch_size)?;
+        let path = block_path(dir, ctx.stage, ctx.partition, bucket, ctx.attempt);
+        let meta = write_block(&path, &schema, &batches)?;
+        output.rows += meta.rows;
+        output.bytes += meta.bytes;
+        output.blocks.push(Some(meta));
+    }
+    Ok(output)
+}
+
+/// Merges runs of small batches into batches of at least `target` rows (the last may be
+/// smaller); batches already that large pass through untouched.
+fn coalesce(
+    schema: &arrow::datatypes::SchemaRef,
+    pieces: Vec<RecordBatch>,
+    target: usize,
+) -> Result<Vec<RecordBatch>> {
+    let target = target.max(1);
+    let mut out = Vec::new();
+    let mut group: Vec<RecordBatch> = Vec::new();
+    let mut group_rows = 0;
+    let flush = |group: &mut Vec<RecordBatch>, out: &mut Vec<RecordBatch>| -> Result<()> {
+        match group.len() {
+            0 => {}
+            1 => out.extend(group.drain(..)),
+            _ => {
+                out.push(concat_batches(schema, group.iter())?);
+                group.clear();
+            }
+        }
+        Ok(())
+    };
+    for piece in pieces {
+        group_rows += piece.num_rows();
+        group.push(piece);
+        if group_rows >= target {
+            flush(&mut group, &mut out)?;
+            group_rows = 0;
+        }
+    }
+    flush(&mut group, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int32Array::from_iter_values(0..n as i32))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn coalesce_merges_small_pieces_and_keeps_order() {
+        let pieces = vec![batch(3), batch(3), batch(10), batch(2), batch(1)];
+        let schema = pieces[0].schema();
+        let out = coalesce(&schema, pieces, 5).unwrap();
+        let sizes: Vec<usize> = out.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, vec![6, 10, 3]);
+        let first = out[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        assert_eq!(first.values().to_vec(), vec![0, 1, 2, 0, 1, 2]);
+    }
+}
