@@ -1,0 +1,154 @@
+//! Filter: keeps the rows where the predicate is true (NULL counts as false).
+//!
+//! Selective predicates leave many tiny batches, which make every operator above pay its
+//! per-batch overhead again and again; survivors are therefore copied straight into
+//! batches of about `ctx.batch_size` rows (Arrow's `BatchCoalescer`).
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::BatchCoalescer;
+
+use ember_planner::expr::Expr;
+use ember_planner::physical::PhysicalPlan;
+use ember_planner::table::BatchIter;
+use ember_planner::Result;
+
+use crate::context::TaskContext;
+use crate::expr::{create_physical_expr, evaluate_predicate, PhysicalExprRef};
+
+pub fn execute_filter(
+    input: &Arc<PhysicalPlan>,
+    predicate: &Expr,
+    partition: usize,
+    ctx: &Arc<TaskContext>,
+) -> Result<BatchIter> {
+    let predicate = create_physical_expr(predicate, input.schema(), &ctx.functions)?;
+    let schema = input.schema().to_arrow_ref();
+    let batch_size = ctx.batch_size.max(1);
+    Ok(Box::new(FilterIter {
+        input: super::execute(input, partition, ctx)?,
+        predicate,
+        // Batches already half the target size pass through without a copy.
+        coalescer: BatchCoalescer::new(schema, batch_size)
+            .with_biggest_coalesce_batch_size(Some(batch_size / 2)),
+        finished: false,
+    }))
+}
+
+struct FilterIter {
+    input: BatchIter,
+    predicate: PhysicalExprRef,
+    coalescer: BatchCoalescer,
+    finished: bool,
+}
+
+impl FilterIter {
+    fn filter(&mut self, batch: RecordBatch) -> Result<()> {
+        let mask = evaluate_predicate(self.predicate.as_ref(), &batch)?;
+        self.coalescer.push_batch_with_filter(batch, &mask)?;
+        Ok(())
+    }
+}
+
+impl Iterator for FilterIter {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(b) = self.coalescer.next_completed_batch() {
+                return Some(Ok(b));
+            }
+            if self.finished {
+                return None;
+            }
+            match self.input.next() {
+                Some(Ok(batch)) => {
+                    if let Err(e) = self.filter(batch) {
+                        self.finished = true;
+                        return Some(Err(e));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+                None => {
+                    self.finished = true;
+                    if let Err(e) = self.coalescer.finish_buffered_batch() {
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, BooleanArray, Int64Array};
+    use ember_planner::expr::{col, lit};
+
+    use super::super::test_util::*;
+    use super::*;
+
+    fn flagged(values: &[i64], flags: &[Option<bool>]) -> RecordBatch {
+        batch(vec![
+            ("v", Arc::new(Int64Array::from(values.to_vec())) as ArrayRef),
+            (
+                "keep",
+                Arc::new(BooleanArray::from(flags.to_vec())) as ArrayRef,
+            ),
+        ])
+    }
+
+    #[test]
+    fn keeps_true_rows_and_drops_false_and_null() {
+        let scan = mem_scan(vec![vec![
+            flagged(&[1, 2, 3], &[Some(true), Some(false), None]),
+            flagged(&[4, 5], &[Some(true), Some(true)]),
+        ]]);
+        let plan = Arc::new(PhysicalPlan::Filter {
+            input: scan,
+            predicate: col("keep"),
+        });
+        let out = collect(&plan, 0);
+        assert_eq!(int_column(&out, 0), vec![Some(1), Some(4), Some(5)]);
+        // Tiny survivors are coalesced into one batch.
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn output_batches_respect_the_target_size() {
+        let batches: Vec<RecordBatch> = (0..10)
+            .map(|i| flagged(&[i, i + 100], &[Some(true), Some(false)]))
+            .collect();
+        let plan = Arc::new(PhysicalPlan::Filter {
+            input: mem_scan(vec![batches]),
+            predicate: col("keep"),
+        });
+        let out = collect_with(&plan, 0, &test_ctx_with_batch_size(4));
+        let sizes: Vec<usize> = out.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
+        assert_eq!(int_column(&out, 0), (0..10).map(Some).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn constant_false_predicate_yields_no_rows() {
+        let plan = Arc::new(PhysicalPlan::Filter {
+            input: mem_scan(vec![vec![flagged(&[1], &[Some(true)])]]),
+            predicate: lit(false),
+        });
+        assert_eq!(row_count(&collect(&plan, 0)), 0);
+    }
+
+    #[test]
+    fn non_boolean_predicate_is_an_error() {
+        let plan = Arc::new(PhysicalPlan::Filter {
+            input: mem_scan(vec![vec![flagged(&[1], &[Some(true)])]]),
+            predicate: col("v"),
+        });
+        let mut it = super::super::execute(&plan, 0, &test_ctx()).unwrap();
+        assert!(it.next().unwrap().is_err());
+    }
+}
