@@ -32,7 +32,15 @@ impl Expr {
             | Expr::Like { .. }
             | Expr::InSubquery { .. }
             | Expr::Exists { .. } => Boolean,
-            Expr::Negative(e) => e.data_type(schema)?,
+            Expr::Negative(e) => {
+                let t = e.data_type(schema)?;
+                // Only types with a numeric negation; `-date` or `-'abc'` is a plan error
+                // here rather than a failure in the middle of a query.
+                if !(types::is_numeric(&t) || matches!(t, Null | Interval(_) | Duration(_))) {
+                    return Err(EmberError::Plan(format!("cannot negate {t} in {self}")));
+                }
+                t
+            }
             Expr::Case {
                 when_then,
                 else_expr,

@@ -190,25 +190,46 @@ fn arithmetic_types(l: &DataType, op: Operator, r: &DataType) -> Option<(DataTyp
     let lt = decimal(p1 as usize, s1);
     let rt = decimal(p2 as usize, s2);
     let (p1, s1, p2, s2) = (p1 as i32, s1 as i32, p2 as i32, s2 as i32);
-    let result = match op {
+    // Spark's rules (DecimalPrecision with allowPrecisionLoss): the exact result type, then
+    // shrunk to 38 digits by giving up fractional digits (but keeping at least 6).
+    let (precision, scale) = match op {
         Operator::Plus | Operator::Minus => {
             let s = s1.max(s2);
-            decimal(((p1 - s1).max(p2 - s2) + s + 1) as usize, s as i8)
+            ((p1 - s1).max(p2 - s2) + s + 1, s)
         }
-        Operator::Multiply => decimal((p1 + p2 + 1) as usize, (s1 + s2) as i8),
-        // Division keeps at least 6 fractional digits (as Spark and DataFusion do); operands
-        // are divided as Float64-free fixed point by the executor.
+        Operator::Multiply => (p1 + p2 + 1, s1 + s2),
         Operator::Divide => {
-            let s = 6.max(s1 + p2 + 1).min(DECIMAL128_MAX_PRECISION as i32 / 2);
-            decimal((p1 - s1 + s2 + s) as usize, s as i8)
+            let s = 6.max(s1 + p2 + 1);
+            (p1 - s1 + s2 + s, s)
         }
         Operator::Modulo => {
             let s = s1.max(s2);
-            decimal(((p1 - s1).min(p2 - s2) + s) as usize, s as i8)
+            ((p1 - s1).min(p2 - s2) + s, s)
         }
         _ => return None,
     };
+    let result = adjust_decimal(precision, scale);
     Some((lt, rt, result))
+}
+
+/// Fits an exact decimal result type `(precision, scale)` into Decimal128: when it needs more
+/// than 38 digits, the integer digits are kept and the scale shrinks, but not below
+/// `min(scale, 6)` (Spark's `adjustPrecisionScale`), so `sum(a) / sum(b)` of two
+/// Decimal(38, 4) sums is Decimal(38, 6) rather than an unusable Decimal(38, 38).
+pub fn adjust_decimal(precision: i32, scale: i32) -> DataType {
+    const MAX: i32 = DECIMAL128_MAX_PRECISION as i32;
+    const MIN_ADJUSTED_SCALE: i32 = 6;
+    let precision = precision.max(1);
+    if precision <= MAX {
+        return DataType::Decimal128(precision as u8, scale as i8);
+    }
+    if scale < 0 {
+        return DataType::Decimal128(MAX as u8, scale.max(-MAX) as i8);
+    }
+    let int_digits = precision - scale;
+    let min_scale = scale.min(MIN_ADJUSTED_SCALE);
+    let scale = (MAX - int_digits).max(min_scale);
+    DataType::Decimal128(MAX as u8, scale as i8)
 }
 
 /// The result type of `SUM(x)`.
@@ -253,6 +274,38 @@ mod tests {
         let (lt, _, t) = binary_types(&Int64, Operator::Minus, &price).unwrap();
         assert_eq!(lt, Decimal128(19, 0));
         assert_eq!(t, Decimal128(22, 2));
+    }
+
+    /// The types TPC-H's money expressions get; the executor must produce exactly these.
+    #[test]
+    fn tpch_money_expressions_have_spark_types() {
+        let price = Decimal128(15, 2);
+        // l_extendedprice * (1 - l_discount)
+        let (_, _, one_minus) = binary_types(&Int64, Operator::Minus, &price).unwrap();
+        let (_, _, volume) = binary_types(&price, Operator::Multiply, &one_minus).unwrap();
+        assert_eq!(volume, Decimal128(38, 4));
+        // ... * (1 + l_tax): 61 digits needed, 38 kept with 6 fractional ones.
+        let (_, _, charge) = binary_types(&volume, Operator::Multiply, &one_minus).unwrap();
+        assert_eq!(charge, Decimal128(38, 6));
+        // sum(volume) / sum(volume)
+        let sum = sum_type(&volume).unwrap();
+        let (_, _, share) = binary_types(&sum, Operator::Divide, &sum).unwrap();
+        assert_eq!(share, Decimal128(38, 6));
+        // 100.00 * sum(..) / sum(..)
+        let (_, _, scaled) = binary_types(&Decimal128(5, 2), Operator::Multiply, &sum).unwrap();
+        assert_eq!(scaled, Decimal128(38, 6));
+        let (_, _, pct) = binary_types(&scaled, Operator::Divide, &sum).unwrap();
+        assert_eq!(pct, Decimal128(38, 6));
+        // Small operands keep the exact type: at least 6 fractional digits for division.
+        let (_, _, q) = binary_types(&price, Operator::Divide, &Decimal128(2, 1)).unwrap();
+        assert_eq!(q, Decimal128(20, 6));
+    }
+
+    #[test]
+    fn adjust_decimal_keeps_integer_digits() {
+        assert_eq!(adjust_decimal(10, 2), Decimal128(10, 2));
+        assert_eq!(adjust_decimal(50, 20), Decimal128(38, 8));
+        assert_eq!(adjust_decimal(80, 3), Decimal128(38, 3));
     }
 
     #[test]
