@@ -81,15 +81,9 @@ pub fn execute(
             column,
             schema,
         } => unnest::execute_unnest(input, *column, schema, partition, ctx)?,
-        PhysicalPlan::HashJoin { .. } => {
-            return Err(EmberError::NotImplemented(
-                "hash join operator is not wired into execute yet".into(),
-            ))
-        }
+        PhysicalPlan::HashJoin { .. } => hash_join::execute_hash_join(plan, partition, ctx)?,
         PhysicalPlan::NestedLoopJoin { .. } => {
-            return Err(EmberError::NotImplemented(
-                "nested loop join operator is not wired into execute yet".into(),
-            ))
+            nested_loop_join::execute_nested_loop_join(plan, partition, ctx)?
         }
         PhysicalPlan::Exchange { input, kind } => match kind {
             ExchangeKind::Single | ExchangeKind::Broadcast => {
