@@ -326,7 +326,9 @@ pub enum Expr {
         negated: bool,
     },
     /// `*` or `t.*` in a projection, expanded by the planner.
-    Wildcard { qualifier: Option<String> },
+    Wildcard {
+        qualifier: Option<String>,
+    },
 }
 
 impl Expr {
@@ -490,9 +492,9 @@ impl Expr {
 
     /// Rebuilds this expression with each direct child replaced by `f(child)`.
     pub fn map_children<E>(self, f: &mut impl FnMut(Expr) -> Result<Expr, E>) -> Result<Expr, E> {
-        let bx = |e: Box<Expr>, f: &mut dyn FnMut(Expr) -> Result<Expr, E>| -> Result<Box<Expr>, E> {
-            Ok(Box::new(f(*e)?))
-        };
+        let bx = |e: Box<Expr>,
+                  f: &mut dyn FnMut(Expr) -> Result<Expr, E>|
+         -> Result<Box<Expr>, E> { Ok(Box::new(f(*e)?)) };
         Ok(match self {
             e @ (Expr::Column(_)
             | Expr::OuterColumn(..)
@@ -704,7 +706,9 @@ impl fmt::Display for Expr {
             Expr::Column(c) => write!(f, "{c}"),
             Expr::OuterColumn(c, _) => write!(f, "outer({c})"),
             Expr::Literal(v) => match v {
-                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => {
                     write!(f, "'{}'", s.replace('\'', "''"))
                 }
                 ScalarValue::Date32(Some(_)) => write!(f, "DATE '{v}'"),
@@ -797,7 +801,11 @@ impl fmt::Display for Expr {
                 if *negated { "NOT " } else { "" }
             ),
             Expr::Exists { negated, .. } => {
-                write!(f, "{}EXISTS (<subquery>)", if *negated { "NOT " } else { "" })
+                write!(
+                    f,
+                    "{}EXISTS (<subquery>)",
+                    if *negated { "NOT " } else { "" }
+                )
             }
             Expr::Wildcard { qualifier } => match qualifier {
                 Some(q) => write!(f, "{q}.*"),

@@ -22,7 +22,9 @@ pub fn aggregate_state_fields(
     name: &str,
 ) -> Result<Vec<Field>> {
     Ok(match func {
-        AggregateFunction::Count => vec![Field::new(format!("{name}[count]"), DataType::Int64, false)],
+        AggregateFunction::Count => {
+            vec![Field::new(format!("{name}[count]"), DataType::Int64, false)]
+        }
         AggregateFunction::Sum => vec![Field::new(
             format!("{name}[sum]"),
             types::sum_type(arg_type)?,
@@ -33,7 +35,11 @@ pub fn aggregate_state_fields(
             Field::new(format!("{name}[count]"), DataType::Int64, false),
         ],
         AggregateFunction::Min | AggregateFunction::Max => {
-            vec![Field::new(format!("{name}[{}]", func.name()), arg_type.clone(), true)]
+            vec![Field::new(
+                format!("{name}[{}]", func.name()),
+                arg_type.clone(),
+                true,
+            )]
         }
     })
 }

@@ -199,7 +199,9 @@ impl PhysicalPlan {
 
     pub fn inputs(&self) -> Vec<&Arc<PhysicalPlan>> {
         match self {
-            PhysicalPlan::Scan(_) | PhysicalPlan::Values { .. } | PhysicalPlan::ShuffleRead { .. } => {
+            PhysicalPlan::Scan(_)
+            | PhysicalPlan::Values { .. }
+            | PhysicalPlan::ShuffleRead { .. } => {
                 vec![]
             }
             PhysicalPlan::Filter { input, .. }
@@ -228,9 +230,9 @@ impl PhysicalPlan {
         let mut it = inputs.into_iter();
         let mut next = || it.next().expect("input count checked above");
         Ok(match self {
-            PhysicalPlan::Scan(_) | PhysicalPlan::Values { .. } | PhysicalPlan::ShuffleRead { .. } => {
-                self.clone()
-            }
+            PhysicalPlan::Scan(_)
+            | PhysicalPlan::Values { .. }
+            | PhysicalPlan::ShuffleRead { .. } => self.clone(),
             PhysicalPlan::Filter { predicate, .. } => PhysicalPlan::Filter {
                 input: next(),
                 predicate: predicate.clone(),
@@ -398,7 +400,10 @@ impl PhysicalPlan {
                 ..
             } => {
                 let keys: Vec<String> = on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
-                let mut d = format!("HashJoinExec({mode:?}, {join_type}): on=[{}]", keys.join(", "));
+                let mut d = format!(
+                    "HashJoinExec({mode:?}, {join_type}): on=[{}]",
+                    keys.join(", ")
+                );
                 if let Some(f) = filter {
                     d.push_str(&format!(" filter={f}"));
                 }

@@ -228,7 +228,11 @@ impl PhysicalPlanner<'_> {
 
     /// The right side of a broadcast join: an Exchange Broadcast, unless the left side has a
     /// single partition (then the join task reads the right side itself).
-    fn broadcast_for(&self, left: &Arc<PhysicalPlan>, right: Arc<PhysicalPlan>) -> Arc<PhysicalPlan> {
+    fn broadcast_for(
+        &self,
+        left: &Arc<PhysicalPlan>,
+        right: Arc<PhysicalPlan>,
+    ) -> Arc<PhysicalPlan> {
         if left.output_partitions() <= 1 && right.output_partitions() <= 1 {
             right
         } else {
@@ -253,9 +257,10 @@ impl PhysicalPlanner<'_> {
         if input.output_partitions() <= 1 {
             return Ok(Arc::new(single(input)));
         }
-        let has_distinct = agg.aggr_exprs.iter().any(|e| {
-            matches!(e.unalias(), Expr::AggregateFunction { distinct: true, .. })
-        });
+        let has_distinct = agg
+            .aggr_exprs
+            .iter()
+            .any(|e| matches!(e.unalias(), Expr::AggregateFunction { distinct: true, .. }));
         if has_distinct {
             // All rows of a group must meet in one partition before distinct counting.
             let kind = if agg.group_exprs.is_empty() {
@@ -367,8 +372,16 @@ fn hash_keys(join: &logical::Join) -> Result<(Vec<Expr>, Vec<Expr>)> {
                 "join keys {l} ({lt}) and {r} ({rt}) have incompatible types"
             ))
         })?;
-        left_keys.push(if lt == common { l.clone() } else { l.clone().cast_to(common.clone()) });
-        right_keys.push(if rt == common { r.clone() } else { r.clone().cast_to(common) });
+        left_keys.push(if lt == common {
+            l.clone()
+        } else {
+            l.clone().cast_to(common.clone())
+        });
+        right_keys.push(if rt == common {
+            r.clone()
+        } else {
+            r.clone().cast_to(common)
+        });
     }
     Ok((left_keys, right_keys))
 }
@@ -415,8 +428,193 @@ fn estimated_bytes(plan: &LogicalPlan) -> Option<usize> {
         LogicalPlan::Values(v) => v.rows.len() * 64,
         LogicalPlan::EmptyRelation(_) => 0,
         LogicalPlan::Join(j) => estimated_bytes(&j.left)?.max(estimated_bytes(&j.right)?),
-        LogicalPlan::CrossJoin(j) => estimated_bytes(&j.left)?.saturating_mul(estimated_bytes(&j.right)?.max(1)),
-        LogicalPlan::Union(u) => u.inputs.iter().map(|i| estimated_bytes(i)).sum::<Option<usize>>()?,
-        other => other.inputs().iter().map(|i| estimated_bytes(i)).max().flatten()?,
+        LogicalPlan::CrossJoin(j) => {
+            estimated_bytes(&j.left)?.saturating_mul(estimated_bytes(&j.right)?.max(1))
+        }
+        LogicalPlan::Union(u) => u
+            .inputs
+            .iter()
+            .map(|i| estimated_bytes(i))
+            .sum::<Option<usize>>()?,
+        other => other
+            .inputs()
+            .iter()
+            .map(|i| estimated_bytes(i))
+            .max()
+            .flatten()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use arrow::datatypes::{DataType, Schema, SchemaRef};
+
+    use super::*;
+    use crate::expr::{col, lit, sum};
+    use crate::logical::{Aggregate, Filter, Join, Sort, TableScan};
+    use crate::stages::{build_stage_graph, StageOutput};
+    use crate::table::{BatchIter, ScanPartition, Statistics, TableSource};
+
+    /// A table with a fixed number of (empty) partitions and a declared size.
+    #[derive(Debug)]
+    struct TestTable {
+        schema: SchemaRef,
+        partitions: usize,
+        bytes: usize,
+    }
+
+    #[derive(Debug)]
+    struct EmptyPartition;
+
+    impl ScanPartition for EmptyPartition {
+        fn execute(&self) -> Result<BatchIter> {
+            Ok(Box::new(std::iter::empty()))
+        }
+        fn describe(&self) -> String {
+            "empty".into()
+        }
+    }
+
+    impl TableSource for TestTable {
+        fn schema(&self) -> SchemaRef {
+            self.schema.clone()
+        }
+        fn statistics(&self) -> Statistics {
+            Statistics {
+                num_rows: None,
+                total_bytes: Some(self.bytes),
+            }
+        }
+        fn scan(&self, _: &ScanRequest) -> Result<Vec<Arc<dyn crate::table::ScanPartition>>> {
+            Ok((0..self.partitions)
+                .map(|_| Arc::new(EmptyPartition) as Arc<dyn ScanPartition>)
+                .collect())
+        }
+        fn identity(&self) -> String {
+            "test".into()
+        }
+        fn kind(&self) -> &str {
+            "test"
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn scan(name: &str, partitions: usize, bytes: usize) -> Arc<LogicalPlan> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let source = Arc::new(TestTable {
+            schema,
+            partitions,
+            bytes,
+        });
+        Arc::new(LogicalPlan::TableScan(
+            TableScan::try_new(name, source, None, vec![]).unwrap(),
+        ))
+    }
+
+    fn config() -> PhysicalPlannerConfig {
+        PhysicalPlannerConfig {
+            target_partitions: 3,
+            broadcast_threshold_bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn aggregate_is_split_into_partial_exchange_final() {
+        let agg = Arc::new(LogicalPlan::Aggregate(
+            Aggregate::try_new(scan("t", 4, 10), vec![col("k")], vec![sum(col("v"))]).unwrap(),
+        ));
+        let physical = create_physical_plan(&agg, &config()).unwrap();
+        let text = physical.display_indent();
+        assert_eq!(
+            text,
+            "HashAggregateExec(Final): groupBy=[k], aggr=[sum(v)]\n\
+             \x20 Exchange: Hash([t.k], 3)\n\
+             \x20   HashAggregateExec(Partial): groupBy=[k], aggr=[sum(v)]\n\
+             \x20     ScanExec: t (test) partitions=4 projection=[k, v]\n"
+        );
+        // The partial output carries the key, then SUM's state.
+        let partial = &physical.inputs()[0].inputs()[0];
+        let names: Vec<&str> = partial.schema().fields().iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["k", "sum(v)[sum]"]);
+        assert_eq!(physical.output_partitions(), 3);
+    }
+
+    #[test]
+    fn small_build_side_is_broadcast_large_is_shuffled() {
+        let join = |right_bytes| {
+            let j = Join::try_new(
+                scan("a", 2, 1_000_000),
+                scan("b", 2, right_bytes),
+                vec![(col("a.k"), col("b.k"))],
+                None,
+                JoinType::Inner,
+                false,
+            )
+            .unwrap();
+            create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config()).unwrap()
+        };
+        let small = join(100).display_indent();
+        assert!(
+            small.starts_with("HashJoinExec(Broadcast, Inner)"),
+            "{small}"
+        );
+        assert!(small.contains("Exchange: Broadcast"), "{small}");
+        let large = join(1_000_000).display_indent();
+        assert!(
+            large.starts_with("HashJoinExec(Partitioned, Inner)"),
+            "{large}"
+        );
+        assert!(large.contains("Exchange: Hash([a.k], 3)"), "{large}");
+        assert!(large.contains("Exchange: Hash([b.k], 3)"), "{large}");
+    }
+
+    #[test]
+    fn global_sort_gathers_into_one_partition() {
+        let sort = Arc::new(LogicalPlan::Sort(Sort {
+            input: scan("t", 4, 10),
+            exprs: vec![col("v").sort(false, true)],
+            fetch: Some(5),
+        }));
+        let physical = create_physical_plan(&sort, &config()).unwrap();
+        assert_eq!(physical.output_partitions(), 1);
+        assert!(physical
+            .display_indent()
+            .contains("  Exchange: Single\n    SortExec(TopK 5)"));
+    }
+
+    #[test]
+    fn stage_graph_cuts_at_exchanges_and_shares_reused_subplans() {
+        // The same filtered scan feeds both sides of a self-join: one map stage per side's
+        // exchange, but the shared logical node is planned once.
+        let filtered = Arc::new(LogicalPlan::Filter(Filter {
+            input: scan("t", 2, 1_000_000),
+            predicate: col("v").gt(lit(1i64)),
+        }));
+        let agg = Arc::new(LogicalPlan::Aggregate(
+            Aggregate::try_new(filtered.clone(), vec![col("k")], vec![sum(col("v"))]).unwrap(),
+        ));
+        let physical = create_physical_plan(&agg, &config()).unwrap();
+        let graph = build_stage_graph(&physical).unwrap();
+        assert_eq!(graph.stages.len(), 2);
+        assert_eq!(graph.stages[0].partitions, 2);
+        assert!(matches!(
+            graph.stages[0].output,
+            StageOutput::Shuffle(ExchangeKind::Hash(_, 3))
+        ));
+        assert_eq!(graph.result_stage().parents, vec![0]);
+        assert_eq!(graph.result_stage().partitions, 3);
+        let text = graph.to_string();
+        assert!(
+            text.contains("Stage 1 [3 tasks, output: result, parents: 0]"),
+            "{text}"
+        );
+        assert!(text.contains("ShuffleRead: stage=0"), "{text}");
+    }
 }

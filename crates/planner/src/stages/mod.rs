@@ -46,7 +46,9 @@ pub struct StageGraph {
 
 impl StageGraph {
     pub fn result_stage(&self) -> &Stage {
-        self.stages.last().expect("a stage graph has a result stage")
+        self.stages
+            .last()
+            .expect("a stage graph has a result stage")
     }
 
     pub fn stage(&self, id: usize) -> Option<&Stage> {
