@@ -1,0 +1,1 @@
+//! Plan-shape tests for the SQL planner.
