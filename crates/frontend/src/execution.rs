@@ -1,0 +1,90 @@
+//! The query pipeline every result goes through, whether it came from SQL or the DataFrame
+//! API: optimize the logical plan, plan it physically, cut it into stages, run the stages on
+//! the session's executors.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use ember_exec::scheduler::JobMetrics;
+use ember_planner::logical::LogicalPlan;
+use ember_planner::optimizer::Optimizer;
+use ember_planner::physical::planner::{create_physical_plan, PhysicalPlannerConfig};
+use ember_planner::physical::PhysicalPlan;
+use ember_planner::stages::{build_stage_graph, StageGraph};
+use ember_planner::Result;
+
+use crate::config::SessionConfig;
+
+/// A query planned all the way down, kept whole so EXPLAIN can show every step.
+#[derive(Debug, Clone)]
+pub struct PreparedQuery {
+    pub logical: Arc<LogicalPlan>,
+    pub optimized: Arc<LogicalPlan>,
+    pub physical: Arc<PhysicalPlan>,
+    pub stages: StageGraph,
+}
+
+impl PreparedQuery {
+    /// Plans `plan` with the knobs of `config`.
+    pub fn plan(plan: &Arc<LogicalPlan>, config: &SessionConfig) -> Result<Self> {
+        let optimized = Optimizer::default()
+            .optimize(plan.clone())
+            .map_err(|e| e.context("while optimizing the query"))?;
+        let physical = create_physical_plan(&optimized, &physical_config(config))?;
+        let stages = build_stage_graph(&physical)?;
+        Ok(PreparedQuery {
+            logical: plan.clone(),
+            optimized,
+            physical,
+            stages,
+        })
+    }
+
+    /// The schema of the result batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.logical.schema().to_arrow_ref()
+    }
+
+    /// EXPLAIN's sections: (name, text).
+    pub fn explain_sections(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("logical_plan", self.logical.display_indent()),
+            ("optimized_logical_plan", self.optimized.display_indent()),
+            ("physical_plan", self.physical.display_indent()),
+            ("stage_graph", self.stages.to_string()),
+        ]
+    }
+}
+
+/// The physical planner's knobs from the session config.
+pub fn physical_config(config: &SessionConfig) -> PhysicalPlannerConfig {
+    PhysicalPlannerConfig {
+        target_partitions: config.shuffle_partitions(),
+        broadcast_threshold_bytes: config.broadcast_threshold_bytes(),
+    }
+}
+
+/// A query's result: the batches of each result partition, in partition order.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub partitions: Vec<Vec<RecordBatch>>,
+    /// What running it took (absent for results computed without a job, e.g. SHOW).
+    pub metrics: Option<JobMetrics>,
+}
+
+impl QueryResult {
+    /// All batches, partition after partition.
+    pub fn into_batches(self) -> Vec<RecordBatch> {
+        self.partitions.into_iter().flatten().collect()
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.partitions
+            .iter()
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+}
