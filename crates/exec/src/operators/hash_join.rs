@@ -82,7 +82,10 @@ pub fn execute_hash_join(
     // NOT IN against a set containing NULL is never true.
     let nothing_passes = null_aware && table.has_null_key;
     let nothing_matches = table.batch.num_rows() == 0
-        && matches!(join_type, JoinType::Inner | JoinType::LeftSemi | JoinType::Right);
+        && matches!(
+            join_type,
+            JoinType::Inner | JoinType::LeftSemi | JoinType::Right
+        );
     if nothing_passes || nothing_matches {
         return Ok(Box::new(std::iter::empty()));
     }
@@ -169,7 +172,12 @@ struct JoinKeys {
 }
 
 impl JoinKeys {
-    fn compile(on: &[(Expr, Expr)], left: &PlanSchema, right: &PlanSchema, ctx: &TaskContext) -> Result<Self> {
+    fn compile(
+        on: &[(Expr, Expr)],
+        left: &PlanSchema,
+        right: &PlanSchema,
+        ctx: &TaskContext,
+    ) -> Result<Self> {
         if on.is_empty() {
             return internal_err!("hash join without equality keys (should be a nested loop join)");
         }
@@ -211,8 +219,9 @@ impl JoinKeys {
 
 /// Rows whose keys are all non-NULL (`None` = every row).
 fn keys_valid(keys: &[ArrayRef]) -> Option<NullBuffer> {
-    keys.iter()
-        .fold(None, |acc, k| NullBuffer::union(acc.as_ref(), k.logical_nulls().as_ref()))
+    keys.iter().fold(None, |acc, k| {
+        NullBuffer::union(acc.as_ref(), k.logical_nulls().as_ref())
+    })
 }
 
 fn hash_keys(keys: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
@@ -272,7 +281,9 @@ impl JoinHashTable {
 
     /// The first build row whose key hash is `hash`.
     fn first(&self, hash: u64) -> Option<u32> {
-        self.map.find(hash, |&(h, _)| h == hash).map(|&(_, row)| row)
+        self.map
+            .find(hash, |&(h, _)| h == hash)
+            .map(|&(_, row)| row)
     }
 }
 
@@ -394,5 +405,459 @@ fn verify_keys(
             }
         }
         _ => Ok((probe_idx, build_idx)),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use arrow::array::{Int32Array, Int64Array, StringArray};
+
+    use ember_planner::expr::col;
+    use ember_planner::logical::join_schema;
+    use ember_planner::EmberError;
+
+    use super::*;
+    use crate::operators::test_util::*;
+
+    /// A scan over `partitions` whose columns are qualified by `name`.
+    pub(crate) fn side(name: &str, partitions: Vec<Vec<RecordBatch>>) -> Arc<PhysicalPlan> {
+        let plan = mem_scan(partitions);
+        let PhysicalPlan::Scan(scan) = plan.as_ref() else {
+            unreachable!("mem_scan builds a scan")
+        };
+        let mut scan = scan.clone();
+        scan.table_name = name.to_string();
+        scan.schema = Arc::new(scan.schema.with_qualifier(name));
+        Arc::new(PhysicalPlan::Scan(scan))
+    }
+
+    fn ints(values: &[Option<i64>]) -> ArrayRef {
+        Arc::new(Int64Array::from(values.to_vec()))
+    }
+
+    fn strs(values: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    struct Join {
+        left: Arc<PhysicalPlan>,
+        right: Arc<PhysicalPlan>,
+        on: Vec<(&'static str, &'static str)>,
+        filter: Option<Expr>,
+        join_type: JoinType,
+        null_aware: bool,
+        mode: JoinMode,
+    }
+
+    impl Join {
+        fn new(left: Arc<PhysicalPlan>, right: Arc<PhysicalPlan>, join_type: JoinType) -> Self {
+            Join {
+                left,
+                right,
+                on: vec![("l.a", "r.b")],
+                filter: None,
+                join_type,
+                null_aware: false,
+                mode: JoinMode::Partitioned,
+            }
+        }
+
+        fn plan(&self) -> Arc<PhysicalPlan> {
+            let schema = join_schema(self.left.schema(), self.right.schema(), self.join_type);
+            Arc::new(PhysicalPlan::HashJoin {
+                left: self.left.clone(),
+                right: self.right.clone(),
+                on: self.on.iter().map(|(l, r)| (col(l), col(r))).collect(),
+                filter: self.filter.clone(),
+                join_type: self.join_type,
+                null_aware: self.null_aware,
+                mode: self.mode,
+                schema: Arc::new(schema),
+            })
+        }
+
+        fn run_partition(&self, partition: usize, batch_size: usize) -> Result<Vec<RecordBatch>> {
+            let ctx = test_ctx_with_batch_size(batch_size);
+            execute_hash_join(&self.plan(), partition, &ctx)?.collect()
+        }
+
+        fn run(&self) -> Vec<String> {
+            pretty(&self.run_partition(0, 8192).unwrap())
+        }
+    }
+
+    /// l(a, x): keys 1, 2, NULL, 3, 2 in two batches.
+    fn left() -> Arc<PhysicalPlan> {
+        side(
+            "l",
+            vec![vec![
+                batch(vec![
+                    ("a", ints(&[Some(1), Some(2), None])),
+                    ("x", strs(&["l1", "l2", "lnull"])),
+                ]),
+                batch(vec![
+                    ("a", ints(&[Some(3), Some(2)])),
+                    ("x", strs(&["l3", "l2b"])),
+                ]),
+            ]],
+        )
+    }
+
+    /// r(b, y): keys 2, 4, 2, NULL.
+    fn right() -> Arc<PhysicalPlan> {
+        side(
+            "r",
+            vec![vec![batch(vec![
+                ("b", ints(&[Some(2), Some(4), Some(2), None])),
+                ("y", strs(&["r2", "r4", "r2b", "rnull"])),
+            ])]],
+        )
+    }
+
+    #[test]
+    fn inner_join_pairs_equal_keys_in_probe_then_build_order() {
+        let out = Join::new(left(), right(), JoinType::Inner).run();
+        assert_eq!(
+            out,
+            vec![
+                "+---+-----+---+-----+",
+                "| a | x   | b | y   |",
+                "+---+-----+---+-----+",
+                "| 2 | l2  | 2 | r2  |",
+                "| 2 | l2  | 2 | r2b |",
+                "| 2 | l2b | 2 | r2  |",
+                "| 2 | l2b | 2 | r2b |",
+                "+---+-----+---+-----+",
+            ]
+        );
+    }
+
+    #[test]
+    fn left_join_pads_unmatched_and_null_key_rows_with_nulls() {
+        let out = Join::new(left(), right(), JoinType::Left).run();
+        assert_eq!(
+            out,
+            vec![
+                "+---+-------+---+-----+",
+                "| a | x     | b | y   |",
+                "+---+-------+---+-----+",
+                "| 2 | l2    | 2 | r2  |",
+                "| 2 | l2    | 2 | r2b |",
+                "| 1 | l1    |   |     |",
+                "|   | lnull |   |     |",
+                "| 2 | l2b   | 2 | r2  |",
+                "| 2 | l2b   | 2 | r2b |",
+                "| 3 | l3    |   |     |",
+                "+---+-------+---+-----+",
+            ]
+        );
+    }
+
+    #[test]
+    fn right_and_full_joins_emit_unmatched_build_rows_last() {
+        let right_out = Join::new(left(), right(), JoinType::Right).run();
+        assert_eq!(
+            right_out[3..],
+            [
+                "| 2 | l2  | 2 | r2    |",
+                "| 2 | l2  | 2 | r2b   |",
+                "| 2 | l2b | 2 | r2    |",
+                "| 2 | l2b | 2 | r2b   |",
+                "|   |     | 4 | r4    |",
+                "|   |     |   | rnull |",
+                "+---+-----+---+-------+",
+            ]
+        );
+        let full_out = Join::new(left(), right(), JoinType::Full).run();
+        assert_eq!(
+            full_out[3..],
+            [
+                "| 2 | l2    | 2 | r2    |",
+                "| 2 | l2    | 2 | r2b   |",
+                "| 1 | l1    |   |       |",
+                "|   | lnull |   |       |",
+                "| 2 | l2b   | 2 | r2    |",
+                "| 2 | l2b   | 2 | r2b   |",
+                "| 3 | l3    |   |       |",
+                "|   |       | 4 | r4    |",
+                "|   |       |   | rnull |",
+                "+---+-------+---+-------+",
+            ]
+        );
+    }
+
+    #[test]
+    fn semi_and_anti_joins_keep_left_rows_once() {
+        let semi = Join::new(left(), right(), JoinType::LeftSemi).run();
+        assert_eq!(semi[3..], ["| 2 | l2  |", "| 2 | l2b |", "+---+-----+"]);
+        let anti = Join::new(left(), right(), JoinType::LeftAnti).run();
+        assert_eq!(
+            anti[3..],
+            [
+                "| 1 | l1    |",
+                "|   | lnull |",
+                "| 3 | l3    |",
+                "+---+-------+"
+            ]
+        );
+    }
+
+    #[test]
+    fn null_aware_anti_join_follows_not_in_semantics() {
+        // The build side holds a NULL: `x NOT IN (2, 4, 2, NULL)` is never true.
+        let mut join = Join::new(left(), right(), JoinType::LeftAnti);
+        join.null_aware = true;
+        assert_eq!(row_count(&join.run_partition(0, 8192).unwrap()), 0);
+
+        // No NULL in the set: the NULL probe key is unknown, so that row is dropped.
+        let no_null = side("r", vec![vec![batch(vec![("b", ints(&[Some(2)]))])]]);
+        join.right = no_null;
+        let out = join.run();
+        assert_eq!(out[3..], ["| 1 | l1 |", "| 3 | l3 |", "+---+----+"]);
+
+        // An empty set: every row is NOT IN it, NULL keys included.
+        let empty = side("r", vec![vec![batch(vec![("b", ints(&[]))])]]);
+        join.right = empty;
+        assert_eq!(row_count(&join.run_partition(0, 8192).unwrap()), 5);
+    }
+
+    #[test]
+    fn multi_column_keys_of_different_types_are_compared_as_a_common_type() {
+        let left = side(
+            "l",
+            vec![vec![batch(vec![
+                ("a", Arc::new(Int32Array::from(vec![1, 1, 2])) as ArrayRef),
+                ("s", strs(&["x", "y", "x"])),
+            ])]],
+        );
+        let right = side(
+            "r",
+            vec![vec![batch(vec![
+                ("b", ints(&[Some(1), Some(2), Some(1)])),
+                ("t", strs(&["y", "x", "x"])),
+            ])]],
+        );
+        let mut join = Join::new(left, right, JoinType::Inner);
+        join.on = vec![("l.a", "r.b"), ("l.s", "r.t")];
+        let out = join.run();
+        assert_eq!(
+            out[3..],
+            [
+                "| 1 | x | 1 | x |",
+                "| 1 | y | 1 | y |",
+                "| 2 | x | 2 | x |",
+                "+---+---+---+---+",
+            ]
+        );
+    }
+
+    #[test]
+    fn incomparable_key_types_are_a_plan_error() {
+        let right = side(
+            "r",
+            vec![vec![batch(vec![(
+                "b",
+                Arc::new(arrow::array::BooleanArray::from(vec![true])) as ArrayRef,
+            )])]],
+        );
+        let right_date = side(
+            "r",
+            vec![vec![batch(vec![(
+                "b",
+                Arc::new(arrow::array::Date32Array::from(vec![1])) as ArrayRef,
+            )])]],
+        );
+        let mut join = Join::new(right_date, right, JoinType::Inner);
+        join.on = vec![("r.b", "r.b")];
+        // Both sides are named `r`, but each key resolves against its own side.
+        let err = join.run_partition(0, 8192).unwrap_err();
+        assert!(matches!(err, EmberError::Plan(_)), "{err}");
+        assert!(err.to_string().contains("cannot be compared"), "{err}");
+    }
+
+    /// r(b, ok): the filter is the boolean column `r.ok`, so it reads the right half of
+    /// the joined row.
+    fn filtered_right() -> Arc<PhysicalPlan> {
+        side(
+            "r",
+            vec![vec![batch(vec![
+                ("b", ints(&[Some(2), Some(2), Some(3), Some(5)])),
+                (
+                    "ok",
+                    Arc::new(arrow::array::BooleanArray::from(vec![
+                        Some(false),
+                        Some(true),
+                        None,
+                        Some(true),
+                    ])) as ArrayRef,
+                ),
+            ])]],
+        )
+    }
+
+    #[test]
+    fn filter_decides_matches_for_every_join_type() {
+        let run = |join_type| {
+            let mut join = Join::new(left(), filtered_right(), join_type);
+            join.filter = Some(col("r.ok"));
+            join.run()
+        };
+        // Only build row 1 (b=2, ok=true) passes; b=3 fails (NULL counts as false).
+        assert_eq!(
+            run(JoinType::Inner)[3..],
+            [
+                "| 2 | l2  | 2 | true |",
+                "| 2 | l2b | 2 | true |",
+                "+---+-----+---+------+"
+            ]
+        );
+        let left_out = run(JoinType::Left);
+        assert_eq!(
+            left_out[3..],
+            [
+                "| 2 | l2    | 2 | true |",
+                "| 1 | l1    |   |      |",
+                "|   | lnull |   |      |",
+                "| 2 | l2b   | 2 | true |",
+                "| 3 | l3    |   |      |",
+                "+---+-------+---+------+",
+            ]
+        );
+        let right_out = run(JoinType::Right);
+        assert_eq!(
+            right_out[3..],
+            [
+                "| 2 | l2  | 2 | true  |",
+                "| 2 | l2b | 2 | true  |",
+                "|   |     | 2 | false |",
+                "|   |     | 3 |       |",
+                "|   |     | 5 | true  |",
+                "+---+-----+---+-------+",
+            ]
+        );
+        assert_eq!(
+            run(JoinType::LeftSemi)[3..],
+            ["| 2 | l2  |", "| 2 | l2b |", "+---+-----+"]
+        );
+        assert_eq!(
+            run(JoinType::LeftAnti)[3..],
+            [
+                "| 1 | l1    |",
+                "|   | lnull |",
+                "| 3 | l3    |",
+                "+---+-------+"
+            ]
+        );
+    }
+
+    #[test]
+    fn small_batch_size_splits_chains_without_changing_rows() {
+        // 3 probe rows × 3 build rows with the same key: 9 pairs, 2 per chunk.
+        let sevens = || ints(&[Some(7), Some(7), Some(7)]);
+        let left = side("l", vec![vec![batch(vec![("a", sevens())])]]);
+        // Distinct build payloads `n` show the build order within each probe row.
+        let payload = ints(&[Some(0), Some(1), Some(2)]);
+        let right = side(
+            "r",
+            vec![vec![batch(vec![("b", sevens()), ("n", payload)])]],
+        );
+        let join = Join::new(left, right, JoinType::Inner);
+        let small = join.run_partition(0, 2).unwrap();
+        assert!(small.iter().all(|b| b.num_rows() <= 2));
+        assert_eq!(
+            int_column(&small, 2),
+            int_column(&join.run_partition(0, 8192).unwrap(), 2)
+        );
+        assert_eq!(
+            int_column(&small, 2),
+            [0, 1, 2, 0, 1, 2, 0, 1, 2].map(Some).to_vec()
+        );
+    }
+
+    fn two_partition_right() -> Arc<PhysicalPlan> {
+        side(
+            "r",
+            vec![
+                vec![batch(vec![
+                    ("b", ints(&[Some(1)])),
+                    ("p", ints(&[Some(0)])),
+                ])],
+                vec![batch(vec![
+                    ("b", ints(&[Some(1)])),
+                    ("p", ints(&[Some(1)])),
+                ])],
+            ],
+        )
+    }
+
+    fn two_partition_left() -> Arc<PhysicalPlan> {
+        side(
+            "l",
+            vec![
+                vec![batch(vec![("a", ints(&[Some(1)]))])],
+                vec![batch(vec![("a", ints(&[Some(1)]))])],
+            ],
+        )
+    }
+
+    #[test]
+    fn partitioned_mode_builds_from_the_same_right_partition() {
+        let join = Join::new(two_partition_left(), two_partition_right(), JoinType::Inner);
+        let out = join.run_partition(1, 8192).unwrap();
+        assert_eq!(int_column(&out, 2), vec![Some(1)]);
+    }
+
+    #[test]
+    fn broadcast_mode_builds_from_every_right_partition_once() {
+        let mut join = Join::new(two_partition_left(), two_partition_right(), JoinType::Inner);
+        join.mode = JoinMode::Broadcast;
+        let out = join.run_partition(1, 8192).unwrap();
+        assert_eq!(int_column(&out, 2), vec![Some(0), Some(1)]);
+
+        // Through a broadcast Exchange, every partition already holds all rows.
+        join.right = Arc::new(PhysicalPlan::Exchange {
+            input: two_partition_right(),
+            kind: ExchangeKind::Broadcast,
+        });
+        let out = join.run_partition(0, 8192).unwrap();
+        assert_eq!(int_column(&out, 2), vec![Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn broadcast_right_join_is_rejected() {
+        let mut join = Join::new(left(), right(), JoinType::Full);
+        join.mode = JoinMode::Broadcast;
+        let err = join.run_partition(0, 8192).unwrap_err();
+        assert!(matches!(err, EmberError::Internal(_)), "{err}");
+    }
+
+    #[test]
+    fn hash_collisions_are_dropped_by_key_verification() {
+        let probe: Vec<ArrayRef> = vec![ints(&[Some(1), Some(2)])];
+        let build: Vec<ArrayRef> = vec![ints(&[Some(2), Some(1)])];
+        // As if every key had hashed alike: all four pairs are candidates.
+        let (p, b) = verify_keys(
+            &probe,
+            &build,
+            UInt32Array::from(vec![0, 0, 1, 1]),
+            UInt32Array::from(vec![0, 1, 0, 1]),
+        )
+        .unwrap();
+        assert_eq!(p.values().to_vec(), vec![0, 1]);
+        assert_eq!(b.values().to_vec(), vec![1, 0]);
+    }
+
+    #[test]
+    fn empty_build_side_joins_nothing_but_keeps_left_rows_for_outer_joins() {
+        let empty = side(
+            "r",
+            vec![vec![batch(vec![("b", ints(&[])), ("y", strs(&[]))])]],
+        );
+        let inner = Join::new(left(), empty.clone(), JoinType::Inner);
+        assert_eq!(row_count(&inner.run_partition(0, 8192).unwrap()), 0);
+        let outer = Join::new(left(), empty.clone(), JoinType::Left);
+        assert_eq!(row_count(&outer.run_partition(0, 8192).unwrap()), 5);
+        let anti = Join::new(left(), empty, JoinType::LeftAnti);
+        assert_eq!(row_count(&anti.run_partition(0, 8192).unwrap()), 5);
     }
 }

@@ -33,7 +33,10 @@ pub fn execute_nested_loop_join(
         schema,
     } = plan.as_ref()
     else {
-        return internal_err!("execute_nested_loop_join called on {}", plan.describe_node());
+        return internal_err!(
+            "execute_nested_loop_join called on {}",
+            plan.describe_node()
+        );
     };
     if !matches!(
         join_type,
@@ -99,6 +102,198 @@ impl PairSource for CrossPairs {
                 self.row += 1;
             }
         }
-        Ok(Some((UInt32Array::from(probe_idx), UInt32Array::from(build_idx))))
+        Ok(Some((
+            UInt32Array::from(probe_idx),
+            UInt32Array::from(build_idx),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, BooleanArray, Int64Array};
+
+    use ember_planner::expr::{col, Expr};
+    use ember_planner::logical::join_schema;
+    use ember_planner::physical::ExchangeKind;
+    use ember_planner::EmberError;
+
+    use super::*;
+    use crate::operators::hash_join::tests::side;
+    use crate::operators::test_util::*;
+
+    fn ints(values: &[i64]) -> ArrayRef {
+        Arc::new(Int64Array::from(values.to_vec()))
+    }
+
+    fn plan(
+        left: Arc<PhysicalPlan>,
+        right: Arc<PhysicalPlan>,
+        filter: Option<Expr>,
+        join_type: JoinType,
+    ) -> Arc<PhysicalPlan> {
+        let schema = join_schema(left.schema(), right.schema(), join_type);
+        Arc::new(PhysicalPlan::NestedLoopJoin {
+            left,
+            right,
+            filter,
+            join_type,
+            schema: Arc::new(schema),
+        })
+    }
+
+    fn run(
+        plan: &Arc<PhysicalPlan>,
+        partition: usize,
+        batch_size: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let ctx = test_ctx_with_batch_size(batch_size);
+        execute_nested_loop_join(plan, partition, &ctx)?.collect()
+    }
+
+    /// l(a): 1, 2 | 3 in two batches.
+    fn left() -> Arc<PhysicalPlan> {
+        side(
+            "l",
+            vec![vec![
+                batch(vec![("a", ints(&[1, 2]))]),
+                batch(vec![("a", ints(&[3]))]),
+            ]],
+        )
+    }
+
+    /// r(b, ok): three rows, `ok` true only for b = 20.
+    fn right() -> Arc<PhysicalPlan> {
+        let ok = Arc::new(BooleanArray::from(vec![Some(false), Some(true), None])) as ArrayRef;
+        side(
+            "r",
+            vec![vec![batch(vec![("b", ints(&[10, 20, 30])), ("ok", ok)])]],
+        )
+    }
+
+    #[test]
+    fn cross_join_pairs_every_row_in_probe_then_build_order() {
+        let plan = plan(left(), right(), None, JoinType::Inner);
+        let out = run(&plan, 0, 2).unwrap();
+        assert!(out.iter().all(|b| b.num_rows() <= 2));
+        assert_eq!(
+            int_column(&out, 0),
+            [1, 1, 1, 2, 2, 2, 3, 3, 3].map(Some).to_vec()
+        );
+        assert_eq!(
+            int_column(&out, 1),
+            [10, 20, 30, 10, 20, 30, 10, 20, 30].map(Some).to_vec()
+        );
+    }
+
+    #[test]
+    fn filter_selects_pairs_and_decides_left_semi_and_anti_rows() {
+        let filter = Some(col("r.ok"));
+        let inner = run(
+            &plan(left(), right(), filter.clone(), JoinType::Inner),
+            0,
+            8192,
+        )
+        .unwrap();
+        assert_eq!(int_column(&inner, 1), vec![Some(20); 3]);
+
+        // A filter on a left column: row a = 1 fails it against every right row, so it is
+        // unmatched; a = 2 passes against all of them.
+        let flagged_left = side(
+            "l",
+            vec![vec![batch(vec![
+                ("a", ints(&[1, 2])),
+                (
+                    "f",
+                    Arc::new(BooleanArray::from(vec![false, true])) as ArrayRef,
+                ),
+            ])]],
+        );
+        let filter = Some(col("l.f"));
+        let left_join = run(
+            &plan(
+                flagged_left.clone(),
+                right(),
+                filter.clone(),
+                JoinType::Left,
+            ),
+            0,
+            8192,
+        )
+        .unwrap();
+        assert_eq!(
+            pretty(&left_join),
+            vec![
+                "+---+-------+----+-------+",
+                "| a | f     | b  | ok    |",
+                "+---+-------+----+-------+",
+                "| 2 | true  | 10 | false |",
+                "| 2 | true  | 20 | true  |",
+                "| 2 | true  | 30 |       |",
+                "| 1 | false |    |       |",
+                "+---+-------+----+-------+",
+            ]
+        );
+        let semi = run(
+            &plan(
+                flagged_left.clone(),
+                right(),
+                filter.clone(),
+                JoinType::LeftSemi,
+            ),
+            0,
+            8192,
+        )
+        .unwrap();
+        assert_eq!(int_column(&semi, 0), vec![Some(2)]);
+        let anti = run(
+            &plan(flagged_left, right(), filter, JoinType::LeftAnti),
+            0,
+            8192,
+        )
+        .unwrap();
+        assert_eq!(int_column(&anti, 0), vec![Some(1)]);
+    }
+
+    #[test]
+    fn empty_right_side_keeps_left_rows_only_for_left_and_anti_joins() {
+        let empty = side("r", vec![vec![batch(vec![("b", ints(&[]))])]]);
+        let count = |join_type| {
+            row_count(&run(&plan(left(), empty.clone(), None, join_type), 0, 8192).unwrap())
+        };
+        assert_eq!(count(JoinType::Inner), 0);
+        assert_eq!(count(JoinType::LeftSemi), 0);
+        assert_eq!(count(JoinType::Left), 3);
+        assert_eq!(count(JoinType::LeftAnti), 3);
+    }
+
+    #[test]
+    fn right_side_is_read_whole_once() {
+        let two_parts = side(
+            "r",
+            vec![
+                vec![batch(vec![("b", ints(&[10]))])],
+                vec![batch(vec![("b", ints(&[20]))])],
+            ],
+        );
+        let out = run(
+            &plan(left(), two_parts.clone(), None, JoinType::Inner),
+            0,
+            8192,
+        )
+        .unwrap();
+        assert_eq!(row_count(&out), 6);
+        let broadcast = Arc::new(PhysicalPlan::Exchange {
+            input: two_parts,
+            kind: ExchangeKind::Broadcast,
+        });
+        let out = run(&plan(left(), broadcast, None, JoinType::Inner), 0, 8192).unwrap();
+        assert_eq!(row_count(&out), 6);
+    }
+
+    #[test]
+    fn outer_join_types_without_keys_are_not_supported() {
+        let err = run(&plan(left(), right(), None, JoinType::Full), 0, 8192).unwrap_err();
+        assert!(matches!(err, EmberError::NotImplemented(_)), "{err}");
     }
 }

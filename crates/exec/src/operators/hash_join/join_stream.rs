@@ -23,7 +23,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
+};
 use arrow::compute::{filter, filter_record_batch, take_arrays};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
@@ -112,7 +114,9 @@ struct ProbeBatch {
 enum Phase {
     Probing,
     /// After the probe input ended: emitting build rows no probe row matched, from `next`.
-    UnmatchedBuild { next: usize },
+    UnmatchedBuild {
+        next: usize,
+    },
     Done,
 }
 
@@ -129,7 +133,12 @@ pub(crate) struct JoinStream<S> {
 }
 
 impl<S: PairSource> JoinStream<S> {
-    pub fn try_new(pairs: S, probe: BatchIter, build: RecordBatch, output: JoinOutput) -> Result<Self> {
+    pub fn try_new(
+        pairs: S,
+        probe: BatchIter,
+        build: RecordBatch,
+        output: JoinOutput,
+    ) -> Result<Self> {
         output.validate(&build)?;
         let build_matched = matches!(output.join_type, JoinType::Right | JoinType::Full)
             .then(|| vec![false; build.num_rows()]);
@@ -214,7 +223,8 @@ impl<S: PairSource> JoinStream<S> {
             Some(f) => {
                 let columns = self.pair_columns(&current.batch, &probe_idx, &build_idx)?;
                 let options = RecordBatchOptions::new().with_row_count(Some(probe_idx.len()));
-                let joined = RecordBatch::try_new_with_options(f.schema.clone(), columns, &options)?;
+                let joined =
+                    RecordBatch::try_new_with_options(f.schema.clone(), columns, &options)?;
                 let keep = evaluate_predicate(f.expr.as_ref(), &joined)?;
                 let probe_idx = as_u32(filter(&probe_idx, &keep)?)?;
                 let build_idx = as_u32(filter(&build_idx, &keep)?)?;
@@ -293,7 +303,11 @@ impl<S: PairSource> JoinStream<S> {
         }
     }
 
-    fn keep_probe_rows(&self, batch: &RecordBatch, keep: BooleanArray) -> Result<Option<RecordBatch>> {
+    fn keep_probe_rows(
+        &self,
+        batch: &RecordBatch,
+        keep: BooleanArray,
+    ) -> Result<Option<RecordBatch>> {
         let kept = filter_record_batch(batch, &keep)?;
         let rows = kept.num_rows();
         self.output_batch(kept.columns().to_vec(), rows).map(Some)
