@@ -1,0 +1,3 @@
+//! One module per rule.
+pub mod decorrelate_subqueries;
+pub mod simplify_expressions;
