@@ -6,9 +6,9 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use datafusion_common::ScalarValue;
 use sqlparser::ast::{
-    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, DuplicateTreatment,
-    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    InTarget, Query, Spanned, TrimWhereField, UnaryOperator, Value,
+    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, DuplicateTreatment, Expr as SqlExpr,
+    Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget, Query, Spanned,
+    TrimWhereField, UnaryOperator, Value,
 };
 use sqlparser::tokenizer::Span;
 
@@ -37,9 +37,12 @@ impl SqlPlanner<'_> {
         let plan = |e: &SqlExpr| self.sql_to_expr(e, schema, scope);
         let boxed = |e: &SqlExpr| plan(e).map(Box::new);
         Ok(match sql {
-            SqlExpr::Identifier(id) => {
-                self.resolve_column(Column::unqualified(normalize_ident(id)), id.span, schema, scope)?
-            }
+            SqlExpr::Identifier(id) => self.resolve_column(
+                Column::unqualified(normalize_ident(id)),
+                id.span,
+                schema,
+                scope,
+            )?,
             SqlExpr::CompoundIdentifier(ids) => {
                 let span = Span::union_iter(ids.iter().map(|i| i.span));
                 let col = compound_column(ids)?;
@@ -74,7 +77,9 @@ impl SqlPlanner<'_> {
             }
             SqlExpr::Nested(e) => plan(e)?,
             SqlExpr::UnaryOp { op, expr } => match (op, expr.as_ref()) {
-                (UnaryOperator::Minus, SqlExpr::Value(v)) if matches!(v.value, Value::Number(..)) => {
+                (UnaryOperator::Minus, SqlExpr::Value(v))
+                    if matches!(v.value, Value::Number(..)) =>
+                {
                     Expr::Literal(value_to_scalar(&v.value, true)?)
                 }
                 (UnaryOperator::Minus, e) => Expr::Negative(boxed(e)?),
@@ -439,9 +444,30 @@ impl SqlPlanner<'_> {
             return plan_err!("unnest(..) is only allowed as a whole select-list item or in FROM");
         }
         let known = [
-            "count", "sum", "avg", "min", "max", "substring", "upper", "lower", "trim", "ltrim",
-            "rtrim", "length", "concat", "split", "starts_with", "abs", "round", "floor", "ceil",
-            "power", "sqrt", "coalesce", "nullif", "date_part",
+            "count",
+            "sum",
+            "avg",
+            "min",
+            "max",
+            "substring",
+            "upper",
+            "lower",
+            "trim",
+            "ltrim",
+            "rtrim",
+            "length",
+            "concat",
+            "split",
+            "starts_with",
+            "abs",
+            "round",
+            "floor",
+            "ceil",
+            "power",
+            "sqrt",
+            "coalesce",
+            "nullif",
+            "date_part",
         ];
         let hint = closest_name(&name, known)
             .map(|n| format!(" Did you mean '{n}'?"))

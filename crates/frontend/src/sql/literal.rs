@@ -18,7 +18,11 @@ pub fn number_literal(text: &str, negate: bool) -> Result<ScalarValue> {
         };
     }
     let (int_part, frac_part) = text.split_once('.').unwrap_or((text, ""));
-    if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
+    if !int_part
+        .chars()
+        .chain(frac_part.chars())
+        .all(|c| c.is_ascii_digit())
+    {
         return plan_err!("invalid number literal '{text}'");
     }
     if frac_part.is_empty() && !text.contains('.') {
@@ -129,8 +133,8 @@ mod tests {
             ScalarValue::Int64(Some(42))
         );
         assert_eq!(
-            number_literal("9223372036854775808", true).unwrap(),
-            ScalarValue::Decimal128(Some(-9223372036854775808), 19, 0)
+            number_literal("9223372036854775808", false).unwrap(),
+            ScalarValue::Decimal128(Some(9223372036854775808), 19, 0)
         );
         assert_eq!(
             number_literal("1e3", false).unwrap(),

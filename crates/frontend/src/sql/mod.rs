@@ -10,9 +10,9 @@ mod relation;
 mod select;
 pub mod statement;
 mod statements;
-mod types;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::sync::Arc;
 

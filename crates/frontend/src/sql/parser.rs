@@ -50,7 +50,21 @@ pub enum CopySource {
 
 /// Parses `sql` (one or more statements separated by `;`).
 pub fn parse_sql(sql: &str) -> Result<Vec<EmberStatement>> {
-    EmberParser::new(sql)?.parse_statements()
+    EmberParser::new(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| locate_eof(e, sql))
+}
+
+/// sqlparser gives no position for "found: EOF"; the end of the text is where it is.
+fn locate_eof(e: EmberError, sql: &str) -> EmberError {
+    match e {
+        EmberError::Sql(m) if !m.starts_with("line ") => {
+            let line = sql.lines().count().max(1);
+            let column = sql.lines().last().map_or(0, |l| l.chars().count()) + 1;
+            EmberError::Sql(format!("line {line}:{column}: {m}"))
+        }
+        other => other,
+    }
 }
 
 struct EmberParser<'a> {
@@ -130,7 +144,9 @@ impl<'a> EmberParser<'a> {
                 }
                 self.parse_create_external_table()
             }
-            _ => Ok(EmberStatement::Sql(Box::new(self.parser.parse_statement()?))),
+            _ => Ok(EmberStatement::Sql(Box::new(
+                self.parser.parse_statement()?,
+            ))),
         }
     }
 
@@ -160,9 +176,9 @@ impl<'a> EmberParser<'a> {
     /// After `CREATE [OR REPLACE] EXTERNAL`.
     fn parse_create_external_table(&mut self) -> Result<EmberStatement, ParserError> {
         self.parser.expect_keyword_is(Keyword::TABLE)?;
-        let if_not_exists = self
-            .parser
-            .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let if_not_exists =
+            self.parser
+                .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = self.parser.parse_object_name(false)?;
         if self.parser.peek_token_ref().token == Token::LParen {
             let found = self.parser.peek_token();
@@ -275,7 +291,10 @@ mod tests {
             one("checkpoint table t"),
             EmberStatement::CheckpointTable { .. }
         ));
-        assert_eq!(one("VACUUM CHECKPOINTS;"), EmberStatement::VacuumCheckpoints);
+        assert_eq!(
+            one("VACUUM CHECKPOINTS;"),
+            EmberStatement::VacuumCheckpoints
+        );
         match one("CREATE EXTERNAL TABLE IF NOT EXISTS t STORED AS CSV LOCATION 'data/t.csv'") {
             EmberStatement::CreateExternalTable {
                 format,
@@ -300,13 +319,15 @@ mod tests {
 
     #[test]
     fn syntax_errors_lead_with_line_and_column() {
-        let err = parse_sql("SELECT a,\n  FROM t").unwrap_err();
+        let err = parse_sql("SELECT a FROM\n  WHERE x").unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("SQL error: line 2:3: "), "{msg}");
+        let err = parse_sql("SELECT a\nFROM t WHERE").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("SQL error: line 2:13: "), "{msg}");
         let err = parse_sql("CREATE EXTERNAL TABLE t LOCATION 'x'").unwrap_err();
         assert!(err.to_string().contains("STORED AS"), "{err}");
         let err = parse_sql("COPY (SELECT 1) TO 'x' STORED AS EXCEL").unwrap_err();
         assert!(err.to_string().contains("line 1:34"), "{err}");
     }
 }
-

@@ -114,7 +114,12 @@ impl SqlPlanner<'_> {
             })?;
             types.push(t);
         }
-        let names: Vec<String> = left.schema().fields().iter().map(|f| f.name().to_string()).collect();
+        let names: Vec<String> = left
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
         let left = coerce_columns(left, &types, &names)?;
         let right = coerce_columns(right, &types, &names)?;
         match op {
@@ -264,7 +269,10 @@ impl SqlPlanner<'_> {
             }
             None => limit,
         };
-        let fetch = limit.map(|e| count_literal(e, "LIMIT")).transpose()?.flatten();
+        let fetch = limit
+            .map(|e| count_literal(e, "LIMIT"))
+            .transpose()?
+            .flatten();
         let skip = offset
             .map(|e| count_literal(e, "OFFSET"))
             .transpose()?

@@ -242,7 +242,9 @@ impl SqlPlanner<'_> {
             JoinOperator::Semi(c) | JoinOperator::LeftSemi(c) => (JoinType::LeftSemi, c),
             JoinOperator::Anti(c) | JoinOperator::LeftAnti(c) => (JoinType::LeftAnti, c),
             JoinOperator::CrossJoin(JoinConstraint::None) => {
-                return Ok(Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(left, right))))
+                return Ok(Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(
+                    left, right,
+                ))))
             }
             other => return not_impl_err!("join kind {other:?}"),
         };
@@ -266,16 +268,18 @@ impl SqlPlanner<'_> {
                     .collect();
                 if names.is_empty() {
                     return match join_type {
-                        JoinType::Inner => {
-                            Ok(Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(left, right))))
-                        }
+                        JoinType::Inner => Ok(Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(
+                            left, right,
+                        )))),
                         _ => plan_err!("NATURAL {join_type} JOIN has no common columns"),
                     };
                 }
                 plan_join_using(left, right, join_type, &names)
             }
             JoinConstraint::None => match join_type {
-                JoinType::Inner => Ok(Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(left, right)))),
+                JoinType::Inner => Ok(Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(
+                    left, right,
+                )))),
                 _ => plan_err!("{join_type} JOIN needs an ON or USING condition"),
             },
             JoinConstraint::UsingAlias(..) => not_impl_err!("JOIN .. USING (..) AS alias"),
@@ -293,7 +297,10 @@ fn plan_join_on(
 ) -> Result<Arc<LogicalPlan>> {
     let both = left.schema().join(right.schema());
     let t = condition.data_type(&both)?;
-    if !matches!(t, arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null) {
+    if !matches!(
+        t,
+        arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null
+    ) {
         return plan_err!("JOIN condition must be boolean, but {condition} is {t}");
     }
     let mut on = Vec::new();
@@ -359,7 +366,9 @@ fn equi_pair(
         return Ok(Some((l, r)));
     }
     let t = common_type(&lt, &rt).ok_or_else(|| {
-        EmberError::Plan(format!("cannot join {l} ({lt}) with {r} ({rt}): incompatible types"))
+        EmberError::Plan(format!(
+            "cannot join {l} ({lt}) with {r} ({rt}): incompatible types"
+        ))
     })?;
     let cast = |x: Expr, from: &arrow::datatypes::DataType| {
         if *from == t {

@@ -25,9 +25,7 @@ use sqlparser::ast::{
 };
 
 use ember_planner::expr::Expr;
-use ember_planner::logical::{
-    Aggregate, Distinct, Filter, LogicalPlan, Projection, Sort, Unnest,
-};
+use ember_planner::logical::{Aggregate, Distinct, Filter, LogicalPlan, Projection, Sort, Unnest};
 use ember_planner::schema::{Column, PlanSchema};
 use ember_planner::{not_impl_err, plan_err, EmberError, Result};
 
@@ -61,7 +59,8 @@ impl SqlPlanner<'_> {
             input = Arc::new(LogicalPlan::Filter(Filter { input, predicate }));
         }
 
-        let (input_with_unnest, items) = self.plan_unnest_items(&select.projection, input, &scope)?;
+        let (input_with_unnest, items) =
+            self.plan_unnest_items(&select.projection, input, &scope)?;
         input = input_with_unnest;
         let from_schema = input.schema().clone();
 
@@ -92,7 +91,13 @@ impl SqlPlanner<'_> {
             ..scope.clone()
         };
 
-        let group_exprs = self.plan_group_by(&select.group_by, &select_exprs, &from_schema, &scope, &alias_scope)?;
+        let group_exprs = self.plan_group_by(
+            &select.group_by,
+            &select_exprs,
+            &from_schema,
+            &scope,
+            &alias_scope,
+        )?;
         let having = select
             .having
             .as_ref()
@@ -127,13 +132,14 @@ impl SqlPlanner<'_> {
         let mut having = having;
         if is_aggregate {
             let mut aggr_exprs: Vec<Expr> = Vec::new();
-            let all = select_exprs
-                .iter()
-                .chain(having.iter())
-                .chain(order_targets.iter().filter_map(|t| match t {
-                    OrderTarget::Expr(e) => Some(e),
-                    OrderTarget::Output(..) => None,
-                }));
+            let all =
+                select_exprs
+                    .iter()
+                    .chain(having.iter())
+                    .chain(order_targets.iter().filter_map(|t| match t {
+                        OrderTarget::Expr(e) => Some(e),
+                        OrderTarget::Output(..) => None,
+                    }));
             for e in all {
                 collect_aggregates(e, &mut aggr_exprs);
             }
@@ -195,9 +201,8 @@ impl SqlPlanner<'_> {
             }
         }
         proj_exprs.extend(hidden.iter().cloned());
-        let projection = Projection::try_new(input, proj_exprs).map_err(|e| {
-            e.context("in the select list")
-        })?;
+        let projection =
+            Projection::try_new(input, proj_exprs).map_err(|e| e.context("in the select list"))?;
         let out_schema = projection.schema.clone();
         let mut plan = Arc::new(LogicalPlan::Projection(projection));
         if distinct {
@@ -326,7 +331,9 @@ impl SqlPlanner<'_> {
             };
             if expr.contains_aggregate() {
                 return Err(located(
-                    EmberError::Plan(format!("aggregate functions are not allowed in GROUP BY: {expr}")),
+                    EmberError::Plan(format!(
+                        "aggregate functions are not allowed in GROUP BY: {expr}"
+                    )),
                     item.span(),
                 ));
             }
@@ -523,7 +530,10 @@ impl<'a> AggregateRewriter<'a> {
 
 fn check_boolean(predicate: &Expr, schema: &PlanSchema, clause: &str) -> Result<()> {
     let t = predicate.data_type(schema)?;
-    if !matches!(t, arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null) {
+    if !matches!(
+        t,
+        arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null
+    ) {
         return plan_err!("{clause} condition must be boolean, but {predicate} is {t}");
     }
     Ok(())

@@ -90,9 +90,7 @@ impl SqlPlanner<'_> {
                 name: object_name(table_name),
             },
             Statement::Explain {
-                analyze,
-                statement,
-                ..
+                analyze, statement, ..
             } => {
                 let Statement::Query(q) = statement.as_ref() else {
                     return not_impl_err!("EXPLAIN of a statement other than a query");
@@ -133,7 +131,10 @@ impl SqlPlanner<'_> {
                 }
                 PlannedStatement::CacheTable {
                     name: object_name(table_name),
-                    plan: query.as_ref().map(|q| self.plan_query(q, scope)).transpose()?,
+                    plan: query
+                        .as_ref()
+                        .map(|q| self.plan_query(q, scope))
+                        .transpose()?,
                 }
             }
             Statement::UNCache { table_name, .. } => PlannedStatement::UncacheTable {
@@ -175,7 +176,9 @@ impl SqlPlanner<'_> {
             });
         }
         if ct.external {
-            return plan_err!("use CREATE EXTERNAL TABLE {name} STORED AS <format> LOCATION '<path>'");
+            return plan_err!(
+                "use CREATE EXTERNAL TABLE {name} STORED AS <format> LOCATION '<path>'"
+            );
         }
         if ct.columns.is_empty() {
             return plan_err!("CREATE TABLE {name} needs a column list or AS SELECT");

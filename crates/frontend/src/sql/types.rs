@@ -99,8 +99,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_decimals_and_unknown_types() {
-        assert!(ty("DECIMAL(40, 2)").unwrap_err().to_string().contains("precision"));
-        assert!(ty("DECIMAL(5, 7)").unwrap_err().to_string().contains("scale"));
+        assert!(ty("DECIMAL(40, 2)")
+            .unwrap_err()
+            .to_string()
+            .contains("precision"));
+        assert!(ty("DECIMAL(5, 7)")
+            .unwrap_err()
+            .to_string()
+            .contains("scale"));
         assert!(ty("GEOMETRY").is_err());
     }
 }
