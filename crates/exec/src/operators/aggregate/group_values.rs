@@ -40,8 +40,13 @@ impl GroupValues {
         })
     }
 
+    /// The number of groups so far.
     pub fn len(&self) -> usize {
         self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
     }
 
     /// Writes the group index of every row of `columns` into `groups`, creating groups for
