@@ -133,10 +133,13 @@ impl<'a> DagScheduler<'a> {
             executor.remove_job_files(self.job);
         }
         let metrics = self.job_metrics();
-        outcome.map(|batches| JobResult { batches, metrics })
+        outcome.map(|partitions| JobResult {
+            partitions,
+            metrics,
+        })
     }
 
-    fn drive(&mut self) -> Result<Vec<RecordBatch>> {
+    fn drive(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
         loop {
             self.notice_dead_executors();
             self.advance();
@@ -144,7 +147,7 @@ impl<'a> DagScheduler<'a> {
                 return Ok(self
                     .results
                     .iter_mut()
-                    .flat_map(|r| r.take().unwrap_or_default())
+                    .map(|r| r.take().unwrap_or_default())
                     .collect());
             }
             self.launch();

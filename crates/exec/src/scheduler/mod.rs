@@ -20,6 +20,8 @@ mod dag;
 pub mod metrics;
 pub mod stage;
 pub mod task;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -77,11 +79,24 @@ impl std::fmt::Debug for JobContext {
 /// A finished job: the result rows in partition order, and what it took to get them.
 #[derive(Debug)]
 pub struct JobResult {
-    pub batches: Vec<RecordBatch>,
+    /// The result stage's batches, one list per partition, in partition order.
+    pub partitions: Vec<Vec<RecordBatch>>,
     pub metrics: JobMetrics,
 }
 
-/// Runs `graph` on `cluster` and returns the result stage's batches in partition order.
+impl JobResult {
+    /// All result batches, partition after partition.
+    pub fn into_batches(self) -> Vec<RecordBatch> {
+        self.partitions.into_iter().flatten().collect()
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.partitions.iter().flatten().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Runs `graph` on `cluster` and returns the result stage's batches in partition order
+/// (use [`JobResult::into_batches`] for a flat list).
 ///
 /// Blocks the calling thread (which runs the scheduling loop; tasks run on the cluster's
 /// pool). Must not be called from inside the cluster's own pool.

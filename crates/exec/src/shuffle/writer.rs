@@ -82,7 +82,7 @@ fn coalesce(
     let flush = |group: &mut Vec<RecordBatch>, out: &mut Vec<RecordBatch>| -> Result<()> {
         match group.len() {
             0 => {}
-            1 => out.extend(group.drain(..)),
+            1 => out.append(group),
             _ => {
                 out.push(concat_batches(schema, group.iter())?);
                 group.clear();
