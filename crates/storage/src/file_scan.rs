@@ -1,0 +1,158 @@
+//! Pieces every file source shares: projecting schemas and batches (including the empty
+//! projection of `COUNT(*)`), tagging errors with the file they came from, and the
+//! one-partition-per-file scan used by the row-oriented formats (CSV, JSON lines, text).
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use ember_planner::error::{EmberError, Result};
+use ember_planner::table::{BatchIter, ScanPartition};
+
+use crate::listing::ListedFile;
+
+/// Rows per batch that file readers produce.
+pub const BATCH_SIZE: usize = 8192;
+
+/// Wraps `e` with the path being read, keeping the inner error's type.
+pub fn read_error(path: &str, e: impl Into<EmberError>) -> EmberError {
+    e.into().context(format!("failed to read {path}"))
+}
+
+/// Checks a scan projection against a schema and returns the projected schema.
+pub fn project_schema(schema: &SchemaRef, projection: Option<&[usize]>) -> Result<SchemaRef> {
+    match projection {
+        None => Ok(Arc::clone(schema)),
+        Some(indices) => {
+            if let Some(bad) = indices.iter().find(|&&i| i >= schema.fields().len()) {
+                return Err(EmberError::Internal(format!(
+                    "scan projection index {bad} out of range for a table with {} columns",
+                    schema.fields().len()
+                )));
+            }
+            Ok(Arc::new(schema.project(indices)?))
+        }
+    }
+}
+
+/// The columns a reader must decode to serve `projection`.
+///
+/// An empty projection (`SELECT COUNT(*)`) still needs row counts, and not every reader can
+/// count rows without a column, so it decodes the first column and [`finish_batch`] drops it.
+pub fn columns_to_read(schema: &Schema, projection: Option<&[usize]>) -> Option<Vec<usize>> {
+    match projection {
+        Some([]) if !schema.fields().is_empty() => Some(vec![0]),
+        Some(p) => Some(p.to_vec()),
+        None => None,
+    }
+}
+
+/// Gives a batch decoded with [`columns_to_read`] exactly the promised output schema
+/// (dropping the helper column of an empty projection and any file-level metadata).
+pub fn finish_batch(batch: RecordBatch, output: &SchemaRef) -> Result<RecordBatch> {
+    let columns = if output.fields().is_empty() {
+        vec![]
+    } else {
+        batch.columns().to_vec()
+    };
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(output),
+        columns,
+        &options,
+    )?)
+}
+
+/// How a row-oriented format reads one whole file.
+pub trait FileOpener: fmt::Debug + Send + Sync {
+    /// Reads `file`, producing batches with exactly `output` as schema.
+    fn open(
+        &self,
+        file: &ListedFile,
+        projection: Option<&[usize]>,
+        output: &SchemaRef,
+    ) -> Result<BatchIter>;
+}
+
+/// A scan partition that reads one file from start to end.
+#[derive(Debug)]
+pub struct FilePartition {
+    pub file: ListedFile,
+    pub projection: Option<Vec<usize>>,
+    pub output: SchemaRef,
+    pub opener: Arc<dyn FileOpener>,
+    pub kind: &'static str,
+}
+
+impl ScanPartition for FilePartition {
+    fn execute(&self) -> Result<BatchIter> {
+        let path = self.file.display();
+        let inner = self
+            .opener
+            .open(&self.file, self.projection.as_deref(), &self.output)
+            .map_err(|e| read_error(&path, e))?;
+        Ok(Box::new(
+            inner.map(move |r| r.map_err(|e| read_error(&path, e))),
+        ))
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.kind, self.file.display())
+    }
+}
+
+/// One [`FilePartition`] per file.
+pub fn file_partitions(
+    files: &[ListedFile],
+    schema: &SchemaRef,
+    projection: Option<&[usize]>,
+    opener: Arc<dyn FileOpener>,
+    kind: &'static str,
+) -> Result<Vec<Arc<dyn ScanPartition>>> {
+    let output = project_schema(schema, projection)?;
+    Ok(files
+        .iter()
+        .map(|f| {
+            Arc::new(FilePartition {
+                file: f.clone(),
+                projection: projection.map(<[usize]>::to_vec),
+                output: Arc::clone(&output),
+                opener: Arc::clone(&opener),
+                kind,
+            }) as Arc<dyn ScanPartition>
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field};
+
+    #[test]
+    fn empty_projection_keeps_row_count() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int32, false),
+            Field::new("b", DataType::Int32, false),
+        ]));
+        assert_eq!(columns_to_read(&schema, Some(&[])), Some(vec![0]));
+        let out = project_schema(&schema, Some(&[])).unwrap();
+        let read = RecordBatch::try_new(
+            Arc::new(schema.project(&[0]).unwrap()),
+            vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
+        let batch = finish_batch(read, &out).unwrap();
+        assert_eq!(batch.num_columns(), 0);
+        assert_eq!(batch.num_rows(), 3);
+    }
+
+    #[test]
+    fn bad_projection_is_an_internal_error() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
+        let err = project_schema(&schema, Some(&[3])).unwrap_err();
+        assert!(matches!(err, EmberError::Internal(_)), "{err}");
+    }
+}

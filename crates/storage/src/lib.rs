@@ -1,0 +1,27 @@
+//! Ember's storage: table sources (Parquet, CSV, JSON lines, text, memory), shuffle block
+//! files, TPC-H data generation.
+//!
+//! Every source implements `ember_planner::table::TableSource`: the planner sees a schema
+//! and statistics, the executor runs the `ScanPartition`s a scan is split into.
+
+pub mod checksum;
+pub mod csv;
+pub mod file_scan;
+pub mod json;
+pub mod listing;
+pub mod memory;
+pub mod parquet;
+pub mod shuffle;
+pub mod text;
+pub mod tpch;
+
+pub use crate::csv::{CsvOptions, CsvTable};
+pub use crate::json::JsonTable;
+pub use crate::listing::{list_files, ListedFile, SUCCESS_MARKER, WRITE_STARTED_MARKER};
+pub use crate::memory::MemTable;
+pub use crate::parquet::{write_parquet, ParquetTable, ParquetWriteOptions};
+pub use crate::shuffle::{
+    block_path, read_block, write_block, BlockError, BlockErrorKind, BlockMeta,
+};
+pub use crate::text::TextTable;
+pub use crate::tpch::{generate_tpch, write_tpch_parquet};

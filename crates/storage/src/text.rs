@@ -1,0 +1,218 @@
+//! Text tables: one row per line, in a single `line` column (Utf8), like Spark's
+//! `spark.read.text`. Line endings (`\n`, `\r\n`) are not part of the value.
+
+use std::any::Any;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Lines};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use ember_planner::error::{EmberError, Result};
+use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
+
+use crate::file_scan::{file_partitions, FileOpener, BATCH_SIZE};
+use crate::listing::{files_identity, list_files, ListedFile};
+
+/// The name of a text table's only column.
+pub const LINE_COLUMN: &str = "line";
+
+#[derive(Debug)]
+pub struct TextTable {
+    location: String,
+    schema: SchemaRef,
+    files: Vec<ListedFile>,
+}
+
+impl TextTable {
+    pub fn try_new(location: &str) -> Result<Self> {
+        let files = list_files(location)?;
+        Ok(TextTable {
+            location: location.to_string(),
+            schema: Arc::new(Schema::new(vec![Field::new(
+                LINE_COLUMN,
+                DataType::Utf8,
+                false,
+            )])),
+            files,
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+impl TableSource for TextTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn statistics(&self) -> Statistics {
+        Statistics {
+            num_rows: None,
+            total_bytes: Some(self.files.iter().map(|f| f.size as usize).sum()),
+        }
+    }
+
+    fn scan(&self, request: &ScanRequest) -> Result<Vec<Arc<dyn ScanPartition>>> {
+        file_partitions(
+            &self.files,
+            &self.schema,
+            request.projection.as_deref(),
+            Arc::new(TextOpener),
+            "text",
+        )
+    }
+
+    fn identity(&self) -> String {
+        files_identity("text", &self.files)
+    }
+
+    fn kind(&self) -> &str {
+        "text"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[derive(Debug)]
+struct TextOpener;
+
+impl FileOpener for TextOpener {
+    fn open(
+        &self,
+        file: &ListedFile,
+        _projection: Option<&[usize]>,
+        output: &SchemaRef,
+    ) -> Result<BatchIter> {
+        let path = file.display();
+        let handle = File::open(&file.path).map_err(|e| EmberError::io(&path, e))?;
+        Ok(Box::new(LineBatches {
+            lines: BufReader::new(handle).lines(),
+            output: Arc::clone(output),
+            path,
+            done: false,
+        }))
+    }
+}
+
+/// Groups a file's lines into batches of [`BATCH_SIZE`].
+struct LineBatches {
+    lines: Lines<BufReader<File>>,
+    /// Either the `line` column or no column at all (`COUNT(*)`).
+    output: SchemaRef,
+    path: String,
+    done: bool,
+}
+
+impl Iterator for LineBatches {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut builder = StringBuilder::new();
+        let mut rows = 0;
+        while rows < BATCH_SIZE {
+            match self.lines.next() {
+                Some(Ok(line)) => {
+                    builder.append_value(line);
+                    rows += 1;
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(EmberError::io(&self.path, e)));
+                }
+                None => {
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        if rows == 0 {
+            return None;
+        }
+        let column: ArrayRef = Arc::new(builder.finish());
+        let columns = if self.output.fields().is_empty() {
+            vec![]
+        } else {
+            vec![column]
+        };
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Some(
+            RecordBatch::try_new_with_options(Arc::clone(&self.output), columns, &options)
+                .map_err(EmberError::from),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, StringArray};
+    use std::fs;
+
+    fn lines_of(table: &TextTable, projection: Option<Vec<usize>>) -> Result<(usize, Vec<String>)> {
+        let request = ScanRequest {
+            projection,
+            ..Default::default()
+        };
+        let mut rows = 0;
+        let mut values = Vec::new();
+        for p in table.scan(&request)? {
+            for b in p.execute()? {
+                let b = b?;
+                rows += b.num_rows();
+                if b.num_columns() == 1 {
+                    let col = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                    values.extend((0..col.len()).map(|i| col.value(i).to_string()));
+                }
+            }
+        }
+        Ok((rows, values))
+    }
+
+    #[test]
+    fn one_row_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.txt");
+        fs::write(&path, "first\r\nsecond\n\nlast").unwrap();
+        let table = TextTable::try_new(path.to_str().unwrap()).unwrap();
+        let (rows, values) = lines_of(&table, None).unwrap();
+        assert_eq!(rows, 4);
+        assert_eq!(values, vec!["first", "second", "", "last"]);
+        let (rows, values) = lines_of(&table, Some(vec![])).unwrap();
+        assert_eq!((rows, values.len()), (4, 0));
+    }
+
+    #[test]
+    fn many_lines_are_batched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.txt");
+        let text: String = (0..BATCH_SIZE + 10).map(|i| format!("{i}\n")).collect();
+        fs::write(&path, text).unwrap();
+        let table = TextTable::try_new(path.to_str().unwrap()).unwrap();
+        let parts = table.scan(&ScanRequest::default()).unwrap();
+        let sizes: Vec<usize> = parts[0]
+            .execute()
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .collect();
+        assert_eq!(sizes, vec![BATCH_SIZE, 10]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin.txt");
+        fs::write(&path, [b'o', b'k', b'\n', 0xff, 0xfe, b'\n']).unwrap();
+        let table = TextTable::try_new(path.to_str().unwrap()).unwrap();
+        let msg = lines_of(&table, None).unwrap_err().to_string();
+        assert!(msg.contains("bin.txt"), "{msg}");
+    }
+}
