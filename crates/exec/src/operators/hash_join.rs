@@ -71,14 +71,18 @@ pub fn execute_hash_join(
     let keys = JoinKeys::compile(on, left.schema(), right.schema(), ctx)?;
     let filter = compile_filter(filter.as_ref(), left.schema(), right.schema(), ctx)?;
 
+    let null_aware = *null_aware && *join_type == JoinType::LeftAnti;
     let build_partitions = match mode {
-        JoinMode::Partitioned => vec![partition],
+        JoinMode::Partitioned if !null_aware => vec![partition],
+        // NOT IN asks about the whole set: a NULL (or any row) in another partition changes
+        // this partition's answer. Reading every partition is still correct for matching:
+        // equal keys hash to the same partition, so the other partitions' rows never match.
+        JoinMode::Partitioned => (0..right.output_partitions()).collect(),
         JoinMode::Broadcast => broadcast_partitions(right),
     };
     let build = collect_build_side(right, &build_partitions, ctx)?;
     let table = JoinHashTable::try_new(build, &keys)?;
 
-    let null_aware = *null_aware && *join_type == JoinType::LeftAnti;
     // NOT IN against a set containing NULL is never true.
     let nothing_passes = null_aware && table.has_null_key;
     let nothing_matches = table.batch.num_rows() == 0
@@ -619,6 +623,39 @@ pub(super) mod tests {
         let empty = side("r", vec![vec![batch(vec![("b", ints(&[]))])]]);
         join.right = empty;
         assert_eq!(row_count(&join.run_partition(0, 8192).unwrap()), 5);
+    }
+
+    #[test]
+    fn partitioned_null_aware_anti_join_sees_the_whole_build_side() {
+        let left = side(
+            "l",
+            vec![
+                vec![batch(vec![("a", ints(&[Some(1), None]))])],
+                vec![batch(vec![("a", ints(&[Some(2)]))])],
+            ],
+        );
+        let null_elsewhere = side(
+            "r",
+            vec![
+                vec![batch(vec![("b", ints(&[]))])],
+                vec![batch(vec![("b", ints(&[None]))])],
+            ],
+        );
+        let mut join = Join::new(left.clone(), null_elsewhere, JoinType::LeftAnti);
+        join.null_aware = true;
+        assert_eq!(row_count(&join.run_partition(0, 8192).unwrap()), 0);
+
+        // Partition 0's build part is empty but the set is not: the NULL probe key is
+        // dropped, 1 is kept.
+        join.right = side(
+            "r",
+            vec![
+                vec![batch(vec![("b", ints(&[]))])],
+                vec![batch(vec![("b", ints(&[Some(2)]))])],
+            ],
+        );
+        let out = join.run_partition(0, 8192).unwrap();
+        assert_eq!(int_column(&out, 0), vec![Some(1)]);
     }
 
     #[test]
