@@ -107,7 +107,12 @@ impl Default for Optimizer {
         use rules::*;
         Optimizer::with_rules(vec![
             Arc::new(simplify_expressions::SimplifyExpressions),
-            // RULES-PENDING
+            Arc::new(decorrelate_subqueries::DecorrelateSubqueries),
+            Arc::new(eliminate_cross_join::EliminateCrossJoin),
+            Arc::new(push_down_filter::PushDownFilter),
+            Arc::new(push_down_limit::PushDownLimit),
+            Arc::new(push_down_projection::PushDownProjection),
+            Arc::new(join_side_choice::JoinSideChoice),
         ])
     }
 }
