@@ -788,6 +788,30 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn filter_comparing_both_sides_keeps_other_suppliers_only() {
+        // TPC-H Q21's shape: EXISTS (... l2.orderkey = l1.orderkey AND l2.supp <> l1.supp).
+        let l1 = side(
+            "l1",
+            vec![vec![batch(vec![
+                ("okey", ints(&[Some(1), Some(1), Some(2)])),
+                ("supp", ints(&[Some(10), Some(11), Some(10)])),
+            ])]],
+        );
+        let l2 = side(
+            "l2",
+            vec![vec![batch(vec![
+                ("okey", ints(&[Some(1), Some(2)])),
+                ("supp", ints(&[Some(10), Some(10)])),
+            ])]],
+        );
+        let mut join = Join::new(l1, l2, JoinType::LeftSemi);
+        join.on = vec![("l1.okey", "l2.okey")];
+        join.filter = Some(col("l2.supp").not_eq(col("l1.supp")));
+        let out = join.run_partition(0, 8192).unwrap();
+        assert_eq!(int_column(&out, 1), vec![Some(11)]);
+    }
+
+    #[test]
     fn small_batch_size_splits_chains_without_changing_rows() {
         // 3 probe rows × 3 build rows with the same key: 9 pairs, 2 per chunk.
         let sevens = || ints(&[Some(7), Some(7), Some(7)]);

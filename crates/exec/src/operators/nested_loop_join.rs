@@ -256,6 +256,25 @@ mod tests {
     }
 
     #[test]
+    fn range_filter_over_both_sides() {
+        let filter = Some(col("l.a").gt(col("r.b")));
+        let small_right = side("r", vec![vec![batch(vec![("b", ints(&[2, 1]))])]]);
+        let out = run(&plan(left(), small_right, filter, JoinType::Inner), 0, 8192).unwrap();
+        assert_eq!(
+            pretty(&out),
+            vec![
+                "+---+---+",
+                "| a | b |",
+                "+---+---+",
+                "| 2 | 1 |",
+                "| 3 | 2 |",
+                "| 3 | 1 |",
+                "+---+---+",
+            ]
+        );
+    }
+
+    #[test]
     fn empty_right_side_keeps_left_rows_only_for_left_and_anti_joins() {
         let empty = side("r", vec![vec![batch(vec![("b", ints(&[]))])]]);
         let count = |join_type| {
