@@ -347,3 +347,6 @@ mod tests {
         drop_deep(plan);
     }
 }
+
+#[cfg(test)]
+mod pipeline_tests;
