@@ -96,7 +96,10 @@ impl Expr {
             Expr::BinaryExpr { left, right, op } => {
                 left.nullable(schema)?
                     || right.nullable(schema)?
-                    || matches!(op, crate::expr::Operator::Divide | crate::expr::Operator::Modulo)
+                    || matches!(
+                        op,
+                        crate::expr::Operator::Divide | crate::expr::Operator::Modulo
+                    )
             }
             Expr::Cast { expr, .. } => expr.nullable(schema)?,
             Expr::AggregateFunction {

@@ -46,7 +46,10 @@ fn as_decimal(t: &DataType) -> Option<(u8, i8)> {
 }
 
 fn decimal(precision: usize, scale: i8) -> DataType {
-    DataType::Decimal128(precision.min(DECIMAL128_MAX_PRECISION as usize) as u8, scale)
+    DataType::Decimal128(
+        precision.min(DECIMAL128_MAX_PRECISION as usize) as u8,
+        scale,
+    )
 }
 
 fn integer_rank(t: &DataType) -> u8 {
@@ -105,13 +108,13 @@ pub fn common_type(l: &DataType, r: &DataType) -> Option<DataType> {
 }
 
 /// Operand types (left, right) and the result type of `l op r`.
-pub fn binary_types(l: &DataType, op: Operator, r: &DataType) -> Result<(DataType, DataType, DataType)> {
+pub fn binary_types(
+    l: &DataType,
+    op: Operator,
+    r: &DataType,
+) -> Result<(DataType, DataType, DataType)> {
     use DataType::*;
-    let err = || {
-        EmberError::Plan(format!(
-            "cannot apply '{op}' to {l} and {r}"
-        ))
-    };
+    let err = || EmberError::Plan(format!("cannot apply '{op}' to {l} and {r}"));
     match op {
         Operator::And | Operator::Or => {
             let ok = |t: &DataType| matches!(t, Boolean | Null);
@@ -131,13 +134,19 @@ pub fn binary_types(l: &DataType, op: Operator, r: &DataType) -> Result<(DataTyp
             Ok((t.clone(), t, Boolean))
         }
         Operator::StringConcat => Ok((Utf8, Utf8, Utf8)),
-        Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo => {
-            arithmetic_types(l, op, r).ok_or_else(err)
-        }
+        Operator::Plus
+        | Operator::Minus
+        | Operator::Multiply
+        | Operator::Divide
+        | Operator::Modulo => arithmetic_types(l, op, r).ok_or_else(err),
     }
 }
 
-fn arithmetic_types(l: &DataType, op: Operator, r: &DataType) -> Option<(DataType, DataType, DataType)> {
+fn arithmetic_types(
+    l: &DataType,
+    op: Operator,
+    r: &DataType,
+) -> Option<(DataType, DataType, DataType)> {
     use DataType::*;
     // Dates and intervals.
     match (l, op, r) {
@@ -248,7 +257,10 @@ pub fn sum_type(t: &DataType) -> Result<DataType> {
 pub fn avg_type(t: &DataType) -> Result<DataType> {
     use DataType::*;
     Ok(match t {
-        Decimal128(p, s) => decimal(*p as usize + 4, (*s + 4).min(DECIMAL128_MAX_PRECISION as i8)),
+        Decimal128(p, s) => decimal(
+            *p as usize + 4,
+            (*s + 4).min(DECIMAL128_MAX_PRECISION as i8),
+        ),
         t if is_numeric(t) || *t == Null => Float64,
         other => return Err(EmberError::Plan(format!("AVG is not defined for {other}"))),
     })
