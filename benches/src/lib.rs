@@ -1,1 +1,67 @@
+//! Shared set-up for Ember's benchmarks: TPC-H data as Parquet, generated once per scale
+//! factor into a cache folder under the target dir, and the 22 query texts.
 
+use std::path::{Path, PathBuf};
+
+use ember_frontend::Session;
+use ember_planner::{EmberError, Result};
+use ember_storage::tpch::{write_tpch_parquet, TPCH_TABLES};
+
+/// Written after all eight tables, so an interrupted generation is redone, not reused.
+const COMPLETE_MARKER: &str = "_COMPLETE";
+
+/// The scale factor to benchmark at: `EMBER_TPCH_SF`, else 0.1.
+pub fn scale_factor() -> Result<f64> {
+    match std::env::var("EMBER_TPCH_SF") {
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|sf| *sf > 0.0 && sf.is_finite())
+            .ok_or_else(|| {
+                EmberError::Config(format!(
+                    "EMBER_TPCH_SF='{v}': expected a positive number such as 0.1"
+                ))
+            }),
+        Err(_) => Ok(0.1),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The folder holding TPC-H Parquet files at `sf`, generating them on first use.
+pub fn tpch_parquet_dir(sf: f64) -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = target.join("ember-bench-data").join(format!("tpch-sf{sf}"));
+    if !dir.join(COMPLETE_MARKER).exists() {
+        write_tpch_parquet(sf, &dir)?;
+        std::fs::write(dir.join(COMPLETE_MARKER), b"")
+            .map_err(|e| EmberError::io(dir.display().to_string(), e))?;
+    }
+    Ok(dir)
+}
+
+/// A session with the eight TPC-H tables registered from Parquet at `sf`.
+pub fn tpch_session(sf: f64) -> Result<Session> {
+    let dir = tpch_parquet_dir(sf)?;
+    let session = Session::new();
+    for name in TPCH_TABLES {
+        let path = dir.join(format!("{name}.parquet"));
+        session.register_parquet(name, &path.to_string_lossy())?;
+    }
+    Ok(session)
+}
+
+/// The text of TPC-H query `n` (1..=22) from the shared query folder.
+pub fn tpch_query(n: usize) -> Result<String> {
+    let path = workspace_root()
+        .join("../shared/tpch/queries")
+        .join(format!("q{n:02}.sql"));
+    std::fs::read_to_string(&path).map_err(|e| EmberError::io(path.display().to_string(), e))
+}
