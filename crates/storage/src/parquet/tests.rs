@@ -331,3 +331,55 @@ fn corrupted_data_pages_fail_at_read_time_with_the_path() {
     }
     assert!(saw_error);
 }
+
+#[test]
+fn pruning_on_dates_and_decimals() {
+    use arrow::array::{Date32Array, Decimal128Array};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("d", DataType::Date32, false),
+        Field::new("price", DataType::Decimal128(15, 2), false),
+    ]));
+    // 4 row groups of 10 rows: days 0..39, prices 0.00..39.00 in whole units.
+    let days: Vec<i32> = (0..40).collect();
+    let prices: Vec<i128> = (0..40).map(|i| i * 100).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Date32Array::from(days)),
+            Arc::new(
+                Decimal128Array::from(prices)
+                    .with_precision_and_scale(15, 2)
+                    .unwrap(),
+            ),
+        ],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    let options = ParquetWriteOptions {
+        max_row_group_rows: 10,
+        zstd: true,
+    };
+    write_parquet(&path, &schema, &[batch], options).unwrap();
+    let table = ParquetTable::try_new(path.to_str().unwrap()).unwrap();
+    let kept = |f: Expr| -> Vec<usize> {
+        table
+            .row_groups_to_read(&[f])
+            .into_iter()
+            .flat_map(|(_, g)| g)
+            .collect()
+    };
+    let date = |v: i32| Expr::Literal(ScalarValue::Date32(Some(v)));
+    assert_eq!(kept(col("d").lt(date(15))), vec![0, 1]);
+    assert_eq!(kept(col("d").gt_eq(date(30))), vec![3]);
+    // A literal of another decimal type (as `0.05`-style SQL literals are).
+    let dec = |v: i128, p: u8, s: i8| Expr::Literal(ScalarValue::Decimal128(Some(v), p, s));
+    assert_eq!(kept(col("price").gt(dec(2850, 4, 2))), vec![2, 3]);
+    let between = Expr::Between {
+        expr: Box::new(col("price")),
+        negated: false,
+        low: Box::new(dec(105, 3, 1)),
+        high: Box::new(dec(12, 2, 0)),
+    };
+    assert_eq!(kept(between), vec![1]);
+}
