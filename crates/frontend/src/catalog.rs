@@ -54,13 +54,20 @@ impl Catalog {
     }
 
     /// Registers a view. With `replace`, an existing view of that name is replaced.
-    pub fn register_view(&mut self, name: &str, plan: Arc<LogicalPlan>, replace: bool) -> Result<()> {
+    pub fn register_view(
+        &mut self,
+        name: &str,
+        plan: Arc<LogicalPlan>,
+        replace: bool,
+    ) -> Result<()> {
         self.insert(name, CatalogEntry::View(plan), replace)
     }
 
     fn insert(&mut self, name: &str, entry: CatalogEntry, replace: bool) -> Result<()> {
         if name.trim().is_empty() {
-            return Err(EmberError::Plan("a table or view name must not be empty".into()));
+            return Err(EmberError::Plan(
+                "a table or view name must not be empty".into(),
+            ));
         }
         let key = Self::key(name);
         if let Some((existing_name, existing)) = self.entries.get(&key) {
@@ -130,7 +137,10 @@ impl Catalog {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.entries.values().map(|(name, _)| name.clone()).collect()
+        self.entries
+            .values()
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -176,7 +186,8 @@ mod tests {
     #[test]
     fn lookups_ignore_case_and_keep_spelling() {
         let mut c = Catalog::new();
-        c.register_table("LineItem", Arc::new(Dummy), false).unwrap();
+        c.register_table("LineItem", Arc::new(Dummy), false)
+            .unwrap();
         assert!(c.table("lineitem").is_some());
         assert!(c.table("LINEITEM").is_some());
         assert!(c.view("lineitem").is_none());
@@ -198,7 +209,11 @@ mod tests {
         let mut c = Catalog::new();
         c.register_table("t", Arc::new(Dummy), false).unwrap();
         assert!(!c.drop_view("nope").unwrap());
-        assert!(c.drop_view("t").unwrap_err().to_string().contains("use DROP TABLE"));
+        assert!(c
+            .drop_view("t")
+            .unwrap_err()
+            .to_string()
+            .contains("use DROP TABLE"));
         assert!(c.drop_table("T").unwrap());
         assert!(c.table("t").is_none());
     }

@@ -316,6 +316,9 @@ mod tests {
             .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("'spark.sql.shuffle.partitions'"), "{msg}");
-        assert!(msg.contains("Did you mean 'ember.sql.shuffle.partitions'"), "{msg}");
+        assert!(
+            msg.contains("Did you mean 'ember.sql.shuffle.partitions'"),
+            "{msg}"
+        );
     }
 }

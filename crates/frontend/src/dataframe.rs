@@ -220,7 +220,12 @@ impl DataFrame {
 
     /// Joins with `right` on pairs of equal columns (`(left column, right column)`).
     /// Semi and anti joins return only this DataFrame's columns.
-    pub fn join(&self, right: &DataFrame, join_type: JoinType, on: &[(&str, &str)]) -> Result<DataFrame> {
+    pub fn join(
+        &self,
+        right: &DataFrame,
+        join_type: JoinType,
+        on: &[(&str, &str)],
+    ) -> Result<DataFrame> {
         let on = on
             .iter()
             .map(|(l, r)| (ember_planner::expr::col(l), ember_planner::expr::col(r)))
@@ -238,8 +243,12 @@ impl DataFrame {
     ) -> Result<DataFrame> {
         let (ls, rs) = (self.plan.schema(), right.plan.schema());
         for (l, r) in &on {
-            let lt = l.data_type(ls).map_err(|e| e.context("in the join's left key"))?;
-            let rt = r.data_type(rs).map_err(|e| e.context("in the join's right key"))?;
+            let lt = l
+                .data_type(ls)
+                .map_err(|e| e.context("in the join's left key"))?;
+            let rt = r
+                .data_type(rs)
+                .map_err(|e| e.context("in the join's right key"))?;
             if common_type(&lt, &rt).is_none() {
                 return Err(EmberError::Plan(format!(
                     "cannot join on {l} = {r}: {lt} and {rt} are not comparable"

@@ -177,7 +177,10 @@ mod tests {
             ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
             ("name", Arc::new(StringArray::from(vec![Some("a,b"), None]))),
             ("price", Arc::new(price)),
-            ("day", Arc::new(Date32Array::from(vec![Some(0), Some(19000)]))),
+            (
+                "day",
+                Arc::new(Date32Array::from(vec![Some(0), Some(19000)])),
+            ),
         ])
         .unwrap()
     }

@@ -55,16 +55,19 @@ fn run(cli: Cli) -> Result<()> {
     let format: OutputFormat = cli.format.parse()?;
     let mut builder = Session::builder();
     for kv in &cli.conf {
-        let (k, v) = kv.split_once('=').ok_or_else(|| {
-            EmberError::Config(format!("--conf '{kv}': expected key=value"))
-        })?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| EmberError::Config(format!("--conf '{kv}': expected key=value")))?;
         builder = builder.config(k, v);
     }
     let session = builder.build()?;
     if let Some(sf) = cli.tpch {
         session.register_tpch(sf)?;
         if cli.commands.is_empty() && cli.files.is_empty() && std::io::stdin().is_terminal() {
-            println!("Registered TPC-H tables at scale factor {sf}: {}", session.table_names().join(", "));
+            println!(
+                "Registered TPC-H tables at scale factor {sf}: {}",
+                session.table_names().join(", ")
+            );
         }
     }
     let printer = Printer::new(format);

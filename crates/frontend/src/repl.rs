@@ -28,7 +28,12 @@ impl Printer {
 
     /// Writes one statement's result. Tables get a "N rows in X.XXXs" line; in CSV and
     /// JSON only result rows are printed, so the output can be piped into other tools.
-    pub fn print(&self, out: &mut dyn Write, result: &StatementResult, elapsed: Duration) -> Result<()> {
+    pub fn print(
+        &self,
+        out: &mut dyn Write,
+        result: &StatementResult,
+        elapsed: Duration,
+    ) -> Result<()> {
         let text = match result {
             StatementResult::Rows(rows) => {
                 let batches: Vec<_> = rows.partitions.iter().flatten().cloned().collect();
@@ -53,7 +58,12 @@ impl Printer {
 
 /// Runs every statement of `sql`, printing each result as soon as it is ready. Stops at the
 /// first error and returns it.
-pub fn run_script(session: &Session, sql: &str, printer: &Printer, out: &mut dyn Write) -> Result<()> {
+pub fn run_script(
+    session: &Session,
+    sql: &str,
+    printer: &Printer,
+    out: &mut dyn Write,
+) -> Result<()> {
     let mut started = Instant::now();
     session.execute_sql_each(sql, |result| {
         printer.print(out, &result, started.elapsed())?;
@@ -98,7 +108,11 @@ pub fn run_interactive(session: &Session, printer: &Printer) -> Result<()> {
     let mut buffer = String::new();
     let stdout = std::io::stdout();
     loop {
-        let prompt = if buffer.is_empty() { "ember> " } else { "   ..> " };
+        let prompt = if buffer.is_empty() {
+            "ember> "
+        } else {
+            "   ..> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 let trimmed = line.trim();
@@ -157,7 +171,11 @@ mod tests {
         let mut out = Vec::new();
         let printer = Printer::new(OutputFormat::Csv);
         printer
-            .print(&mut out, &StatementResult::Message("Table 't' created.".into()), Duration::ZERO)
+            .print(
+                &mut out,
+                &StatementResult::Message("Table 't' created.".into()),
+                Duration::ZERO,
+            )
             .unwrap();
         assert!(out.is_empty());
     }

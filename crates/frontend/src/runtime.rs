@@ -25,7 +25,10 @@ pub struct Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("cluster", &self.cluster.lock().as_ref().map(|(c, _)| c.clone()))
+            .field(
+                "cluster",
+                &self.cluster.lock().as_ref().map(|(c, _)| c.clone()),
+            )
             .finish()
     }
 }

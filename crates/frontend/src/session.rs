@@ -24,9 +24,9 @@ use crate::dataframe::DataFrame;
 use crate::execution::{PreparedQuery, QueryResult};
 use crate::runtime::Runtime;
 use crate::sources;
+use crate::split::split_statements;
 use crate::sql::statement::ExplainKind;
 use crate::sql::{plan_sql, ContextProvider, FileFormat, PlannedStatement};
-use crate::split::split_statements;
 
 /// What one SQL statement produced, for the REPL and scripts.
 #[derive(Debug, Clone)]
@@ -140,7 +140,10 @@ impl Session {
 
     /// Registers (or replaces) a table under `name`.
     pub fn register_table(&self, name: &str, source: Arc<dyn TableSource>) -> Result<()> {
-        self.state.catalog.write().register_table(name, source, true)
+        self.state
+            .catalog
+            .write()
+            .register_table(name, source, true)
     }
 
     /// Registers the Parquet file, folder or glob at `path` as table `name`.
@@ -196,8 +199,12 @@ impl Session {
         let catalog = self.state.catalog.read();
         match catalog.get(name) {
             Some(CatalogEntry::Table(source)) => {
-                let scan = TableScan::try_new(name.to_ascii_lowercase(), source.clone(), None, vec![])?;
-                Ok(DataFrame::new(self.clone(), Arc::new(LogicalPlan::TableScan(scan))))
+                let scan =
+                    TableScan::try_new(name.to_ascii_lowercase(), source.clone(), None, vec![])?;
+                Ok(DataFrame::new(
+                    self.clone(),
+                    Arc::new(LogicalPlan::TableScan(scan)),
+                ))
             }
             Some(CatalogEntry::View(plan)) => Ok(DataFrame::new(self.clone(), plan.clone())),
             None => Err(unknown_table(name, &catalog.names())),
@@ -244,7 +251,10 @@ impl Session {
         let source = sources::open(format, path)?;
         let name = sources::table_name_for(path);
         let scan = TableScan::try_new(name, source, None, vec![])?;
-        Ok(DataFrame::new(self.clone(), Arc::new(LogicalPlan::TableScan(scan))))
+        Ok(DataFrame::new(
+            self.clone(),
+            Arc::new(LogicalPlan::TableScan(scan)),
+        ))
     }
 
     // ------------------------------------------------------------------------------------
@@ -622,7 +632,9 @@ impl StringTable {
         let columns: Vec<ArrayRef> = (0..self.columns.len())
             .map(|i| {
                 Arc::new(StringArray::from_iter_values(
-                    self.rows.iter().map(|r| r.get(i).map_or("", String::as_str)),
+                    self.rows
+                        .iter()
+                        .map(|r| r.get(i).map_or("", String::as_str)),
                 )) as ArrayRef
             })
             .collect();
@@ -642,7 +654,11 @@ impl StringTable {
             .into_iter()
             .map(|r| {
                 (0..width)
-                    .map(|i| Expr::Literal(ScalarValue::Utf8(Some(r.get(i).cloned().unwrap_or_default()))))
+                    .map(|i| {
+                        Expr::Literal(ScalarValue::Utf8(Some(
+                            r.get(i).cloned().unwrap_or_default(),
+                        )))
+                    })
                     .collect()
             })
             .collect();

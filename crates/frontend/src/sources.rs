@@ -31,12 +31,19 @@ pub fn open(format: FileFormat, location: &str) -> Result<Arc<dyn TableSource>> 
 }
 
 /// An in-memory table with the given partitions.
-pub fn memory(schema: SchemaRef, partitions: Vec<Vec<RecordBatch>>) -> Result<Arc<dyn TableSource>> {
+pub fn memory(
+    schema: SchemaRef,
+    partitions: Vec<Vec<RecordBatch>>,
+) -> Result<Arc<dyn TableSource>> {
     Ok(Arc::new(MemTable::try_new(schema, partitions)?))
 }
 
 /// Appends rows to table `name` (`INSERT INTO`); only in-memory tables accept rows.
-pub fn append(name: &str, target: &Arc<dyn TableSource>, batches: Vec<RecordBatch>) -> Result<usize> {
+pub fn append(
+    name: &str,
+    target: &Arc<dyn TableSource>,
+    batches: Vec<RecordBatch>,
+) -> Result<usize> {
     match target.as_any().downcast_ref::<MemTable>() {
         Some(table) => table.append(batches),
         None => Err(EmberError::NotImplemented(format!(
@@ -86,7 +93,13 @@ pub fn table_name_for(path: &str) -> String {
     let stem = last.split('.').next().unwrap_or(last);
     let name: String = stem
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect::<String>()
         .to_ascii_lowercase();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
@@ -125,9 +138,18 @@ pub fn write_output(format: FileFormat, path: &str, result: &QueryResult) -> Res
     let started = dir.join(WRITE_STARTED_MARKER);
     fs::write(&started, b"").map_err(|e| EmberError::io(started.display().to_string(), e))?;
     let mut files = 0;
-    for batches in result.partitions.iter().filter(|p| p.iter().any(|b| b.num_rows() > 0)) {
+    for batches in result
+        .partitions
+        .iter()
+        .filter(|p| p.iter().any(|b| b.num_rows() > 0))
+    {
         let file = dir.join(format!("part-{files:05}.parquet"));
-        write_parquet(&file, &result.schema, batches, ParquetWriteOptions::default())?;
+        write_parquet(
+            &file,
+            &result.schema,
+            batches,
+            ParquetWriteOptions::default(),
+        )?;
         files += 1;
     }
     if files == 0 {

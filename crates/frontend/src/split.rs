@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn single_statement_and_bad_tokens_are_returned_whole() {
         assert_eq!(split_statements("select 1;"), vec!["select 1;".to_string()]);
-        assert_eq!(split_statements("select 'oops"), vec!["select 'oops".to_string()]);
+        assert_eq!(
+            split_statements("select 'oops"),
+            vec!["select 'oops".to_string()]
+        );
         assert!(split_statements("  -- only a comment\n").is_empty());
     }
 }

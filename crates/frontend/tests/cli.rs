@@ -55,7 +55,11 @@ fn table_output_shows_rows_and_timing() {
 fn errors_exit_non_zero_with_the_message() {
     let out = ember(&["-c", "SELECT * FROM nowhere"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("table 'nowhere' not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("table 'nowhere' not found"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -109,5 +113,7 @@ fn copy_writes_parquet_parts_and_success_marker() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "s\n3\n");
     assert!(std::path::Path::new(target).join("_SUCCESS").exists());
-    assert!(std::path::Path::new(target).join("part-00000.parquet").exists());
+    assert!(std::path::Path::new(target)
+        .join("part-00000.parquet")
+        .exists());
 }

@@ -65,7 +65,10 @@ fn missing_file_names_the_path() {
 #[test]
 fn dataframe_errors_surface_when_building_not_when_running() {
     let df = session().table("lineitem").unwrap();
-    let msg = df.filter(col("l_qty").gt(lit(1i64))).unwrap_err().to_string();
+    let msg = df
+        .filter(col("l_qty").gt(lit(1i64)))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("l_qty"), "{msg}");
     let msg = df.filter(col("l_quantity")).unwrap_err().to_string();
     assert!(msg.contains("must be boolean"), "{msg}");

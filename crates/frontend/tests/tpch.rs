@@ -126,8 +126,8 @@ macro_rules! tpch_tests {
 }
 
 tpch_tests!(
-    q01, q02, q03, q04, q05, q06, q07, q08, q09, q10, q11, q12, q13, q14, q15, q16, q17, q18,
-    q19, q20, q21, q22
+    q01, q02, q03, q04, q05, q06, q07, q08, q09, q10, q11, q12, q13, q14, q15, q16, q17, q18, q19,
+    q20, q21, q22
 );
 
 #[test]
