@@ -1,28 +1,68 @@
 //! Group keys → dense group indices.
 //!
-//! Key columns are encoded with `arrow-row` into one byte string per row, so any number
-//! and type of key columns is one hash and one `memcmp` per row. Groups are numbered in
+//! Groups are numbered in
 //! order of first appearance, which makes the output order a pure function of the input
 //! order (recomputing a lost partition must give the same rows in the same order).
 
-use arrow::array::ArrayRef;
-use arrow::datatypes::DataType;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Int16Type, Int32Type, Int64Type,
+    Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
 use arrow::row::{RowConverter, Rows, SortField};
 use hashbrown::HashTable;
 
-use ember_planner::Result;
+use ember_planner::{EmberError, Result};
 
-pub struct GroupValues {
+/// Maps key rows to group indices.
+pub trait GroupValues: Send {
+    /// Writes the group index of every row of `columns` into `groups`, creating groups for
+    /// keys not seen before.
+    fn intern(&mut self, columns: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()>;
+    /// The number of groups so far.
+    fn len(&self) -> usize;
+    /// The key columns of all groups, in group-index order.
+    fn emit(&self) -> Result<Vec<ArrayRef>>;
+}
+
+fn random_state() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(0x5eed, 0xe3be, 0x61, 0x7)
+}
+
+/// The fastest group table for `key_types`: a single integer or date key is hashed as
+/// its native value; anything else goes through the row format.
+pub fn new_group_values(key_types: &[DataType]) -> Result<Box<dyn GroupValues>> {
+    Ok(match key_types {
+        [DataType::Int8] => Box::new(PrimitiveGroupValues::<Int8Type>::default()),
+        [DataType::Int16] => Box::new(PrimitiveGroupValues::<Int16Type>::default()),
+        [DataType::Int32] => Box::new(PrimitiveGroupValues::<Int32Type>::default()),
+        [DataType::Int64] => Box::new(PrimitiveGroupValues::<Int64Type>::default()),
+        [DataType::UInt8] => Box::new(PrimitiveGroupValues::<UInt8Type>::default()),
+        [DataType::UInt16] => Box::new(PrimitiveGroupValues::<UInt16Type>::default()),
+        [DataType::UInt32] => Box::new(PrimitiveGroupValues::<UInt32Type>::default()),
+        [DataType::UInt64] => Box::new(PrimitiveGroupValues::<UInt64Type>::default()),
+        [DataType::Date32] => Box::new(PrimitiveGroupValues::<Date32Type>::default()),
+        [DataType::Date64] => Box::new(PrimitiveGroupValues::<Date64Type>::default()),
+        _ => Box::new(RowGroupValues::try_new(key_types)?),
+    })
+}
+
+/// Any number and type of key columns, encoded with `arrow-row` into one byte string per
+/// row: one hash and one `memcmp` per row.
+pub struct RowGroupValues {
     converter: RowConverter,
     /// The key of group `i` is `keys.row(i)`.
     keys: Rows,
-    hashes: Vec<u64>,
-    /// Group indices, looked up by key hash.
-    table: HashTable<usize>,
+    /// Table entries carry the hash so probing rarely touches `keys`.
+    table: HashTable<(u64, usize)>,
     random: ahash::RandomState,
 }
 
-impl GroupValues {
+impl RowGroupValues {
     pub fn try_new(key_types: &[DataType]) -> Result<Self> {
         let converter = RowConverter::new(
             key_types
@@ -31,46 +71,34 @@ impl GroupValues {
                 .collect(),
         )?;
         let keys = converter.empty_rows(0, 0);
-        Ok(GroupValues {
+        Ok(RowGroupValues {
             converter,
             keys,
-            hashes: Vec::new(),
             table: HashTable::new(),
-            random: ahash::RandomState::with_seeds(0x5eed, 0xe3be, 0x61, 0x7),
+            random: random_state(),
         })
     }
+}
 
-    /// The number of groups so far.
-    pub fn len(&self) -> usize {
-        self.hashes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-
-    /// Writes the group index of every row of `columns` into `groups`, creating groups for
-    /// keys not seen before.
-    pub fn intern(&mut self, columns: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()> {
+impl GroupValues for RowGroupValues {
+    fn intern(&mut self, columns: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()> {
         let rows = self.converter.convert_columns(columns)?;
         groups.clear();
         groups.reserve(rows.num_rows());
-        let GroupValues {
+        let RowGroupValues {
             keys,
-            hashes,
             table,
             random,
             ..
         } = self;
         for row in rows.iter() {
             let hash = random.hash_one(row.data());
-            let group = match table.find(hash, |&g| hashes[g] == hash && keys.row(g) == row) {
-                Some(&g) => g,
+            let group = match table.find(hash, |&(h, g)| h == hash && keys.row(g) == row) {
+                Some(&(_, g)) => g,
                 None => {
-                    let g = hashes.len();
+                    let g = keys.num_rows();
                     keys.push(row);
-                    hashes.push(hash);
-                    table.insert_unique(hash, g, |&g| hashes[g]);
+                    table.insert_unique(hash, (hash, g), |&(h, _)| h);
                     g
                 }
             };
@@ -79,23 +107,120 @@ impl GroupValues {
         Ok(())
     }
 
-    /// The key columns of all groups, in group-index order.
-    pub fn emit(&self) -> Result<Vec<ArrayRef>> {
+    fn len(&self) -> usize {
+        self.keys.num_rows()
+    }
+
+    fn emit(&self) -> Result<Vec<ArrayRef>> {
         Ok(self.converter.convert_rows(self.keys.iter())?)
+    }
+}
+
+/// One integer-like key column: the table holds (value, group) pairs, so a lookup touches
+/// one cache line, and NULL is its own group.
+pub struct PrimitiveGroupValues<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+    null_group: Option<usize>,
+    table: HashTable<(T::Native, usize)>,
+    random: ahash::RandomState,
+    data_type: Option<DataType>,
+}
+
+impl<T: ArrowPrimitiveType> Default for PrimitiveGroupValues<T> {
+    fn default() -> Self {
+        PrimitiveGroupValues {
+            values: Vec::new(),
+            null_group: None,
+            table: HashTable::new(),
+            random: random_state(),
+            data_type: None,
+        }
+    }
+}
+
+impl<T> GroupValues for PrimitiveGroupValues<T>
+where
+    T: ArrowPrimitiveType,
+    T::Native: Hash + Eq,
+{
+    fn intern(&mut self, columns: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()> {
+        let [column] = columns else {
+            return Err(EmberError::Internal(format!(
+                "single-key group table given {} key columns",
+                columns.len()
+            )));
+        };
+        let keys = column.as_primitive_opt::<T>().ok_or_else(|| {
+            EmberError::Internal(format!(
+                "group key of type {} in a {} table",
+                column.data_type(),
+                T::DATA_TYPE
+            ))
+        })?;
+        if self.data_type.is_none() {
+            self.data_type = Some(column.data_type().clone());
+        }
+        groups.clear();
+        groups.reserve(keys.len());
+        let nulls = keys.nulls().filter(|n| n.null_count() > 0);
+        let PrimitiveGroupValues {
+            values,
+            null_group,
+            table,
+            random,
+            ..
+        } = self;
+        for (i, &v) in keys.values().iter().enumerate() {
+            if nulls.is_some_and(|n| n.is_null(i)) {
+                let g = *null_group.get_or_insert_with(|| {
+                    values.push(T::Native::default());
+                    values.len() - 1
+                });
+                groups.push(g);
+                continue;
+            }
+            let hash = random.hash_one(v);
+            let group = match table.find(hash, |&(k, _)| k == v) {
+                Some(&(_, g)) => g,
+                None => {
+                    let g = values.len();
+                    values.push(v);
+                    table.insert_unique(hash, (v, g), |(k, _)| random.hash_one(k));
+                    g
+                }
+            };
+            groups.push(group);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn emit(&self) -> Result<Vec<ArrayRef>> {
+        let nulls = self.null_group.map(|ng| {
+            NullBuffer::from(
+                (0..self.values.len())
+                    .map(|g| g != ng)
+                    .collect::<Vec<bool>>(),
+            )
+        });
+        let array = PrimitiveArray::<T>::new(self.values.clone().into(), nulls)
+            .with_data_type(self.data_type.clone().unwrap_or(T::DATA_TYPE));
+        Ok(vec![Arc::new(array)])
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Int32Array, Int64Array, StringArray};
 
     use super::*;
 
     #[test]
     fn numbers_groups_in_first_seen_order_across_batches() {
-        let mut g = GroupValues::try_new(&[DataType::Utf8, DataType::Int64]).unwrap();
+        let mut g = new_group_values(&[DataType::Utf8, DataType::Int64]).unwrap();
         let mut out = Vec::new();
         let b1: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![
@@ -120,6 +245,24 @@ mod tests {
         assert_eq!(
             names.iter().collect::<Vec<_>>(),
             vec![Some("x"), Some("y"), None, Some("x")]
+        );
+    }
+
+    #[test]
+    fn single_integer_keys_use_the_primitive_table_with_a_null_group() {
+        let mut g = new_group_values(&[DataType::Int32]).unwrap();
+        let mut out = Vec::new();
+        let b1: ArrayRef = Arc::new(Int32Array::from(vec![Some(5), None, Some(5), Some(-1)]));
+        g.intern(&[b1], &mut out).unwrap();
+        assert_eq!(out, vec![0, 1, 0, 2]);
+        let b2: ArrayRef = Arc::new(Int32Array::from(vec![None, Some(-1), Some(9)]));
+        g.intern(&[b2], &mut out).unwrap();
+        assert_eq!(out, vec![1, 2, 3]);
+        let keys = g.emit().unwrap();
+        let keys = keys[0].as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(
+            keys.iter().collect::<Vec<_>>(),
+            vec![Some(5), None, Some(-1), Some(9)]
         );
     }
 }

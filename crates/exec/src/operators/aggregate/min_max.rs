@@ -142,7 +142,9 @@ impl<const MIN: bool> MinMaxRows<MIN> {
     fn add(&mut self, values: &ArrayRef, groups: &[usize], total_groups: usize) -> Result<()> {
         self.best.resize(total_groups, None);
         let values = coerce(values, &self.data_type)?;
-        let rows = self.converter.convert_columns(std::slice::from_ref(&values))?;
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(&values))?;
         let nulls = values.logical_nulls();
         for (i, &g) in groups.iter().enumerate() {
             if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
@@ -228,7 +230,8 @@ mod tests {
         ]));
         let groups = [0, 1, 0, 0];
         let mut min = MinMaxPrimitive::<Float64Type, true>::new(DataType::Float64);
-        min.update_batch(std::slice::from_ref(&v), &groups, 2).unwrap();
+        min.update_batch(std::slice::from_ref(&v), &groups, 2)
+            .unwrap();
         let mut max = MinMaxPrimitive::<Float64Type, false>::new(DataType::Float64);
         max.update_batch(&[v], &groups, 2).unwrap();
         let min = min.evaluate(2).unwrap();

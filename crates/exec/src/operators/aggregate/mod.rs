@@ -32,7 +32,7 @@ use crate::context::TaskContext;
 use crate::expr::{create_physical_expr, create_physical_exprs, PhysicalExprRef};
 
 use self::accumulator::{create_accumulator, GroupsAccumulator};
-use self::group_values::GroupValues;
+use self::group_values::{new_group_values, GroupValues};
 use super::check_cancelled;
 
 /// One aggregate expression: where its inputs come from and its accumulator.
@@ -107,7 +107,7 @@ pub fn execute_aggregate(
     let mut groups = if group_count == 0 {
         None
     } else {
-        Some(GroupValues::try_new(&key_types)?)
+        Some(new_group_values(&key_types)?)
     };
     let mut group_ids: Vec<usize> = Vec::new();
     for batch in super::execute(input, partition, ctx)? {
