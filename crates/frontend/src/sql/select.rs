@@ -70,7 +70,12 @@ impl SqlPlanner<'_> {
             match item {
                 PlannedItem::Expr(e) => select_exprs.push(e.clone()),
                 PlannedItem::Sql(item) => {
-                    select_exprs.extend(self.plan_select_item(item, &from_schema, &scope)?)
+                    for e in self.plan_select_item(item, &from_schema, &scope)? {
+                        // Type errors name the expression and where it is.
+                        e.data_type(&from_schema)
+                            .map_err(|err| located(err, item.span()))?;
+                        select_exprs.push(e);
+                    }
                 }
             }
         }
@@ -113,9 +118,9 @@ impl SqlPlanner<'_> {
         let mut order_targets = Vec::with_capacity(order_items.len());
         for item in order_items {
             let target = if let Some(i) = ordinal(&item.expr)? {
-                OrderTarget::Output(i, item.expr.clone())
+                OrderTarget::Output(i, &item.expr)
             } else if let Some(i) = output_name_match(&item.expr, &output_names) {
-                OrderTarget::Output(i + 1, item.expr.clone())
+                OrderTarget::Output(i + 1, &item.expr)
             } else {
                 OrderTarget::Expr(self.sql_to_expr(&item.expr, &from_schema, &alias_scope)?)
             };
@@ -402,9 +407,9 @@ enum PlannedItem<'s> {
 }
 
 /// What an ORDER BY item sorts by.
-enum OrderTarget {
+enum OrderTarget<'q> {
     /// A 1-based select-list position (from an ordinal or an output name).
-    Output(usize, SqlExpr),
+    Output(usize, &'q SqlExpr),
     /// An expression over the FROM rows (rewritten over the aggregate when grouping).
     Expr(Expr),
 }

@@ -804,3 +804,80 @@ fn check_schemas(plan: &LogicalPlan) -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn type_errors_name_the_expression_and_place() {
+    let e = err("SELECT id,\n  name + hired FROM emp");
+    assert!(e.contains("cannot apply '+' to Utf8 and Date32"), "{e}");
+    assert!(e.contains("(emp.name + emp.hired)"), "{e}");
+    assert!(e.contains("(at line 2:3)"), "{e}");
+}
+
+#[test]
+fn having_and_order_by_may_use_aliases() {
+    assert_plan(
+        "SELECT dept, count(*) AS n FROM emp GROUP BY dept HAVING n > 1 ORDER BY n + 1 DESC",
+        "
+        Projection: emp.dept, n
+          Sort: (count(*) + 1) DESC NULLS FIRST
+            Projection: emp.dept, count(*) AS n, (count(*) + 1)
+              Filter: (count(*) > 1)
+                Aggregate: groupBy=[emp.dept], aggr=[count(*)]
+                  TableScan: emp
+        ",
+    );
+    let e = err("SELECT DISTINCT name FROM emp ORDER BY id");
+    assert!(
+        e.contains("SELECT DISTINCT, ORDER BY expressions must appear"),
+        "{e}"
+    );
+    let e = err("SELECT name FROM emp WHERE count(*) > 1");
+    assert!(e.contains("not allowed in WHERE"), "{e}");
+}
+
+#[test]
+fn intersect_nested_joins_and_semi_joins() {
+    assert_plan(
+        "SELECT dept FROM emp INTERSECT SELECT id FROM dept",
+        "
+        Distinct
+          LeftSemi Join: on=[emp.dept = __set_rhs.id]
+            Projection: emp.dept
+              TableScan: emp
+            SubqueryAlias: __set_rhs
+              Projection: dept.id
+                TableScan: dept
+        ",
+    );
+    assert_plan(
+        "SELECT a.id FROM emp a JOIN (emp b CROSS JOIN dept c) ON a.id = b.id AND a.dept = c.id",
+        "
+        Projection: a.id
+          Inner Join: on=[a.id = b.id, a.dept = c.id]
+            SubqueryAlias: a
+              TableScan: emp
+            CrossJoin
+              SubqueryAlias: b
+                TableScan: emp
+              SubqueryAlias: c
+                TableScan: dept
+        ",
+    );
+}
+
+#[test]
+fn subquery_outer_refs_reach_through_levels() {
+    // The innermost subquery reads e.dept two levels out: both subqueries report it.
+    let p = plan_with(
+        "SELECT id FROM emp e WHERE EXISTS (SELECT 1 FROM dept d WHERE d.id IN \
+         (SELECT x.id FROM emp x WHERE x.dept = e.dept))",
+        &ctx(),
+    );
+    let outer = find_subquery(&p).expect("EXISTS subquery");
+    assert_eq!(
+        outer.outer_refs,
+        vec![ember_planner::schema::Column::new(Some("e"), "dept")]
+    );
+    let inner = find_subquery(&outer.plan).expect("IN subquery");
+    assert_eq!(inner.outer_refs, outer.outer_refs);
+}
