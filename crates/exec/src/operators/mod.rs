@@ -193,4 +193,38 @@ mod tests {
             vec![Some(1), Some(2), Some(3)]
         );
     }
+
+    /// Filter → Projection → Sort → Limit over two input batches, with real expressions.
+    #[test]
+    fn pipeline_of_operators_with_expressions() {
+        use ember_planner::expr::{col, lit};
+        use ember_planner::schema::PlanSchema;
+
+        let scan = mem_scan(vec![vec![
+            int_batch("v", &[5, 1, 8]),
+            int_batch("v", &[3, 9, 2]),
+        ]]);
+        let filter = Arc::new(PhysicalPlan::Filter {
+            input: scan.clone(),
+            predicate: col("v").gt(lit(2i64)),
+        });
+        let doubled = col("v").mul(lit(2i64)).alias("d");
+        let schema = Arc::new(PlanSchema::new(vec![doubled.to_field(scan.schema()).unwrap()]));
+        let projection = Arc::new(PhysicalPlan::Projection {
+            input: filter,
+            exprs: vec![doubled],
+            schema,
+        });
+        let sort = Arc::new(PhysicalPlan::Sort {
+            input: projection,
+            exprs: vec![col("d").sort(false, false)],
+            fetch: None,
+        });
+        let limit = Arc::new(PhysicalPlan::Limit {
+            input: sort,
+            skip: 1,
+            fetch: Some(2),
+        });
+        assert_eq!(int_column(&collect(&limit, 0), 0), vec![Some(16), Some(10)]);
+    }
 }

@@ -540,4 +540,24 @@ mod tests {
         let _ = Field::new("unused", DataType::Null, true);
         let _ = Schema::empty();
     }
+
+    #[test]
+    fn aggregates_over_expressions_in_two_phases() {
+        use ember_planner::expr::lit;
+        let aggs = vec![
+            sum(col("v").mul(lit(2i64))).alias("twice"),
+            avg(col("d").mul(col("d"))),
+        ];
+        let plan = two_phase(vec![col("k")], aggs);
+        let out = collect(&plan, 0);
+        // Group a: v = 2, 2, 10 → 28; d = 2.50, 0.05, 0.01 → squares 6.2500, 0.0025, 0.0001.
+        assert_eq!(out[0].schema().field(1).name(), "twice");
+        let a = pretty(&out)
+            .into_iter()
+            .find(|l| l.starts_with("| a"))
+            .unwrap();
+        let cells: Vec<&str> = a.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], "28");
+        assert_eq!(cells[3], "2.08420000");
+    }
 }
