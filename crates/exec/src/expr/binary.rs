@@ -17,7 +17,7 @@ use ember_planner::expr::Operator;
 use ember_planner::types::{binary_types, common_type};
 use ember_planner::{internal_err, plan_err, Result};
 
-use super::cast::coerce;
+use super::cast::{coerce, comparison_type};
 use super::datum::{evaluate_pair, Evaluated, Operand};
 use super::{decimal, LiteralExpr, PhysicalExpr, PhysicalExprRef};
 
@@ -28,20 +28,21 @@ pub(crate) fn build(
     right: PhysicalExprRef,
 ) -> Result<PhysicalExprRef> {
     let (lt, rt, out) = binary_types(left.data_type(), op, right.data_type())?;
+    if op.is_comparison() && lt != DataType::Null {
+        let t = comparison_type(&left, &[&right], lt);
+        let t = comparison_type(&right, &[&left], t);
+        return Ok(Arc::new(ComparisonExpr {
+            left: Operand::new(coerce(left, &t)?)?,
+            op,
+            right: Operand::new(coerce(right, &t)?)?,
+        }));
+    }
     let left = coerce(left, &lt)?;
     let right = coerce(right, &rt)?;
     match op {
         Operator::And | Operator::Or => Ok(Arc::new(LogicalExpr { left, op, right })),
-        op if op.is_comparison() => {
-            if lt == DataType::Null {
-                return null_of(&DataType::Boolean);
-            }
-            Ok(Arc::new(ComparisonExpr {
-                left: Operand::new(left)?,
-                op,
-                right: Operand::new(right)?,
-            }))
-        }
+        // Comparisons of two NULL-typed operands (others returned above).
+        op if op.is_comparison() => null_of(&DataType::Boolean),
         Operator::StringConcat => Ok(Arc::new(ConcatExpr { left, right })),
         _ => arithmetic(left, op, right, out),
     }
@@ -253,6 +254,7 @@ pub(crate) fn between(
     if t == DataType::Null {
         return null_of(&DataType::Boolean);
     }
+    let t = comparison_type(&value, &[&low, &high], t);
     Ok(Arc::new(BetweenExpr {
         value: coerce(value, &t)?,
         low: Operand::new(coerce(low, &t)?)?,
@@ -309,7 +311,7 @@ mod tests {
         batch(vec![
             (
                 "l_extendedprice",
-                price(vec![Some(1000_00), Some(2500_50), None]),
+                price(vec![Some(100_000), Some(250_050), None]),
             ),
             ("l_discount", price(vec![Some(5), Some(10), Some(0)])),
             ("l_tax", price(vec![Some(8), Some(0), Some(2)])),
@@ -427,6 +429,44 @@ mod tests {
         assert_eq!(
             eval_bools(&col("l_quantity").eq(lit(ScalarValue::Null)), &b),
             vec![None, None, None]
+        );
+    }
+
+    #[test]
+    fn exact_constants_are_converted_instead_of_the_column() {
+        let b = batch(vec![(
+            "size",
+            Arc::new(arrow::array::Int32Array::from(vec![
+                Some(2),
+                Some(15),
+                None,
+            ])) as ArrayRef,
+        )]);
+        let schema = ember_planner::schema::PlanSchema::from_arrow(None, b.schema().as_ref());
+        let compile = |e: &Expr| {
+            format!(
+                "{:?}",
+                crate::expr::create_physical_expr(e, &schema, &Default::default()).unwrap()
+            )
+        };
+        // Int64 15 fits Int32 exactly: compare as Int32, no per-batch cast of the column.
+        assert!(!compile(&col("size").eq(lit(15i64))).contains("CastExpr"));
+        assert!(
+            !compile(&col("size").in_list(vec![lit(15i64), lit(3i64)], false)).contains("CastExpr")
+        );
+        assert_eq!(
+            eval_bools(&col("size").eq(lit(15i64)), &b),
+            vec![Some(false), Some(true), None]
+        );
+        // 2.5 does not fit an integer: the column is widened, so 2 is not equal to 2.5.
+        assert!(compile(&col("size").eq(lit(2.5))).contains("CastExpr"));
+        assert_eq!(
+            eval_bools(&col("size").lt_eq(lit(2.5)), &b),
+            vec![Some(true), Some(false), None]
+        );
+        assert_eq!(
+            eval_bools(&lit(2.5).gt(col("size")), &b),
+            vec![Some(true), Some(false), None]
         );
     }
 

@@ -42,6 +42,36 @@ pub(crate) fn cast_scalar(value: &ScalarValue, to: &DataType) -> Result<ScalarVa
     Ok(ScalarValue::try_from_array(&array, 0)?)
 }
 
+/// The type to compare `value` with constants `others` in: `value`'s own type when every
+/// constant converts to it exactly and both sides are numbers, else `common`.
+///
+/// `p_size = 15` (Int32 column, Int64 literal) or `l_quantity < 24` (Decimal(15, 2)
+/// column) would otherwise cast the whole column to the wider common type on every batch;
+/// converting the constant once gives the same answers because the conversion is exact.
+pub(crate) fn comparison_type(
+    value: &PhysicalExprRef,
+    others: &[&PhysicalExprRef],
+    common: DataType,
+) -> DataType {
+    let t = value.data_type();
+    if value.as_literal().is_some() || !t.is_numeric() || *t == common {
+        return common;
+    }
+    let exact = |e: &&PhysicalExprRef| {
+        e.as_literal().is_some_and(|v| {
+            v.data_type().is_numeric()
+                && cast_scalar(v, t)
+                    .and_then(|c| cast_scalar(&c, &v.data_type()))
+                    .is_ok_and(|back| &back == v)
+        })
+    };
+    if others.iter().all(exact) {
+        t.clone()
+    } else {
+        common
+    }
+}
+
 /// Wraps `expr` in a cast to `to` unless it already has that type; constants are cast now.
 pub(crate) fn coerce(expr: PhysicalExprRef, to: &DataType) -> Result<PhysicalExprRef> {
     if expr.data_type() == to {

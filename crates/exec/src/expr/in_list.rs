@@ -20,7 +20,7 @@ use ember_planner::types::common_type;
 use ember_planner::{plan_err, Result};
 
 use super::binary::null_of;
-use super::cast::coerce;
+use super::cast::{coerce, comparison_type};
 use super::datum::Operand;
 use super::{PhysicalExpr, PhysicalExprRef};
 
@@ -49,6 +49,7 @@ pub(crate) fn build(
     if t == DataType::Null || list.is_empty() {
         return null_of(&DataType::Boolean);
     }
+    let t = comparison_type(&expr, &list.iter().collect::<Vec<_>>(), t);
     let expr = coerce(expr, &t)?;
     let list = list
         .into_iter()

@@ -58,7 +58,7 @@ pub(super) fn build(func: BuiltinFunction, args: Vec<PhysicalExprRef>) -> Result
         Trim => return trim(func, args, Side::Both),
         Ltrim => return trim(func, args, Side::Left),
         Rtrim => return trim(func, args, Side::Right),
-        Concat => FunctionExpr::new_ref(func, args, utf8, Box::new(|a| concat(a))),
+        Concat => FunctionExpr::new_ref(func, args, utf8, Box::new(concat)),
         Split => FunctionExpr::new_ref(
             func,
             args,
