@@ -9,6 +9,23 @@ use super::Optimizer;
 use crate::expr::{col, lit, sum};
 use crate::logical::{Aggregate, CrossJoin, Filter, Join, JoinType, LogicalPlan, Projection};
 
+/// After `optimize`, no rule may still find something to change: the loop stopped at a
+/// real fixed point, not at the pass limit (a rule that flip-flops would fail this).
+fn assert_fixed_point(plan: &Arc<LogicalPlan>) {
+    let optimizer = Optimizer::default();
+    let config = super::OptimizerConfig::default();
+    for rule in optimizer.rules() {
+        let t = super::apply_rule(rule.as_ref(), Arc::clone(plan), &config).unwrap();
+        assert!(
+            !t.transformed,
+            "rule {} still changes the optimized plan:\n{}\ninto\n{}",
+            rule.name(),
+            show(plan),
+            show(&t.data)
+        );
+    }
+}
+
 fn cross(l: Arc<LogicalPlan>, r: Arc<LogicalPlan>) -> Arc<LogicalPlan> {
     Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(l, r)))
 }
@@ -61,6 +78,7 @@ fn q5_like_comma_join_becomes_hash_joins_with_filters_in_scans() {
     ));
     let plan = Optimizer::default().optimize(agg).unwrap();
     let text = show(&plan);
+    assert_fixed_point(&plan);
     assert!(!text.contains("CrossJoin"), "{text}");
     assert_eq!(text.matches("Inner Join").count(), 4, "{text}");
     assert!(
@@ -173,6 +191,7 @@ fn iterative_1000_level_plan_optimizes_in_linear_time_without_overflow() {
 #[test]
 fn iterative_plan_is_actually_optimized() {
     let plan = Optimizer::default().optimize(iterative_plan(3)).unwrap();
+    assert_fixed_point(&plan);
     let text = show(&plan);
     assert!(!text.contains("AND true"), "{text}");
     assert!(text.contains("filters=[(pages.rank > 0)]"), "{text}");
