@@ -4,6 +4,7 @@
 //! per-batch overhead again and again; survivors are therefore copied straight into
 //! batches of about `ctx.batch_size` rows (Arrow's `BatchCoalescer`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -24,14 +25,12 @@ pub fn execute_filter(
     ctx: &Arc<TaskContext>,
 ) -> Result<BatchIter> {
     let predicate = create_physical_expr(predicate, input.schema(), &ctx.functions)?;
-    let schema = input.schema().to_arrow_ref();
-    let batch_size = ctx.batch_size.max(1);
     Ok(Box::new(FilterIter {
         input: super::execute(input, partition, ctx)?,
         predicate,
-        // Batches already half the target size pass through without a copy.
-        coalescer: BatchCoalescer::new(schema, batch_size)
-            .with_biggest_coalesce_batch_size(Some(batch_size / 2)),
+        batch_size: ctx.batch_size.max(1),
+        coalescer: None,
+        ready: VecDeque::new(),
         finished: false,
     }))
 }
@@ -39,15 +38,54 @@ pub fn execute_filter(
 struct FilterIter {
     input: BatchIter,
     predicate: PhysicalExprRef,
-    coalescer: BatchCoalescer,
+    batch_size: usize,
+    /// Built for the schema of the batches it receives: the coalescer assumes every batch
+    /// has exactly its column types, and sources may differ from the plan schema in details
+    /// (field names, nullability) that the rest of the pipeline tolerates.
+    coalescer: Option<BatchCoalescer>,
+    /// Completed batches of a replaced coalescer, emitted first.
+    ready: VecDeque<RecordBatch>,
     finished: bool,
 }
 
 impl FilterIter {
     fn filter(&mut self, batch: RecordBatch) -> Result<()> {
         let mask = evaluate_predicate(self.predicate.as_ref(), &batch)?;
-        self.coalescer.push_batch_with_filter(batch, &mask)?;
+        let same_schema = self
+            .coalescer
+            .as_ref()
+            .is_some_and(|c| c.schema() == batch.schema());
+        if !same_schema {
+            self.flush()?;
+            // Batches already half the target size pass through without a copy.
+            self.coalescer = Some(
+                BatchCoalescer::new(batch.schema(), self.batch_size)
+                    .with_biggest_coalesce_batch_size(Some(self.batch_size / 2)),
+            );
+        }
+        if let Some(c) = self.coalescer.as_mut() {
+            c.push_batch_with_filter(batch, &mask)?;
+        }
         Ok(())
+    }
+
+    /// Moves every row buffered in the current coalescer to `ready`.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(c) = self.coalescer.as_mut() {
+            c.finish_buffered_batch()?;
+            while let Some(b) = c.next_completed_batch() {
+                self.ready.push_back(b);
+            }
+        }
+        Ok(())
+    }
+
+    fn next_completed(&mut self) -> Option<RecordBatch> {
+        self.ready.pop_front().or_else(|| {
+            self.coalescer
+                .as_mut()
+                .and_then(|c| c.next_completed_batch())
+        })
     }
 }
 
@@ -56,7 +94,7 @@ impl Iterator for FilterIter {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(b) = self.coalescer.next_completed_batch() {
+            if let Some(b) = self.next_completed() {
                 return Some(Ok(b));
             }
             if self.finished {
@@ -75,8 +113,8 @@ impl Iterator for FilterIter {
                 }
                 None => {
                     self.finished = true;
-                    if let Err(e) = self.coalescer.finish_buffered_batch() {
-                        return Some(Err(e.into()));
+                    if let Err(e) = self.flush() {
+                        return Some(Err(e));
                     }
                 }
             }
@@ -150,5 +188,32 @@ mod tests {
         });
         let mut it = super::super::execute(&plan, 0, &test_ctx()).unwrap();
         assert!(it.next().unwrap().is_err());
+    }
+
+    #[test]
+    fn batches_with_differing_schemas_are_not_mixed() {
+        let renamed = flagged(&[3, 4], &[Some(true), Some(true)]);
+        let renamed = RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("v2", arrow::datatypes::DataType::Int64, false),
+                arrow::datatypes::Field::new("keep", arrow::datatypes::DataType::Boolean, true),
+            ])),
+            renamed.columns().to_vec(),
+        )
+        .unwrap();
+        let plan = Arc::new(PhysicalPlan::Filter {
+            input: mem_scan(vec![vec![
+                flagged(&[1, 2], &[Some(true), Some(false)]),
+                renamed,
+                flagged(&[5], &[Some(true)]),
+            ]]),
+            predicate: col("keep"),
+        });
+        let out = collect(&plan, 0);
+        assert_eq!(
+            int_column(&out, 0),
+            vec![Some(1), Some(3), Some(4), Some(5)]
+        );
+        assert_eq!(out.len(), 3);
     }
 }

@@ -209,7 +209,9 @@ mod tests {
             predicate: col("v").gt(lit(2i64)),
         });
         let doubled = col("v").mul(lit(2i64)).alias("d");
-        let schema = Arc::new(PlanSchema::new(vec![doubled.to_field(scan.schema()).unwrap()]));
+        let schema = Arc::new(PlanSchema::new(vec![doubled
+            .to_field(scan.schema())
+            .unwrap()]));
         let projection = Arc::new(PhysicalPlan::Projection {
             input: filter,
             exprs: vec![doubled],
