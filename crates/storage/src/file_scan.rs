@@ -3,13 +3,15 @@
 //! one-partition-per-file scan used by the row-oriented formats (CSV, JSON lines, text).
 
 use std::fmt;
+use std::io::BufRead;
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use ember_planner::error::{EmberError, Result};
-use ember_planner::table::{BatchIter, ScanPartition};
+use ember_planner::table::{BatchIter, ScanPartition, ScanRequest};
 
+use crate::line_ranges::{open_lines, split_ranges, ByteRange};
 use crate::listing::ListedFile;
 
 /// Rows per batch that file readers produce.
@@ -64,21 +66,29 @@ pub fn finish_batch(batch: RecordBatch, output: &SchemaRef) -> Result<RecordBatc
     )?)
 }
 
-/// How a row-oriented format reads one whole file.
+/// What a row-oriented format reads: a whole file or the lines of one byte range of it.
+pub struct FileInput {
+    pub reader: Box<dyn BufRead + Send>,
+    /// True when the input begins at the file's first byte (so it holds a CSV header).
+    pub at_file_start: bool,
+}
+
+/// How a row-oriented format decodes its input.
 pub trait FileOpener: fmt::Debug + Send + Sync {
-    /// Reads `file`, producing batches with exactly `output` as schema.
+    /// Decodes `input`, producing batches with exactly `output` as schema.
     fn open(
         &self,
-        file: &ListedFile,
+        input: FileInput,
         projection: Option<&[usize]>,
         output: &SchemaRef,
     ) -> Result<BatchIter>;
 }
 
-/// A scan partition that reads one file from start to end.
+/// A scan partition that reads one file, or the lines of one byte range of it.
 #[derive(Debug)]
 pub struct FilePartition {
     pub file: ListedFile,
+    pub range: Option<ByteRange>,
     pub projection: Option<Vec<usize>>,
     pub output: SchemaRef,
     pub opener: Arc<dyn FileOpener>,
@@ -88,9 +98,15 @@ pub struct FilePartition {
 impl ScanPartition for FilePartition {
     fn execute(&self) -> Result<BatchIter> {
         let path = self.file.display();
+        let reader = open_lines(&self.file.path, self.range)
+            .map_err(|e| read_error(&path, EmberError::io(&path, e)))?;
+        let input = FileInput {
+            reader,
+            at_file_start: self.range.is_none_or(|r| r.start == 0),
+        };
         let inner = self
             .opener
-            .open(&self.file, self.projection.as_deref(), &self.output)
+            .open(input, self.projection.as_deref(), &self.output)
             .map_err(|e| read_error(&path, e))?;
         Ok(Box::new(
             inner.map(move |r| r.map_err(|e| read_error(&path, e))),
@@ -98,31 +114,66 @@ impl ScanPartition for FilePartition {
     }
 
     fn describe(&self) -> String {
-        format!("{} {}", self.kind, self.file.display())
+        match self.range {
+            None => format!("{} {}", self.kind, self.file.display()),
+            Some(r) => format!(
+                "{} {} bytes {}..{}",
+                self.kind,
+                self.file.display(),
+                r.start,
+                r.end
+            ),
+        }
     }
 }
 
-/// One [`FilePartition`] per file.
+/// Files smaller than this are never split: a range costs a task, and tasks have overhead.
+pub const MIN_SPLIT_BYTES: u64 = 8 << 20;
+
+/// Scan partitions for line-oriented files: one per file, except that files much bigger than
+/// their share of `target_partitions` are split into line-aligned byte ranges.
 pub fn file_partitions(
     files: &[ListedFile],
     schema: &SchemaRef,
-    projection: Option<&[usize]>,
+    request: &ScanRequest,
     opener: Arc<dyn FileOpener>,
     kind: &'static str,
 ) -> Result<Vec<Arc<dyn ScanPartition>>> {
+    file_partitions_with_min_split(files, schema, request, opener, kind, MIN_SPLIT_BYTES)
+}
+
+pub(crate) fn file_partitions_with_min_split(
+    files: &[ListedFile],
+    schema: &SchemaRef,
+    request: &ScanRequest,
+    opener: Arc<dyn FileOpener>,
+    kind: &'static str,
+    min_split: u64,
+) -> Result<Vec<Arc<dyn ScanPartition>>> {
+    let projection = request.projection.as_deref();
     let output = project_schema(schema, projection)?;
-    Ok(files
-        .iter()
-        .map(|f| {
-            Arc::new(FilePartition {
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let target = request.target_partitions.max(1) as u64;
+    let chunk = total.div_ceil(target).max(min_split);
+    let mut partitions: Vec<Arc<dyn ScanPartition>> = Vec::new();
+    for f in files {
+        let ranges: Vec<Option<ByteRange>> = if f.size > chunk + chunk / 4 {
+            split_ranges(f.size, chunk).into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for range in ranges {
+            partitions.push(Arc::new(FilePartition {
                 file: f.clone(),
+                range,
                 projection: projection.map(<[usize]>::to_vec),
                 output: Arc::clone(&output),
                 opener: Arc::clone(&opener),
                 kind,
-            }) as Arc<dyn ScanPartition>
-        })
-        .collect())
+            }));
+        }
+    }
+    Ok(partitions)
 }
 
 #[cfg(test)]

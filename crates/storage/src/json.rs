@@ -14,7 +14,7 @@ use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
 
 use crate::file_scan::{
-    columns_to_read, file_partitions, finish_batch, read_error, FileOpener, BATCH_SIZE,
+    columns_to_read, file_partitions, finish_batch, read_error, FileInput, FileOpener, BATCH_SIZE,
 };
 use crate::listing::{files_identity, list_files, ListedFile};
 
@@ -92,13 +92,7 @@ impl TableSource for JsonTable {
 
     fn scan(&self, request: &ScanRequest) -> Result<Vec<Arc<dyn ScanPartition>>> {
         let opener: Arc<dyn FileOpener> = self.opener.clone();
-        file_partitions(
-            &self.files,
-            &self.schema,
-            request.projection.as_deref(),
-            opener,
-            "json",
-        )
+        file_partitions(&self.files, &self.schema, request, opener, "json")
     }
 
     fn identity(&self) -> String {
@@ -122,19 +116,17 @@ struct JsonOpener {
 impl FileOpener for JsonOpener {
     fn open(
         &self,
-        file: &ListedFile,
+        input: FileInput,
         projection: Option<&[usize]>,
         output: &SchemaRef,
     ) -> Result<BatchIter> {
-        let path = file.display();
-        let handle = File::open(&file.path).map_err(|e| EmberError::io(&path, e))?;
         let read_schema = match columns_to_read(&self.schema, projection) {
             Some(columns) => Arc::new(self.schema.project(&columns)?),
             None => Arc::clone(&self.schema),
         };
         let reader = ReaderBuilder::new(read_schema)
             .with_batch_size(BATCH_SIZE)
-            .build(BufReader::new(handle))?;
+            .build(input.reader)?;
         let output = Arc::clone(output);
         Ok(Box::new(
             reader.map(move |batch| finish_batch(batch?, &output)),

@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod csv;
 pub mod file_scan;
 pub mod json;
+pub mod line_ranges;
 pub mod listing;
 pub mod memory;
 pub mod parquet;

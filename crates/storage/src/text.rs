@@ -2,8 +2,7 @@
 //! `spark.read.text`. Line endings (`\n`, `\r\n`) are not part of the value.
 
 use std::any::Any;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, Lines};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringBuilder};
@@ -12,7 +11,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
 
-use crate::file_scan::{file_partitions, FileOpener, BATCH_SIZE};
+use crate::file_scan::{file_partitions, FileInput, FileOpener, BATCH_SIZE};
 use crate::listing::{files_identity, list_files, ListedFile};
 
 /// The name of a text table's only column.
@@ -60,7 +59,7 @@ impl TableSource for TextTable {
         file_partitions(
             &self.files,
             &self.schema,
-            request.projection.as_deref(),
+            request,
             Arc::new(TextOpener),
             "text",
         )
@@ -85,16 +84,13 @@ struct TextOpener;
 impl FileOpener for TextOpener {
     fn open(
         &self,
-        file: &ListedFile,
+        input: FileInput,
         _projection: Option<&[usize]>,
         output: &SchemaRef,
     ) -> Result<BatchIter> {
-        let path = file.display();
-        let handle = File::open(&file.path).map_err(|e| EmberError::io(&path, e))?;
         Ok(Box::new(LineBatches {
-            lines: BufReader::new(handle).lines(),
+            lines: input.reader.lines(),
             output: Arc::clone(output),
-            path,
             done: false,
         }))
     }
@@ -102,10 +98,9 @@ impl FileOpener for TextOpener {
 
 /// Groups a file's lines into batches of [`BATCH_SIZE`].
 struct LineBatches {
-    lines: Lines<BufReader<File>>,
+    lines: Lines<Box<dyn BufRead + Send>>,
     /// Either the `line` column or no column at all (`COUNT(*)`).
     output: SchemaRef,
-    path: String,
     done: bool,
 }
 
@@ -126,7 +121,8 @@ impl Iterator for LineBatches {
                 }
                 Some(Err(e)) => {
                     self.done = true;
-                    return Some(Err(EmberError::io(&self.path, e)));
+                    // The partition adds the path.
+                    return Some(Err(EmberError::Execution(format!("cannot read line: {e}"))));
                 }
                 None => {
                     self.done = true;
