@@ -24,6 +24,8 @@ pub enum EmberStatement {
     Sql(Box<Statement>),
     /// `CREATE [OR REPLACE] EXTERNAL TABLE [IF NOT EXISTS] t STORED AS fmt LOCATION 'path'`.
     CreateExternalTable {
+        /// `OR REPLACE` was written (the planner rejects it rather than ignore it).
+        or_replace: bool,
         name: ObjectName,
         format: FileFormat,
         location: String,
@@ -133,7 +135,7 @@ impl<'a> EmberParser<'a> {
             (Some("CREATE"), Some("EXTERNAL")) => {
                 self.parser.next_token();
                 self.parser.next_token();
-                self.parse_create_external_table()
+                self.parse_create_external_table(false)
             }
             (Some("CREATE"), Some("OR"))
                 if self.peek_word(2).as_deref() == Some("REPLACE")
@@ -142,7 +144,7 @@ impl<'a> EmberParser<'a> {
                 for _ in 0..4 {
                     self.parser.next_token();
                 }
-                self.parse_create_external_table()
+                self.parse_create_external_table(true)
             }
             _ => Ok(EmberStatement::Sql(Box::new(
                 self.parser.parse_statement()?,
@@ -174,7 +176,10 @@ impl<'a> EmberParser<'a> {
     }
 
     /// After `CREATE [OR REPLACE] EXTERNAL`.
-    fn parse_create_external_table(&mut self) -> Result<EmberStatement, ParserError> {
+    fn parse_create_external_table(
+        &mut self,
+        or_replace: bool,
+    ) -> Result<EmberStatement, ParserError> {
         self.parser.expect_keyword_is(Keyword::TABLE)?;
         let if_not_exists =
             self.parser
@@ -208,6 +213,7 @@ impl<'a> EmberParser<'a> {
             None => return self.parser.expected("LOCATION '<path>'", found),
         };
         Ok(EmberStatement::CreateExternalTable {
+            or_replace,
             name,
             format,
             location,

@@ -28,10 +28,21 @@ impl SqlPlanner<'_> {
         Ok(vec![match stmt {
             EmberStatement::Sql(s) => return self.plan_sql_statement(s, &scope),
             EmberStatement::CreateExternalTable {
+                or_replace: true,
+                name,
+                ..
+            } => {
+                let name = object_name(name);
+                return not_impl_err!(
+                    "CREATE OR REPLACE EXTERNAL TABLE; use DROP TABLE IF EXISTS {name} first"
+                );
+            }
+            EmberStatement::CreateExternalTable {
                 name,
                 format,
                 location,
                 if_not_exists,
+                or_replace: false,
             } => PlannedStatement::CreateExternalTable {
                 name: object_name(name),
                 format: *format,
@@ -86,6 +97,19 @@ impl SqlPlanner<'_> {
                 return names.iter().map(make).collect();
             }
             Statement::ShowTables { .. } => PlannedStatement::ShowTables,
+            // `SHOW COLUMNS FROM t` is another spelling of `DESCRIBE t`.
+            Statement::ShowColumns { show_options, .. } => {
+                let Some(name) = show_options
+                    .show_in
+                    .as_ref()
+                    .and_then(|i| i.parent_name.as_ref())
+                else {
+                    return plan_err!("SHOW COLUMNS needs FROM <table>");
+                };
+                PlannedStatement::Describe {
+                    name: object_name(name),
+                }
+            }
             Statement::ExplainTable { table_name, .. } => PlannedStatement::Describe {
                 name: object_name(table_name),
             },

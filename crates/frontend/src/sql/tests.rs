@@ -575,6 +575,16 @@ fn statements() {
         plan1("DESCRIBE emp"),
         PlannedStatement::Describe { .. }
     ));
+    match plan1("SHOW COLUMNS FROM emp") {
+        PlannedStatement::Describe { name } => assert_eq!(name, "emp"),
+        other => panic!("{other:?}"),
+    }
+    let e = plan_sql(
+        "CREATE OR REPLACE EXTERNAL TABLE t STORED AS CSV LOCATION 'x'",
+        &c,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("DROP TABLE IF EXISTS t"), "{e}");
     assert!(matches!(
         plan1("EXPLAIN ANALYZE SELECT 1"),
         PlannedStatement::Explain {
