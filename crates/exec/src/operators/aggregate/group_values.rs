@@ -24,7 +24,7 @@ pub trait GroupValues: Send {
     /// keys not seen before.
     fn intern(&mut self, columns: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()>;
     /// The number of groups so far.
-    fn len(&self) -> usize;
+    fn num_groups(&self) -> usize;
     /// The key columns of all groups, in group-index order.
     fn emit(&self) -> Result<Vec<ArrayRef>>;
 }
@@ -107,7 +107,7 @@ impl GroupValues for RowGroupValues {
         Ok(())
     }
 
-    fn len(&self) -> usize {
+    fn num_groups(&self) -> usize {
         self.keys.num_rows()
     }
 
@@ -194,7 +194,7 @@ where
         Ok(())
     }
 
-    fn len(&self) -> usize {
+    fn num_groups(&self) -> usize {
         self.values.len()
     }
 
@@ -239,7 +239,7 @@ mod tests {
         ];
         g.intern(&b2, &mut out).unwrap();
         assert_eq!(out, vec![2, 3, 0]);
-        assert_eq!(g.len(), 4);
+        assert_eq!(g.num_groups(), 4);
         let keys = g.emit().unwrap();
         let names = keys[0].as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(

@@ -32,7 +32,7 @@ use crate::context::TaskContext;
 use crate::expr::{create_physical_expr, create_physical_exprs, PhysicalExprRef};
 
 use self::accumulator::{create_accumulator, GroupsAccumulator};
-use self::group_values::{new_group_values, GroupValues};
+use self::group_values::new_group_values;
 use super::check_cancelled;
 
 /// One aggregate expression: where its inputs come from and its accumulator.
@@ -126,7 +126,7 @@ pub fn execute_aggregate(
                         .collect::<Result<Vec<_>>>()?,
                 };
                 groups.intern(&keys, &mut group_ids)?;
-                groups.len()
+                groups.num_groups()
             }
             None => {
                 // Without GROUP BY every row is in the one group 0.
@@ -158,7 +158,7 @@ pub fn execute_aggregate(
 
     // SQL: an aggregate without GROUP BY returns one row even over no input.
     let (mut columns, total_groups) = match &groups {
-        Some(groups) => (groups.emit()?, groups.len()),
+        Some(groups) => (groups.emit()?, groups.num_groups()),
         None => (Vec::new(), 1),
     };
     for slot in &mut slots {
