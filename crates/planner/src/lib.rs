@@ -4,6 +4,8 @@
 pub mod error;
 pub mod expr;
 pub mod expr_schema;
+pub mod fingerprint;
+pub mod lineage;
 pub mod logical;
 pub mod optimizer;
 pub mod physical;

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::lineage::CheckpointDecision;
 use crate::physical::{ExchangeKind, PhysicalPlan};
 
 /// Where a stage's output goes.
@@ -35,6 +36,10 @@ pub struct Stage {
     pub partitions: usize,
     /// Stages whose shuffle output this stage reads.
     pub parents: Vec<usize>,
+    /// Whether this stage's output is written as a reliable checkpoint, and why. `None` from
+    /// the cutter; set by `crate::lineage::place_checkpoints` (or by the caller, as
+    /// `CheckpointDecision::requested`, for an explicit checkpoint).
+    pub checkpoint: Option<CheckpointDecision>,
 }
 
 /// Stages in topological order: every parent comes before its children; the last stage is
@@ -80,6 +85,7 @@ pub fn build_stage_graph(plan: &Arc<PhysicalPlan>) -> Result<StageGraph> {
         plan: root,
         output: StageOutput::Result,
         parents,
+        checkpoint: None,
     });
     Ok(StageGraph {
         stages: cutter.stages,
@@ -108,6 +114,7 @@ impl StageCutter {
                         plan: map_plan,
                         output: StageOutput::Shuffle(kind.clone()),
                         parents,
+                        checkpoint: None,
                     });
                     self.by_exchange.insert(key, id);
                     id

@@ -1,0 +1,383 @@
+//! Stable fingerprints of physical plans and stages.
+//!
+//! A checkpoint written by one run may be read by a later one (a restarted application
+//! resumes where its checkpoints are), so it must be reused only when the plan that made it
+//! *and* the data that plan read are unchanged. The fingerprint therefore covers every node's
+//! structure, expressions (their Display text), schemas (names, types, nullability) and, for
+//! scans, [`TableSource::identity`](crate::table::TableSource::identity) — paths, sizes and
+//! modification times — plus the partition descriptions.
+//!
+//! Fingerprints must mean the same thing in another process, so they are FNV-1a over a
+//! canonical byte encoding, never `std`'s randomly seeded hasher.
+//!
+//! Plans are DAGs that iterative jobs make 1,000+ levels deep: [`PlanFingerprinter`] walks
+//! them with an explicit stack and memoises by node identity, so each distinct node is hashed
+//! once and a shared node costs nothing the second time.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use crate::error::{EmberError, Result};
+use crate::physical::{ExchangeKind, PhysicalPlan};
+use crate::schema::PlanSchema;
+use crate::stages::{StageGraph, StageOutput};
+
+/// A 64-bit plan fingerprint. Displayed as 16 hex digits (the form stored in manifests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Fingerprint {
+    /// Parses the 16-hex-digit form written by `Display` (e.g. from a checkpoint manifest).
+    pub fn parse(s: &str) -> Result<Fingerprint> {
+        u64::from_str_radix(s.trim(), 16)
+            .map(Fingerprint)
+            .map_err(|e| EmberError::Execution(format!("invalid plan fingerprint '{s}': {e}")))
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// Ends every string field. UTF-8 text never contains 0xff, so `("ab","c")` and
+/// `("a","bc")` encode differently.
+const STRING_END: u8 = 0xff;
+
+/// FNV-1a, 64 bit: tiny, fixed, and identical in every process and on every platform
+/// (integers are fed little-endian).
+#[derive(Debug, Clone)]
+pub struct Fnv1a64(u64);
+
+impl Default for Fnv1a64 {
+    fn default() -> Self {
+        Fnv1a64(FNV_OFFSET)
+    }
+}
+
+impl Fnv1a64 {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    pub fn usize(&mut self, v: usize) {
+        self.u64(v as u64);
+    }
+
+    /// A string field, terminated so that adjacent fields cannot run into each other.
+    pub fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+        self.bytes(&[STRING_END]);
+    }
+
+    /// The Display text of `v` as one string field, without allocating it.
+    pub fn display(&mut self, v: &dyn fmt::Display) {
+        // Writing into the hasher cannot fail.
+        let _ = write!(self, "{v}");
+        self.bytes(&[STRING_END]);
+    }
+
+    /// A list of Display values, prefixed by its length.
+    pub fn display_list<T: fmt::Display>(&mut self, items: &[T]) {
+        self.usize(items.len());
+        for item in items {
+            self.display(item);
+        }
+    }
+
+    pub fn finish(&self) -> Fingerprint {
+        Fingerprint(self.0)
+    }
+}
+
+impl fmt::Write for Fnv1a64 {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Hashes a schema: qualifier, name, type and nullability of every field, in order.
+fn hash_schema(h: &mut Fnv1a64, schema: &PlanSchema) {
+    h.usize(schema.fields().len());
+    for f in schema.fields() {
+        match &f.qualifier {
+            Some(q) => {
+                h.bytes(&[1]);
+                h.str(q);
+            }
+            None => h.bytes(&[0]),
+        }
+        h.str(f.name());
+        // Debug is exact (e.g. `Decimal128(15, 2)`, `Timestamp(Microsecond, None)`).
+        let _ = write!(h, "{:?}", f.data_type());
+        h.bytes(&[STRING_END]);
+        h.bytes(&[u8::from(f.field.is_nullable())]);
+    }
+}
+
+fn hash_exchange_kind(h: &mut Fnv1a64, kind: &ExchangeKind) {
+    // Display carries the variant, keys and partition count.
+    h.display(kind);
+}
+
+fn hash_opt_usize(h: &mut Fnv1a64, v: Option<usize>) {
+    match v {
+        Some(n) => {
+            h.bytes(&[1]);
+            h.usize(n);
+        }
+        None => h.bytes(&[0]),
+    }
+}
+
+/// Computes fingerprints of physical plan nodes, memoised by node identity.
+///
+/// The memo keeps every hashed node alive, so a node address can never be reused by a
+/// different node while this fingerprinter exists.
+#[derive(Default)]
+pub struct PlanFingerprinter {
+    memo: HashMap<*const PhysicalPlan, (Arc<PhysicalPlan>, Fingerprint)>,
+    /// Fingerprints of stages, substituted for `ShuffleRead { stage }` so a stage's
+    /// fingerprint depends on what its parents compute, not on how stages are numbered.
+    stage_fingerprints: HashMap<usize, Fingerprint>,
+}
+
+impl PlanFingerprinter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many distinct nodes have been hashed (each exactly once).
+    pub fn nodes_hashed(&self) -> usize {
+        self.memo.len()
+    }
+
+    /// Makes `ShuffleRead { stage: id }` hash as the fingerprint of stage `id`.
+    pub fn set_stage_fingerprint(&mut self, id: usize, fp: Fingerprint) {
+        self.stage_fingerprints.insert(id, fp);
+    }
+
+    /// The fingerprint of `plan` and its whole input subtree. Iterative post-order: never
+    /// recurses, whatever the plan's depth.
+    pub fn fingerprint(&mut self, plan: &Arc<PhysicalPlan>) -> Fingerprint {
+        if let Some((_, fp)) = self.memo.get(&Arc::as_ptr(plan)) {
+            return *fp;
+        }
+        let mut stack: Vec<(Arc<PhysicalPlan>, bool)> = vec![(Arc::clone(plan), false)];
+        while let Some((node, inputs_done)) = stack.pop() {
+            let key = Arc::as_ptr(&node);
+            if self.memo.contains_key(&key) {
+                continue;
+            }
+            if inputs_done {
+                let fp = self.hash_node(&node);
+                self.memo.insert(key, (node, fp));
+            } else {
+                let pending: Vec<Arc<PhysicalPlan>> = node
+                    .inputs()
+                    .into_iter()
+                    .filter(|i| !self.memo.contains_key(&Arc::as_ptr(i)))
+                    .cloned()
+                    .collect();
+                stack.push((node, true));
+                stack.extend(pending.into_iter().map(|i| (i, false)));
+            }
+        }
+        self.memo
+            .get(&Arc::as_ptr(plan))
+            .map(|(_, fp)| *fp)
+            .unwrap_or(Fingerprint(FNV_OFFSET))
+    }
+
+    /// Hashes one node whose inputs are all memoised.
+    fn hash_node(&self, node: &PhysicalPlan) -> Fingerprint {
+        let mut h = Fnv1a64::new();
+        match node {
+            PhysicalPlan::Scan(s) => {
+                h.str("Scan");
+                h.str(&s.table_name);
+                h.str(s.source.kind());
+                h.str(&s.source.identity());
+                match &s.projection {
+                    Some(p) => {
+                        h.bytes(&[1]);
+                        h.usize(p.len());
+                        p.iter().for_each(|i| h.usize(*i));
+                    }
+                    None => h.bytes(&[0]),
+                }
+                h.display_list(&s.filters);
+                h.usize(s.partitions.len());
+                for p in &s.partitions {
+                    h.str(&p.describe());
+                }
+            }
+            PhysicalPlan::Values { rows, .. } => {
+                h.str("Values");
+                h.usize(rows.len());
+                for row in rows {
+                    h.display_list(row);
+                }
+            }
+            PhysicalPlan::Filter { predicate, .. } => {
+                h.str("Filter");
+                h.display(predicate);
+            }
+            PhysicalPlan::Projection { exprs, .. } => {
+                h.str("Projection");
+                h.display_list(exprs);
+            }
+            PhysicalPlan::HashAggregate {
+                mode,
+                group_exprs,
+                aggr_exprs,
+                aggr_input_schema,
+                ..
+            } => {
+                h.str("HashAggregate");
+                let _ = write!(h, "{mode:?}");
+                h.bytes(&[STRING_END]);
+                h.display_list(group_exprs);
+                h.display_list(aggr_exprs);
+                hash_schema(&mut h, aggr_input_schema);
+            }
+            PhysicalPlan::HashJoin {
+                on,
+                filter,
+                join_type,
+                null_aware,
+                mode,
+                ..
+            } => {
+                h.str("HashJoin");
+                h.usize(on.len());
+                for (l, r) in on {
+                    h.display(l);
+                    h.display(r);
+                }
+                h.display_list(filter.as_slice());
+                h.display(join_type);
+                h.bytes(&[u8::from(*null_aware)]);
+                let _ = write!(h, "{mode:?}");
+                h.bytes(&[STRING_END]);
+            }
+            PhysicalPlan::NestedLoopJoin {
+                filter, join_type, ..
+            } => {
+                h.str("NestedLoopJoin");
+                h.display_list(filter.as_slice());
+                h.display(join_type);
+            }
+            PhysicalPlan::Sort { exprs, fetch, .. } => {
+                h.str("Sort");
+                h.display_list(exprs);
+                hash_opt_usize(&mut h, *fetch);
+            }
+            PhysicalPlan::Limit { skip, fetch, .. } => {
+                h.str("Limit");
+                h.usize(*skip);
+                hash_opt_usize(&mut h, *fetch);
+            }
+            PhysicalPlan::Union { .. } => h.str("Union"),
+            PhysicalPlan::Unnest { column, .. } => {
+                h.str("Unnest");
+                h.usize(*column);
+            }
+            PhysicalPlan::Exchange { kind, .. } => {
+                h.str("Exchange");
+                hash_exchange_kind(&mut h, kind);
+            }
+            PhysicalPlan::ShuffleRead {
+                stage,
+                kind,
+                map_partitions,
+                partitions,
+                ..
+            } => {
+                h.str("ShuffleRead");
+                match self.stage_fingerprints.get(stage) {
+                    Some(fp) => {
+                        h.bytes(&[1]);
+                        h.u64(fp.0);
+                    }
+                    None => {
+                        h.bytes(&[0]);
+                        h.usize(*stage);
+                    }
+                }
+                hash_exchange_kind(&mut h, kind);
+                h.usize(*map_partitions);
+                h.usize(*partitions);
+            }
+        }
+        hash_schema(&mut h, node.schema());
+        let inputs = node.inputs();
+        h.usize(inputs.len());
+        for input in inputs {
+            let fp = self
+                .memo
+                .get(&Arc::as_ptr(input))
+                .map(|(_, fp)| *fp)
+                .unwrap_or(Fingerprint(FNV_OFFSET));
+            h.u64(fp.0);
+        }
+        h.finish()
+    }
+}
+
+/// The fingerprint of one plan (a fresh memo; use [`PlanFingerprinter`] to share one).
+pub fn plan_fingerprint(plan: &Arc<PhysicalPlan>) -> Fingerprint {
+    PlanFingerprinter::new().fingerprint(plan)
+}
+
+/// The fingerprint of every stage, in the graph's order: its map-side plan (with each
+/// `ShuffleRead` standing for its parent stage's fingerprint), its output and its parents'
+/// fingerprints. Two stages get the same fingerprint only if they compute the same rows from
+/// the same inputs, whatever their ids. Stages must be in topological order.
+pub fn stage_fingerprints(graph: &StageGraph) -> Result<Vec<(usize, Fingerprint)>> {
+    let mut fp = PlanFingerprinter::new();
+    let mut out = Vec::with_capacity(graph.stages.len());
+    for stage in &graph.stages {
+        let mut h = Fnv1a64::new();
+        h.str("Stage");
+        h.usize(stage.parents.len());
+        for parent in &stage.parents {
+            let parent_fp = fp.stage_fingerprints.get(parent).copied().ok_or_else(|| {
+                EmberError::Internal(format!(
+                    "stage {} reads stage {parent}, which does not come before it in the stage graph",
+                    stage.id
+                ))
+            })?;
+            h.u64(parent_fp.0);
+        }
+        h.u64(fp.fingerprint(&stage.plan).0);
+        match &stage.output {
+            StageOutput::Shuffle(kind) => {
+                h.str("shuffle");
+                hash_exchange_kind(&mut h, kind);
+            }
+            StageOutput::Result => h.str("result"),
+        }
+        h.usize(stage.partitions);
+        let stage_fp = h.finish();
+        fp.set_stage_fingerprint(stage.id, stage_fp);
+        out.push((stage.id, stage_fp));
+    }
+    Ok(out)
+}
