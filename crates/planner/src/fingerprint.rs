@@ -381,3 +381,142 @@ pub fn stage_fingerprints(graph: &StageGraph) -> Result<Vec<(usize, Fingerprint)
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::{col, lit};
+    use crate::lineage::test_util::{chain, drop_deep, exchange, filter, scan, shuffle_read};
+    use crate::physical::ExchangeKind;
+    use crate::stages::build_stage_graph;
+
+    fn fnv(s: &str) -> u64 {
+        let mut h = Fnv1a64::new();
+        h.bytes(s.as_bytes());
+        h.finish().0
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        // From the FNV reference test suite: the algorithm, and so every stored fingerprint,
+        // is the same in every process.
+        assert_eq!(fnv(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn fingerprints_round_trip_through_text() {
+        let fp = Fingerprint(0x0123_4567_89ab_cdef);
+        assert_eq!(fp.to_string(), "0123456789abcdef");
+        assert_eq!(Fingerprint::parse("0123456789abcdef").unwrap(), fp);
+        assert!(Fingerprint::parse("not hex").is_err());
+    }
+
+    fn query(identity: &str, threshold: i64) -> Arc<PhysicalPlan> {
+        let s = scan(identity, Some(100), 2);
+        let f = filter(s, col("t.a").gt(lit(threshold)));
+        exchange(f, ExchangeKind::Hash(vec![col("t.a")], 4))
+    }
+
+    #[test]
+    fn equal_plans_have_equal_fingerprints() {
+        // Built twice: no shared nodes, same content.
+        assert_eq!(
+            plan_fingerprint(&query("t@v1", 1)),
+            plan_fingerprint(&query("t@v1", 1))
+        );
+    }
+
+    #[test]
+    fn a_changed_literal_changes_the_fingerprint() {
+        assert_ne!(
+            plan_fingerprint(&query("t@v1", 1)),
+            plan_fingerprint(&query("t@v1", 2))
+        );
+    }
+
+    #[test]
+    fn a_changed_input_identity_changes_the_fingerprint() {
+        // Same plan, but a file of the table changed (size or mtime in the identity).
+        assert_ne!(
+            plan_fingerprint(&query("t@v1", 1)),
+            plan_fingerprint(&query("t@v2", 1))
+        );
+    }
+
+    #[test]
+    fn exchange_kind_and_partitioning_are_part_of_the_fingerprint() {
+        let s = scan("t@v1", Some(100), 2);
+        let four = exchange(Arc::clone(&s), ExchangeKind::RoundRobin(4));
+        let eight = exchange(Arc::clone(&s), ExchangeKind::RoundRobin(8));
+        assert_ne!(plan_fingerprint(&four), plan_fingerprint(&eight));
+        assert_ne!(
+            plan_fingerprint(&scan("t@v1", Some(100), 2)),
+            plan_fingerprint(&scan("t@v1", Some(100), 3))
+        );
+    }
+
+    #[test]
+    fn a_deep_shared_dag_is_hashed_once_per_node_without_recursion() {
+        // Each level filters the union of the previous level with itself: 2^2000 paths,
+        // 4,001 distinct nodes. A recursive or unmemoised walk would overflow the test
+        // thread's stack or never finish.
+        let levels = 2000;
+        let mut plan = scan("t@v1", Some(10), 1);
+        for i in 0..levels {
+            let union = Arc::new(PhysicalPlan::Union {
+                schema: Arc::clone(plan.schema()),
+                inputs: vec![Arc::clone(&plan), Arc::clone(&plan)],
+            });
+            plan = filter(union, col("t.a").gt(lit(i as i64)));
+        }
+        let mut fp = PlanFingerprinter::new();
+        let first = fp.fingerprint(&plan);
+        assert_eq!(fp.nodes_hashed(), 2 * levels + 1);
+        // Memoised: asking again hashes nothing new.
+        assert_eq!(fp.fingerprint(&plan), first);
+        assert_eq!(fp.nodes_hashed(), 2 * levels + 1);
+        drop(fp);
+        drop_deep(plan);
+    }
+
+    #[test]
+    fn stage_fingerprints_follow_parents_not_stage_numbers() {
+        let a = stage_fingerprints(&chain(3, Some(10), 2)).unwrap();
+        let b = stage_fingerprints(&chain(3, Some(10), 2)).unwrap();
+        assert_eq!(a, b);
+        let fps: Vec<Fingerprint> = a.iter().map(|(_, fp)| *fp).collect();
+        assert_ne!(fps[0], fps[1]);
+        assert_ne!(fps[1], fps[2]);
+
+        // A change in the first stage's input changes every downstream stage's fingerprint,
+        // although their own plans (filter over a ShuffleRead of stage n-1) are identical.
+        let mut changed = chain(3, Some(10), 2);
+        changed.stages[0].plan = scan("t-v2", Some(10), 2);
+        let c = stage_fingerprints(&changed).unwrap();
+        for ((_, x), (_, y)) in a.iter().zip(&c) {
+            assert_ne!(x, y);
+        }
+    }
+
+    #[test]
+    fn stage_fingerprints_reject_a_parent_that_comes_later() {
+        let mut graph = chain(2, Some(10), 1);
+        let source = scan("t-v1", Some(10), 1);
+        graph.stages[0].plan = shuffle_read(1, 1, &source);
+        graph.stages[0].parents = vec![1];
+        let err = stage_fingerprints(&graph).unwrap_err();
+        assert!(matches!(err, EmberError::Internal(_)), "{err}");
+    }
+
+    #[test]
+    fn stages_cut_from_equal_plans_have_equal_fingerprints() {
+        let a = build_stage_graph(&query("t@v1", 1)).unwrap();
+        let b = build_stage_graph(&query("t@v1", 1)).unwrap();
+        let c = build_stage_graph(&query("t@v1", 5)).unwrap();
+        let fa = stage_fingerprints(&a).unwrap();
+        assert_eq!(fa, stage_fingerprints(&b).unwrap());
+        assert_ne!(fa, stage_fingerprints(&c).unwrap());
+    }
+}

@@ -21,6 +21,8 @@ pub mod placement;
 pub mod policy;
 
 #[cfg(test)]
+pub(crate) mod test_util;
+#[cfg(test)]
 mod tests;
 
 pub use cost::{CostInputs, MeasuredStage, OperatorWeights, Size, StageWork};
