@@ -43,6 +43,9 @@ struct RunningTask {
     attempt: usize,
     stage_attempt: usize,
     executor: usize,
+    /// The tracker's epoch when the task was launched: map outputs registered later are
+    /// newer than anything the task could have looked up before it started.
+    launch_epoch: u64,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -325,6 +328,7 @@ impl<'a> DagScheduler<'a> {
                 attempt,
                 stage_attempt: run.attempt,
                 executor,
+                launch_epoch: self.tracker.epoch(),
                 cancelled,
             },
         );
@@ -437,7 +441,8 @@ impl<'a> DagScheduler<'a> {
 
     /// A reducer could not read a block: forget that map output (so `advance` recomputes
     /// exactly that partition before re-running the reducer) and count a failed attempt of
-    /// the reducing stage.
+    /// the reducing stage. A failure about an output that was replaced after the reducer
+    /// started is stale and changes nothing.
     fn on_fetch_failed(
         &mut self,
         task: &RunningTask,
@@ -455,6 +460,16 @@ impl<'a> DagScheduler<'a> {
                 "internal error: stage {stage_id} reported a fetch failure for stage \
                  {map_stage}, which is not one of its parents"
             )));
+        }
+        if self
+            .tracker
+            .registered_at(map_stage, map_partition)
+            .is_some_and(|at| at >= task.launch_epoch)
+        {
+            // The output was recomputed while this task ran; the failure may be about the
+            // old copy. Keep the fresh one: the reducer simply runs again (if it fails again,
+            // that attempt started after the registration and is believed).
+            return Ok(());
         }
         self.tracker.unregister(map_stage, map_partition);
         let run = &mut self.runs[task.stage];

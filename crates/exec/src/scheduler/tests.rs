@@ -216,7 +216,8 @@ fn lost_shuffle_block_recomputes_only_that_map_partition() {
     let reduce = result.metrics.stage(1).unwrap();
     assert_eq!(
         reduce.attempts, 2,
-        "one fetch-failed stage attempt, then success"
+        "one fetch-failed stage attempt, then success: {:#?}",
+        result.metrics
     );
     assert!(reduce.tasks.iter().any(|t| t.status
         == TaskStatus::FetchFailed {

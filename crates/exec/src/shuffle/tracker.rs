@@ -31,9 +31,20 @@ impl MapStatus {
 
 /// (stage, map partition) → [`MapStatus`], shared by the scheduler and every shuffle reader
 /// of a job.
+///
+/// Every registration gets the next number of a job-wide sequence (the *epoch*). The
+/// scheduler notes the epoch when it launches a task; a fetch failure reported by a task
+/// about an output registered at or after that epoch concerns an output the task may not
+/// have read (the output was already replaced), so it must not unregister the fresh one.
 #[derive(Debug, Default)]
 pub struct MapOutputTracker {
-    outputs: RwLock<BTreeMap<(usize, usize), MapStatus>>,
+    inner: RwLock<Outputs>,
+}
+
+#[derive(Debug, Default)]
+struct Outputs {
+    by_partition: BTreeMap<(usize, usize), (MapStatus, u64)>,
+    next_epoch: u64,
 }
 
 impl MapOutputTracker {
@@ -43,18 +54,42 @@ impl MapOutputTracker {
 
     /// Records the output of a successful map task, replacing any earlier registration.
     pub fn register(&self, stage: usize, map_partition: usize, status: MapStatus) {
-        self.outputs.write().insert((stage, map_partition), status);
+        let mut inner = self.inner.write();
+        let epoch = inner.next_epoch;
+        inner.next_epoch += 1;
+        inner
+            .by_partition
+            .insert((stage, map_partition), (status, epoch));
     }
 
     pub fn get(&self, stage: usize, map_partition: usize) -> Option<MapStatus> {
-        self.outputs.read().get(&(stage, map_partition)).cloned()
+        self.inner
+            .read()
+            .by_partition
+            .get(&(stage, map_partition))
+            .map(|(s, _)| s.clone())
+    }
+
+    /// The epoch the next registration will get.
+    pub fn epoch(&self) -> u64 {
+        self.inner.read().next_epoch
+    }
+
+    /// The epoch at which the current output of (stage, map partition) was registered.
+    pub fn registered_at(&self, stage: usize, map_partition: usize) -> Option<u64> {
+        self.inner
+            .read()
+            .by_partition
+            .get(&(stage, map_partition))
+            .map(|(_, e)| *e)
     }
 
     /// Forgets one map output (its blocks could not be read). Returns whether it was
     /// registered.
     pub fn unregister(&self, stage: usize, map_partition: usize) -> bool {
-        self.outputs
+        self.inner
             .write()
+            .by_partition
             .remove(&(stage, map_partition))
             .is_some()
     }
@@ -62,10 +97,11 @@ impl MapOutputTracker {
     /// Forgets every output held by `executor` (it was lost). Returns the (stage, map
     /// partition) pairs that are now missing, in order.
     pub fn unregister_executor(&self, executor: usize) -> Vec<(usize, usize)> {
-        let mut outputs = self.outputs.write();
+        let mut inner = self.inner.write();
+        let outputs = &mut inner.by_partition;
         let lost: Vec<(usize, usize)> = outputs
             .iter()
-            .filter(|(_, s)| s.executor == executor)
+            .filter(|(_, (s, _))| s.executor == executor)
             .map(|(k, _)| *k)
             .collect();
         for key in &lost {
@@ -76,14 +112,16 @@ impl MapOutputTracker {
 
     /// Map partitions of `stage` (of `partitions`) with no registered output, ascending.
     pub fn missing_partitions(&self, stage: usize, partitions: usize) -> Vec<usize> {
-        let outputs = self.outputs.read();
+        let inner = self.inner.read();
+        let outputs = &inner.by_partition;
         (0..partitions)
             .filter(|p| !outputs.contains_key(&(stage, *p)))
             .collect()
     }
 
     pub fn is_complete(&self, stage: usize, partitions: usize) -> bool {
-        let outputs = self.outputs.read();
+        let inner = self.inner.read();
+        let outputs = &inner.by_partition;
         (0..partitions).all(|p| outputs.contains_key(&(stage, p)))
     }
 }
@@ -117,5 +155,18 @@ mod tests {
         assert_eq!(t.unregister_executor(0), vec![(0, 0), (0, 2), (1, 0)]);
         assert_eq!(t.missing_partitions(0, 3), vec![0, 1, 2]);
         assert!(t.get(1, 0).is_none());
+    }
+
+    #[test]
+    fn registrations_are_numbered_in_order() {
+        let t = MapOutputTracker::new();
+        assert_eq!(t.epoch(), 0);
+        t.register(0, 0, status(0));
+        let launched = t.epoch();
+        t.register(0, 1, status(0));
+        t.register(0, 0, status(1));
+        assert_eq!(t.registered_at(0, 1), Some(launched));
+        assert!(t.registered_at(0, 0).unwrap() > launched);
+        assert_eq!(t.registered_at(5, 0), None);
     }
 }
