@@ -382,9 +382,10 @@ impl Unnest {
     pub fn try_new(input: Arc<LogicalPlan>, column: usize) -> Result<Self> {
         let in_schema = input.schema();
         let mut fields = in_schema.fields().to_vec();
-        let target = fields.get(column).cloned().ok_or_else(|| {
-            EmberError::Internal(format!("unnest column {column} out of range"))
-        })?;
+        let target = fields
+            .get(column)
+            .cloned()
+            .ok_or_else(|| EmberError::Internal(format!("unnest column {column} out of range")))?;
         let element = match target.data_type() {
             DataType::List(f) | DataType::LargeList(f) => f.data_type().clone(),
             other => {
@@ -515,12 +516,12 @@ impl LogicalPlan {
             LogicalPlan::Filter(f) => vec![&f.predicate],
             LogicalPlan::Aggregate(a) => a.group_exprs.iter().chain(a.aggr_exprs.iter()).collect(),
             LogicalPlan::Sort(s) => s.exprs.iter().map(|s| &s.expr).collect(),
-            LogicalPlan::Join(j) => j
-                .on
-                .iter()
-                .flat_map(|(l, r)| [l, r])
-                .chain(j.filter.iter())
-                .collect(),
+            LogicalPlan::Join(j) => {
+                j.on.iter()
+                    .flat_map(|(l, r)| [l, r])
+                    .chain(j.filter.iter())
+                    .collect()
+            }
             LogicalPlan::Values(v) => v.rows.iter().flatten().collect(),
             LogicalPlan::Repartition(Repartition {
                 partitioning: Partitioning::Hash(e, _),
@@ -604,10 +605,9 @@ impl LogicalPlan {
             LogicalPlan::Distinct(_) => "Distinct".to_string(),
             LogicalPlan::SubqueryAlias(s) => format!("SubqueryAlias: {}", s.alias),
             LogicalPlan::Values(v) => format!("Values: {} rows", v.rows.len()),
-            LogicalPlan::EmptyRelation(e) => format!(
-                "EmptyRelation: produce_one_row={}",
-                e.produce_one_row
-            ),
+            LogicalPlan::EmptyRelation(e) => {
+                format!("EmptyRelation: produce_one_row={}", e.produce_one_row)
+            }
             LogicalPlan::Repartition(r) => match &r.partitioning {
                 Partitioning::RoundRobin(n) => format!("Repartition: RoundRobin({n})"),
                 Partitioning::Hash(e, n) => format!("Repartition: Hash([{}], {n})", list(e)),

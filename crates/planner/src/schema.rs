@@ -285,7 +285,11 @@ mod tests {
     #[test]
     fn resolves_qualified_and_unqualified_columns() {
         let s = schema();
-        assert_eq!(s.index_of_column(&Column::from_qualified_name("b.id")).unwrap(), 2);
+        assert_eq!(
+            s.index_of_column(&Column::from_qualified_name("b.id"))
+                .unwrap(),
+            2
+        );
         assert_eq!(s.index_of_column(&Column::unqualified("name")).unwrap(), 1);
         let err = s.index_of_column(&Column::unqualified("id")).unwrap_err();
         assert!(err.to_string().contains("ambiguous"), "{err}");
