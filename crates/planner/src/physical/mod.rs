@@ -9,12 +9,14 @@ pub mod aggregate;
 pub mod planner;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::error::{EmberError, Result};
 use crate::expr::{Expr, SortExpr};
 use crate::logical::JoinType;
-use crate::schema::PlanSchemaRef;
+use crate::schema::{PlanSchema, PlanSchemaRef};
 use crate::table::{ScanPartition, TableSource};
 
 /// How an Exchange distributes its input rows to output partitions.
@@ -74,6 +76,36 @@ pub enum JoinMode {
     /// The right side is broadcast whole to every partition of the left side. Only for join
     /// types that never emit unmatched right rows.
     Broadcast,
+}
+
+/// The file format a [`PhysicalPlan::Write`] produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteFormat {
+    Parquet,
+}
+
+impl fmt::Display for WriteFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteFormat::Parquet => f.write_str("parquet"),
+        }
+    }
+}
+
+/// The schema of a [`PhysicalPlan::Write`]: one row per partition, saying which attempt
+/// wrote which uncommitted file, so the driver can commit exactly the attempt the scheduler
+/// accepted.
+pub fn write_result_schema() -> &'static PlanSchemaRef {
+    static SCHEMA: OnceLock<PlanSchemaRef> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let arrow = Schema::new(vec![
+            Field::new("partition", DataType::Int64, false),
+            Field::new("attempt", DataType::Int64, false),
+            Field::new("temp_path", DataType::Utf8, false),
+            Field::new("rows", DataType::Int64, false),
+        ]);
+        Arc::new(PlanSchema::from_arrow(None, &arrow))
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +208,17 @@ pub enum PhysicalPlan {
         partitions: usize,
         schema: PlanSchemaRef,
     },
+    /// Writes each partition of `input` as one file of the output folder `path`, through
+    /// the output commit protocol: every task attempt writes its own temp file and returns
+    /// one row (see [`write_result_schema`]); the driver commits the accepted attempts.
+    /// `job_id` names this write uniquely, so two writes of the same query never share a
+    /// fingerprint (a write must never be skipped as "already computed").
+    Write {
+        input: Arc<PhysicalPlan>,
+        path: String,
+        format: WriteFormat,
+        job_id: String,
+    },
 }
 
 impl PhysicalPlan {
@@ -190,6 +233,7 @@ impl PhysicalPlan {
             | PhysicalPlan::Union { schema, .. }
             | PhysicalPlan::Unnest { schema, .. }
             | PhysicalPlan::ShuffleRead { schema, .. } => schema,
+            PhysicalPlan::Write { .. } => write_result_schema(),
             PhysicalPlan::Filter { input, .. }
             | PhysicalPlan::Sort { input, .. }
             | PhysicalPlan::Limit { input, .. }
@@ -210,7 +254,8 @@ impl PhysicalPlan {
             | PhysicalPlan::Sort { input, .. }
             | PhysicalPlan::Limit { input, .. }
             | PhysicalPlan::Unnest { input, .. }
-            | PhysicalPlan::Exchange { input, .. } => vec![input],
+            | PhysicalPlan::Exchange { input, .. }
+            | PhysicalPlan::Write { input, .. } => vec![input],
             PhysicalPlan::HashJoin { left, right, .. }
             | PhysicalPlan::NestedLoopJoin { left, right, .. } => vec![left, right],
             PhysicalPlan::Union { inputs, .. } => inputs.iter().collect(),
@@ -310,6 +355,17 @@ impl PhysicalPlan {
                 input: next(),
                 kind: kind.clone(),
             },
+            PhysicalPlan::Write {
+                path,
+                format,
+                job_id,
+                ..
+            } => PhysicalPlan::Write {
+                input: next(),
+                path: path.clone(),
+                format: *format,
+                job_id: job_id.clone(),
+            },
         })
     }
 
@@ -323,7 +379,8 @@ impl PhysicalPlan {
             | PhysicalPlan::HashAggregate { input, .. }
             | PhysicalPlan::Sort { input, .. }
             | PhysicalPlan::Limit { input, .. }
-            | PhysicalPlan::Unnest { input, .. } => input.output_partitions(),
+            | PhysicalPlan::Unnest { input, .. }
+            | PhysicalPlan::Write { input, .. } => input.output_partitions(),
             // The probe (left) side decides; a broadcast right side is read whole.
             PhysicalPlan::HashJoin { left, .. } | PhysicalPlan::NestedLoopJoin { left, .. } => {
                 left.output_partitions()
@@ -338,31 +395,14 @@ impl PhysicalPlan {
         }
     }
 
-    /// Multi-line indented rendering used by EXPLAIN.
+    /// Multi-line indented rendering used by EXPLAIN (shared subplans printed once).
     pub fn display_indent(&self) -> String {
-        let mut out = String::new();
-        self.fmt_indent(&mut out, 0);
-        out
-    }
-
-    fn fmt_indent(&self, out: &mut String, depth: usize) {
-        out.push_str(&"  ".repeat(depth));
-        out.push_str(&self.describe_node());
-        out.push('\n');
-        for input in self.inputs() {
-            input.fmt_indent(out, depth + 1);
-        }
+        crate::display::display_indent(self)
     }
 
     /// One line describing this node (not its inputs).
     pub fn describe_node(&self) -> String {
-        fn list<T: fmt::Display>(items: &[T]) -> String {
-            items
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        use crate::display::comma_list as list;
         match self {
             PhysicalPlan::Scan(s) => {
                 let names: Vec<&str> = s.schema.fields().iter().map(|f| f.name()).collect();
@@ -437,6 +477,12 @@ impl PhysicalPlan {
                 partitions,
                 ..
             } => format!("ShuffleRead: stage={stage} {kind} partitions={partitions}"),
+            PhysicalPlan::Write {
+                path,
+                format,
+                job_id,
+                ..
+            } => format!("WriteExec: {format} to {path} (write {job_id})"),
         }
     }
 }
@@ -444,5 +490,53 @@ impl PhysicalPlan {
 impl fmt::Display for PhysicalPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display_indent())
+    }
+}
+
+impl crate::display::ExplainNode for PhysicalPlan {
+    fn describe_node(&self) -> String {
+        PhysicalPlan::describe_node(self)
+    }
+    fn input_nodes(&self) -> Vec<&Arc<Self>> {
+        self.inputs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::PlanFingerprinter;
+    use crate::lineage::test_util::scan;
+
+    fn write(input: Arc<PhysicalPlan>, job_id: &str) -> Arc<PhysicalPlan> {
+        Arc::new(PhysicalPlan::Write {
+            input,
+            path: "/out".into(),
+            format: WriteFormat::Parquet,
+            job_id: job_id.into(),
+        })
+    }
+
+    #[test]
+    fn write_keeps_partitions_and_reports_one_row_per_partition() {
+        let plan = write(scan("t", Some(100), 3), "w1");
+        assert_eq!(plan.output_partitions(), 3);
+        let names: Vec<&str> = plan.schema().fields().iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["partition", "attempt", "temp_path", "rows"]);
+        assert_eq!(
+            plan.describe_node(),
+            "WriteExec: parquet to /out (write w1)"
+        );
+        let rebuilt = plan.with_new_inputs(vec![scan("u", Some(10), 5)]).unwrap();
+        assert_eq!(rebuilt.output_partitions(), 5);
+        assert_eq!(rebuilt.describe_node(), plan.describe_node());
+    }
+
+    #[test]
+    fn two_writes_of_one_query_have_different_fingerprints() {
+        let input = scan("t", Some(100), 2);
+        let a = PlanFingerprinter::new().fingerprint(&write(input.clone(), "w1"));
+        let b = PlanFingerprinter::new().fingerprint(&write(input, "w2"));
+        assert_ne!(a, b);
     }
 }
