@@ -1,6 +1,7 @@
 //! Ember's planner: expressions, logical plans, the optimizer, physical plans and the stage
 //! graph (lineage). It knows tables only through [`table::TableSource`].
 
+pub mod display;
 pub mod error;
 pub mod expr;
 pub mod expr_schema;

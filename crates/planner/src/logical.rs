@@ -536,31 +536,14 @@ impl LogicalPlan {
         self.schema().columns()
     }
 
-    /// Multi-line indented rendering used by EXPLAIN.
+    /// Multi-line indented rendering used by EXPLAIN (shared subplans printed once).
     pub fn display_indent(&self) -> String {
-        let mut out = String::new();
-        self.fmt_indent(&mut out, 0);
-        out
-    }
-
-    fn fmt_indent(&self, out: &mut String, depth: usize) {
-        out.push_str(&"  ".repeat(depth));
-        out.push_str(&self.describe_node());
-        out.push('\n');
-        for input in self.inputs() {
-            input.fmt_indent(out, depth + 1);
-        }
+        crate::display::display_indent(self)
     }
 
     /// One line describing this node (not its inputs).
     pub fn describe_node(&self) -> String {
-        fn list<T: fmt::Display>(items: &[T]) -> String {
-            items
-                .iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        use crate::display::comma_list as list;
         match self {
             LogicalPlan::TableScan(s) => {
                 let mut d = format!("TableScan: {}", s.table_name);
@@ -622,5 +605,14 @@ impl LogicalPlan {
 impl fmt::Display for LogicalPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display_indent())
+    }
+}
+
+impl crate::display::ExplainNode for LogicalPlan {
+    fn describe_node(&self) -> String {
+        LogicalPlan::describe_node(self)
+    }
+    fn input_nodes(&self) -> Vec<&Arc<Self>> {
+        self.inputs()
     }
 }
