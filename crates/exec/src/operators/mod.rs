@@ -15,6 +15,7 @@ pub mod sort;
 pub mod source;
 pub mod union;
 pub mod unnest;
+pub mod write;
 
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -85,6 +86,9 @@ pub fn execute(
         PhysicalPlan::NestedLoopJoin { .. } => {
             nested_loop_join::execute_nested_loop_join(plan, partition, ctx)?
         }
+        PhysicalPlan::Write {
+            input, path, format, ..
+        } => write::execute_write(input, path, *format, partition, ctx)?,
         PhysicalPlan::Exchange { input, kind } => match kind {
             ExchangeKind::Single | ExchangeKind::Broadcast => {
                 let inputs = (0..input.output_partitions())
