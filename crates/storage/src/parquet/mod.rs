@@ -20,6 +20,7 @@ use crate::file_scan::{columns_to_read, finish_batch, project_schema, read_error
 use crate::listing::{files_identity, list_files, ListedFile};
 
 pub use pruning::prune_row_groups;
+pub(crate) use writer::writer_properties;
 pub use writer::{write_parquet, ParquetWriteOptions};
 
 /// One Parquet file with its decoded footer, loaded once when the table is created.

@@ -64,15 +64,7 @@ fn write_to(
     options: ParquetWriteOptions,
 ) -> Result<usize> {
     let file = File::create(tmp).map_err(|e| EmberError::io(tmp.display().to_string(), e))?;
-    let compression = if options.zstd {
-        Compression::ZSTD(ZstdLevel::default())
-    } else {
-        Compression::SNAPPY
-    };
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(options.max_row_group_rows.max(1)))
-        .set_compression(compression)
-        .build();
+    let props = writer_properties(options);
     let mut writer = ArrowWriter::try_new(BufWriter::new(file), schema.clone(), Some(props))?;
     let mut rows = 0;
     for batch in batches {
@@ -86,4 +78,18 @@ fn write_to(
     file.sync_all()
         .map_err(|e| EmberError::io(tmp.display().to_string(), e))?;
     Ok(rows)
+}
+
+/// The Parquet writer settings for `options`, shared with every other Parquet writer in Ember
+/// (checkpoints) so their files are exactly as compact as a plain [`write_parquet`].
+pub(crate) fn writer_properties(options: ParquetWriteOptions) -> WriterProperties {
+    let compression = if options.zstd {
+        Compression::ZSTD(ZstdLevel::default())
+    } else {
+        Compression::SNAPPY
+    };
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(options.max_row_group_rows.max(1)))
+        .set_compression(compression)
+        .build()
 }

@@ -1,0 +1,290 @@
+//! Synchronous access to the object store that holds checkpoints.
+//!
+//! Ember's operators and tasks are synchronous, but `object_store` is async. Every call is
+//! spawned on one small process-wide tokio runtime and the calling thread waits for it.
+//! Spawning (instead of `Runtime::block_on`) keeps this safe to call from any thread, including
+//! a thread that is itself inside some other tokio runtime, where `block_on` would panic.
+//! Local files pay one thread hop per call, which is noise next to writing a Parquet file.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path as FsPath;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use ember_planner::error::{EmberError, Result};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, ObjectStore, PutOptions, PutPayload, RenameOptions, RenameTargetMode,
+};
+use tokio::runtime::Runtime;
+
+/// The runtime every object-store call runs on, created on first use and kept for the
+/// lifetime of the process (dropping a runtime from inside async code would panic).
+fn runtime() -> Result<&'static Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("ember-object-store")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EmberError::Execution(format!("cannot start the object store runtime: {e}")))
+}
+
+/// Runs `fut` on the object-store runtime and waits for its result.
+fn wait<T: Send + 'static>(
+    fut: impl Future<Output = object_store::Result<T>> + Send + 'static,
+) -> Result<object_store::Result<T>> {
+    let handle = runtime()?.spawn(fut);
+    futures::executor::block_on(handle)
+        .map_err(|e| EmberError::Internal(format!("object store call did not finish: {e}")))
+}
+
+/// One folder of an object store (a local directory, `file://…`, `memory://…`, or a cloud
+/// URL when Ember is built with that store), addressed by paths relative to it.
+#[derive(Clone)]
+pub(crate) struct Objects {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// The location as the user gave it, for error messages.
+    url: String,
+}
+
+impl fmt::Debug for Objects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Objects").field("url", &self.url).finish()
+    }
+}
+
+impl Objects {
+    /// Opens `location`: a plain path (created if missing), a `file://` URL, or any URL
+    /// `object_store::parse_url` understands with the features Ember was built with.
+    pub fn open(location: &str) -> Result<Self> {
+        let is_url = location.contains("://");
+        if !is_url || location.starts_with("file://") {
+            let dir = if is_url {
+                let url = url::Url::parse(location)
+                    .map_err(|e| EmberError::Config(format!("invalid URL '{location}': {e}")))?;
+                url.to_file_path().map_err(|_| {
+                    EmberError::Config(format!("'{location}' is not a local file URL"))
+                })?
+            } else {
+                FsPath::new(location).to_path_buf()
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| EmberError::io(dir.display().to_string(), e))?;
+            let store = LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| EmberError::Execution(format!("cannot open '{location}': {e}")))?
+                // Removing a checkpoint's last file removes its folder too: vacuum leaves
+                // no empty directories behind.
+                .with_automatic_cleanup(true);
+            return Ok(Objects {
+                store: Arc::new(store),
+                root: Path::default(),
+                url: location.to_string(),
+            });
+        }
+        let url = url::Url::parse(location)
+            .map_err(|e| EmberError::Config(format!("invalid URL '{location}': {e}")))?;
+        let (store, root) = object_store::parse_url(&url).map_err(|e| {
+            EmberError::Config(format!(
+                "cannot open checkpoint location '{location}': {e} (Ember is built with \
+                 local file and in-memory object stores only)"
+            ))
+        })?;
+        Ok(Objects {
+            store: Arc::from(store),
+            root,
+            url: location.to_string(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The full store path of `relative` (a `/`-separated path below the root).
+    pub fn path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.root.clone(), |path, part| path.join(part))
+    }
+
+    /// A path below the root, relative to it (for error messages and listings).
+    pub fn relative(&self, path: &Path) -> String {
+        match path.prefix_match(&self.root) {
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => path.to_string(),
+        }
+    }
+
+    fn error(&self, op: &str, path: &Path, e: object_store::Error) -> EmberError {
+        EmberError::Execution(format!(
+            "checkpoint store {}: cannot {op} {}: {e}",
+            self.url,
+            self.relative(path)
+        ))
+    }
+
+    /// Writes `data` as the object `path`, replacing any previous object. Each store makes a
+    /// single put atomic (a local file is staged and renamed; S3 puts are atomic).
+    pub fn put(&self, path: &Path, data: Bytes) -> Result<()> {
+        let store = self.store.clone();
+        let location = path.clone();
+        wait(async move {
+            store
+                .put_opts(&location, PutPayload::from(data), PutOptions::default())
+                .await
+        })?
+        .map(|_| ())
+        .map_err(|e| self.error("write", path, e))
+    }
+
+    /// The whole object, or `None` when it does not exist.
+    pub fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        let store = self.store.clone();
+        let location = path.clone();
+        match wait(async move {
+            let result = store.get_opts(&location, GetOptions::default()).await?;
+            result.bytes().await
+        })? {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("read", path, e)),
+        }
+    }
+
+    /// The object's size in bytes, or `None` when it does not exist.
+    pub fn size(&self, path: &Path) -> Result<Option<u64>> {
+        let store = self.store.clone();
+        let location = path.clone();
+        let options = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        match wait(async move { store.get_opts(&location, options).await.map(|r| r.meta) })? {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("stat", path, e)),
+        }
+    }
+
+    /// Moves `from` to `to`, replacing `to` if it exists.
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let store = self.store.clone();
+        let (source, target) = (from.clone(), to.clone());
+        let options = RenameOptions {
+            target_mode: RenameTargetMode::Overwrite,
+            ..RenameOptions::default()
+        };
+        wait(async move { store.rename_opts(&source, &target, options).await })?
+            .map_err(|e| self.error(&format!("rename to {} from", self.relative(to)), from, e))
+    }
+
+    /// Deletes `path`; a missing object is not an error (deleting is idempotent).
+    pub fn delete(&self, path: &Path) -> Result<()> {
+        let store = self.store.clone();
+        let location = path.clone();
+        let result = wait(async move {
+            let one = futures::stream::iter([Ok(location)]);
+            store
+                .delete_stream(Box::pin(one))
+                .try_collect::<Vec<_>>()
+                .await
+        })?;
+        match result {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", path, e)),
+        }
+    }
+
+    /// Every object below `prefix`, recursively, with its size.
+    pub fn list(&self, prefix: &Path) -> Result<Vec<(Path, u64)>> {
+        let stream = self.store.list(Some(prefix));
+        let found = wait(async move { stream.try_collect::<Vec<_>>().await })?
+            .map_err(|e| self.error("list", prefix, e))?;
+        Ok(found.into_iter().map(|m| (m.location, m.size)).collect())
+    }
+
+    /// The names of the folders directly below `prefix`.
+    pub fn list_folders(&self, prefix: &Path) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let location = prefix.clone();
+        let listed = wait(async move { store.list_with_delimiter(Some(&location)).await })?;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error("list", prefix, e)),
+        };
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_directory_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("new/nested");
+        let objects = Objects::open(root.to_str().unwrap()).unwrap();
+        let a = objects.path("x/_a.bin");
+        let b = objects.path("x/b.bin");
+        objects.put(&a, Bytes::from_static(b"hello")).unwrap();
+        assert_eq!(objects.size(&a).unwrap(), Some(5));
+        objects.rename(&a, &b).unwrap();
+        assert_eq!(objects.get(&a).unwrap(), None);
+        assert_eq!(objects.get(&b).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert!(root.join("x/b.bin").is_file(), "objects are plain files");
+        assert_eq!(objects.list_folders(&objects.path("")).unwrap(), vec!["x"]);
+        let listed = objects.list(&objects.path("x")).unwrap();
+        assert_eq!(listed, vec![(b.clone(), 5)]);
+        objects.delete(&b).unwrap();
+        objects.delete(&b).unwrap();
+        assert!(!root.join("x").exists(), "empty folders are cleaned up");
+    }
+
+    #[test]
+    fn file_and_memory_urls_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let objects = Objects::open(&url).unwrap();
+        objects
+            .put(&objects.path("f"), Bytes::from_static(b"1"))
+            .unwrap();
+        assert!(dir.path().join("f").is_file());
+
+        let memory = Objects::open("memory:///ckpt").unwrap();
+        let p = memory.path("a/b");
+        memory.put(&p, Bytes::from_static(b"xy")).unwrap();
+        assert_eq!(memory.size(&p).unwrap(), Some(2));
+        assert_eq!(memory.relative(&p), "a/b");
+    }
+
+    #[test]
+    fn unsupported_url_says_why() {
+        // Builds without the `aws` object_store feature cannot open S3; the error names the
+        // location and why instead of failing later on first use.
+        if let Err(e) = Objects::open("s3://bucket/ckpt") {
+            let err = e.to_string();
+            assert!(err.contains("s3://bucket/ckpt"), "{err}");
+        }
+        assert!(Objects::open("nosuchscheme://x").is_err());
+    }
+}

@@ -1,0 +1,354 @@
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use super::*;
+use crate::parquet::{write_parquet, ParquetWriteOptions};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("s", DataType::Utf8, true),
+    ]))
+}
+
+fn batch(from: i64, n: i64) -> RecordBatch {
+    let keys: Vec<i64> = (from..from + n).collect();
+    let names: Vec<Option<String>> = keys
+        .iter()
+        .map(|k| (k % 3 != 0).then(|| format!("name-{k}")))
+        .collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from(keys)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+/// Three partitions: two batches, one batch, and an empty one.
+fn partitions() -> Vec<Vec<RecordBatch>> {
+    vec![
+        vec![batch(0, 100), batch(100, 50)],
+        vec![batch(1000, 10)],
+        vec![],
+    ]
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+fn store(dir: &Path) -> CheckpointStore {
+    CheckpointStore::open(dir.join("ckpt").to_str().unwrap()).unwrap()
+}
+
+/// Writes and commits `partitions()` as `fp`.
+fn write_checkpoint(store: &CheckpointStore, fp: Fingerprint) -> Checkpoint {
+    let writer = store.begin(fp, schema()).unwrap();
+    let infos = partitions()
+        .iter()
+        .enumerate()
+        .map(|(p, batches)| writer.write_partition(p, 0, batches).unwrap())
+        .collect();
+    writer.commit(infos, "Aggregate: k").unwrap()
+}
+
+fn valid(outcome: LookupOutcome) -> Checkpoint {
+    match outcome {
+        LookupOutcome::Valid(c) => c,
+        other => panic!("expected a valid checkpoint, got {other:?}"),
+    }
+}
+
+fn rejected(outcome: LookupOutcome) -> String {
+    match outcome {
+        LookupOutcome::Rejected { reason } => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn folder(dir: &Path, fp: Fingerprint) -> std::path::PathBuf {
+    dir.join("ckpt").join(fp.to_string())
+}
+
+#[test]
+fn round_trip_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = Fingerprint(42);
+    let store = store(dir.path());
+    assert!(matches!(store.lookup(fp).unwrap(), LookupOutcome::Absent));
+    let written = write_checkpoint(&store, fp);
+    assert_eq!(written.total_rows(), 160);
+
+    // A new store on the same folder (a restarted application) finds and verifies it.
+    let reopened = CheckpointStore::open(dir.path().join("ckpt").to_str().unwrap()).unwrap();
+    let found = valid(reopened.lookup(fp).unwrap());
+    assert_eq!(found.num_partitions(), 3);
+    assert_eq!(found.schema(), &schema());
+    assert_eq!(found.manifest().plan, "Aggregate: k");
+    assert_eq!(found.manifest().partitions[0].rows, 150);
+    for (p, expected) in partitions().iter().enumerate() {
+        let back = found.read_partition(p).unwrap();
+        let expected = arrow::compute::concat_batches(&schema(), expected).unwrap();
+        let back = arrow::compute::concat_batches(&schema(), &back).unwrap();
+        assert_eq!(back, expected, "partition {p}");
+    }
+    let err = found.read_partition(3).unwrap_err();
+    assert!(
+        matches!(err.kind, CheckpointErrorKind::Unreadable(_)),
+        "{err}"
+    );
+
+    // Layout: data files, manifest, _SUCCESS; no temp files left.
+    let mut names: Vec<String> = fs::read_dir(folder(dir.path(), fp))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "_SUCCESS",
+            "_manifest.json",
+            "part-00000.parquet",
+            "part-00001.parquet",
+            "part-00002.parquet"
+        ]
+    );
+}
+
+#[test]
+fn files_are_no_larger_than_plain_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_checkpoint(&store(dir.path()), Fingerprint(1));
+    let plain = dir.path().join("plain.parquet");
+    write_parquet(
+        &plain,
+        &schema(),
+        &partitions()[0],
+        ParquetWriteOptions::default(),
+    )
+    .unwrap();
+    let plain_size = fs::metadata(&plain).unwrap().len();
+    assert!(
+        checkpoint.manifest().partitions[0].bytes <= plain_size,
+        "{} > {plain_size}",
+        checkpoint.manifest().partitions[0].bytes
+    );
+}
+
+#[test]
+fn retried_attempt_replaces_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(7);
+    let writer = store.begin(fp, schema()).unwrap();
+    // Attempt 0 wrote something else before failing; attempt 1 is the one reported.
+    writer.write_partition(0, 0, &[batch(0, 5)]).unwrap();
+    let info = writer.write_partition(0, 1, &[batch(0, 20)]).unwrap();
+    assert_eq!(info.rows, 20);
+    let checkpoint = writer.commit(vec![info], "p").unwrap();
+    assert_eq!(rows(&checkpoint.read_partition(0).unwrap()), 20);
+    let leftovers = fs::read_dir(folder(dir.path(), fp))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("_tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0, "temp files of attempts are removed by commit");
+    valid(store.lookup(fp).unwrap());
+}
+
+#[test]
+fn uncommitted_checkpoint_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(9);
+    let writer = store.begin(fp, schema()).unwrap();
+    writer.write_partition(0, 0, &[batch(0, 5)]).unwrap();
+    let reason = rejected(store.lookup(fp).unwrap());
+    assert!(reason.contains("no _SUCCESS"), "{reason}");
+
+    // A manifest without _SUCCESS (killed between the two writes) is still not committed.
+    write_checkpoint(&store, fp);
+    fs::remove_file(folder(dir.path(), fp).join("_SUCCESS")).unwrap();
+    assert!(rejected(store.lookup(fp).unwrap()).contains("no _SUCCESS"));
+}
+
+#[test]
+fn corrupt_file_is_rejected_and_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(10);
+    let checkpoint = write_checkpoint(&store, fp);
+    store.corrupt_partition_file(fp, 1).unwrap();
+    let reason = rejected(store.lookup(fp).unwrap());
+    assert!(
+        reason.contains("part-00001.parquet has checksum"),
+        "{reason}"
+    );
+    // A Checkpoint obtained before the damage refuses to return data from it.
+    let err = checkpoint.read_partition(1).unwrap_err();
+    assert!(matches!(err.kind, CheckpointErrorKind::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("partition 1"), "{err}");
+    // Undamaged partitions are still readable.
+    assert_eq!(rows(&checkpoint.read_partition(0).unwrap()), 150);
+}
+
+#[test]
+fn truncated_or_missing_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(11);
+    let checkpoint = write_checkpoint(&store, fp);
+    let file = folder(dir.path(), fp).join("part-00000.parquet");
+    let data = fs::read(&file).unwrap();
+    fs::write(&file, &data[..data.len() - 10]).unwrap();
+    let reason = rejected(store.lookup(fp).unwrap());
+    assert!(reason.contains("truncated"), "{reason}");
+    let err = checkpoint.read_partition(0).unwrap_err();
+    assert!(matches!(err.kind, CheckpointErrorKind::Corrupt(_)), "{err}");
+
+    store.delete_partition_file(fp, 0).unwrap();
+    let reason = rejected(store.lookup(fp).unwrap());
+    assert!(reason.contains("part-00000.parquet is missing"), "{reason}");
+    let err = checkpoint.read_partition(0).unwrap_err();
+    assert_eq!(err.kind, CheckpointErrorKind::Missing);
+    let ember: ember_planner::EmberError = err.into();
+    assert!(ember.to_string().contains("missing"));
+}
+
+#[test]
+fn bad_manifest_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(12);
+    write_checkpoint(&store, fp);
+    let manifest = folder(dir.path(), fp).join(MANIFEST_FILE);
+    fs::write(&manifest, b"{ truncated").unwrap();
+    assert!(rejected(store.lookup(fp).unwrap()).contains("unreadable manifest"));
+    fs::remove_file(&manifest).unwrap();
+    assert!(rejected(store.lookup(fp).unwrap()).contains("no _manifest.json"));
+}
+
+#[test]
+fn corrupt_writes_fault_damages_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(13);
+    store.set_corrupt_writes(true);
+    let checkpoint = write_checkpoint(&store, fp);
+    assert!(rejected(store.lookup(fp).unwrap()).contains("checksum"));
+    assert!(checkpoint.read_partition(0).is_err());
+    // Recovery rewrites the checkpoint: this time the files are intact.
+    write_checkpoint(&store, fp);
+    let found = valid(store.lookup(fp).unwrap());
+    assert_eq!(rows(&found.read_partition(0).unwrap()), 150);
+}
+
+#[test]
+fn commit_checks_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(14);
+    let writer = store.begin(fp, schema()).unwrap();
+    let p0 = writer.write_partition(0, 0, &[batch(0, 5)]).unwrap();
+    let p2 = writer.write_partition(2, 0, &[batch(0, 5)]).unwrap();
+    let err = writer.commit(vec![p0, p2], "x").unwrap_err().to_string();
+    assert!(err.contains("0..n"), "{err}");
+    // Reported but never written (the file was lost before commit).
+    let ghost = PartitionInfo { partition: 1, ..p0 };
+    store.delete_partition_file(fp, 0).unwrap();
+    let err = writer.commit(vec![ghost, p0], "x").unwrap_err().to_string();
+    assert!(err.contains("part-00000.parquet is missing"), "{err}");
+    assert!(rejected(store.lookup(fp).unwrap()).contains("no _SUCCESS"));
+}
+
+#[test]
+fn begin_clears_a_rejected_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(15);
+    write_checkpoint(&store, fp);
+    store.corrupt_partition_file(fp, 2).unwrap();
+    let writer = store.begin(fp, schema()).unwrap();
+    assert!(!folder(dir.path(), fp).join("_SUCCESS").exists());
+    assert!(!folder(dir.path(), fp).join("part-00002.parquet").exists());
+    let info = writer.write_partition(0, 0, &[batch(0, 3)]).unwrap();
+    let checkpoint = writer.commit(vec![info], "one partition").unwrap();
+    assert_eq!(
+        valid(store.lookup(fp).unwrap()).num_partitions(),
+        checkpoint.num_partitions()
+    );
+}
+
+#[test]
+fn vacuum_keeps_live_checkpoints_and_foreign_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    for fp in [1, 2, 3] {
+        write_checkpoint(&store, Fingerprint(fp));
+    }
+    // An abandoned, uncommitted checkpoint is also garbage.
+    store
+        .begin(Fingerprint(4), schema())
+        .unwrap()
+        .write_partition(0, 0, &[batch(0, 1)])
+        .unwrap();
+    let foreign = dir.path().join("ckpt/notes");
+    fs::create_dir_all(&foreign).unwrap();
+    fs::write(foreign.join("readme.txt"), b"mine").unwrap();
+
+    let keep: HashSet<Fingerprint> = [Fingerprint(2)].into();
+    let removed = store.vacuum(&keep).unwrap();
+    assert_eq!(
+        removed,
+        vec![Fingerprint(1), Fingerprint(3), Fingerprint(4)]
+    );
+    assert_eq!(store.fingerprints().unwrap(), vec![Fingerprint(2)]);
+    for fp in [1, 3, 4] {
+        assert!(!folder(dir.path(), Fingerprint(fp)).exists(), "{fp}");
+    }
+    assert!(foreign.join("readme.txt").exists());
+    valid(store.lookup(Fingerprint(2)).unwrap());
+    assert!(store.remove(Fingerprint(2)).unwrap());
+    assert!(!store.remove(Fingerprint(2)).unwrap());
+    assert!(store.vacuum(&HashSet::new()).unwrap().is_empty());
+}
+
+#[test]
+fn works_on_a_non_local_object_store() {
+    let store = CheckpointStore::open("memory:///checkpoints").unwrap();
+    let fp = Fingerprint(99);
+    write_checkpoint(&store, fp);
+    let found = valid(store.lookup(fp).unwrap());
+    assert_eq!(found.read_partition(1).unwrap(), vec![batch(1000, 10)]);
+    store.corrupt_partition_file(fp, 1).unwrap();
+    assert!(rejected(store.lookup(fp).unwrap()).contains("checksum"));
+    assert_eq!(store.vacuum(&HashSet::new()).unwrap(), vec![fp]);
+}
+
+#[test]
+fn file_url_and_default_dir_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("viaurl").display());
+    let store = CheckpointStore::open(&url).unwrap();
+    write_checkpoint(&store, Fingerprint(5));
+    assert!(dir
+        .path()
+        .join("viaurl/0000000000000005/_SUCCESS")
+        .is_file());
+    assert_eq!(DEFAULT_CHECKPOINT_DIR, "./ember-checkpoints");
+}
