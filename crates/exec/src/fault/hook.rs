@@ -9,7 +9,8 @@
 //! applies [`FaultInjector::on_stage_progress`] itself.
 
 use std::io::ErrorKind;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use ember_planner::{EmberError, Result};
 
@@ -20,6 +21,23 @@ use crate::shuffle::tracker::MapOutputTracker;
 
 impl TaskHook for FaultInjector {
     fn before_task(&self, task: &TaskInfo, tracker: &MapOutputTracker) -> Result<()> {
+        self.before_task_cancellable(task, tracker, &AtomicBool::new(false))
+    }
+}
+
+/// How often a delayed task looks at its cancel flag.
+const DELAY_SLICE: Duration = Duration::from_millis(5);
+
+impl FaultInjector {
+    /// [`TaskHook::before_task`] for a task that can be killed meanwhile: an injected delay
+    /// ends early once `cancelled` is set, so a straggler whose speculative copy already
+    /// won does not hold its thread (and the job's end) for the rest of the delay.
+    pub fn before_task_cancellable(
+        &self,
+        task: &TaskInfo,
+        tracker: &MapOutputTracker,
+        cancelled: &AtomicBool,
+    ) -> Result<()> {
         for loss in self.take_losses(|s, p| tracker.get(s, p).is_some()) {
             let Some(status) = tracker.get(loss.stage, loss.partition) else {
                 continue; // unregistered meanwhile: already lost
@@ -42,7 +60,16 @@ impl TaskHook for FaultInjector {
         for action in actions {
             match action {
                 FaultAction::Fail(message) => return Err(EmberError::Execution(message)),
-                FaultAction::Delay(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                FaultAction::Delay(ms) => {
+                    let until = Instant::now() + Duration::from_millis(ms);
+                    while !cancelled.load(Ordering::SeqCst) {
+                        let left = until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        std::thread::sleep(left.min(DELAY_SLICE));
+                    }
+                }
                 FaultAction::Hang => {
                     let released = self.wait_while_hung(task.executor);
                     let message = if released {

@@ -7,11 +7,14 @@
 //!
 //! ```text
 //! loop:
+//!   expire silent executors    → heartbeat timeout: the cluster removes and replaces them
 //!   notice dead executors      → forget their map outputs (stages become incomplete)
 //!   advance stage states       → queue the missing partitions of every runnable stage
 //!   result stage complete?     → done
 //!   launch queued tasks on free slots (a retry prefers an executor it has not failed on)
+//!   speculate                  → copy stragglers to another executor (if enabled)
 //!   wait for a task event      → register output / retry / recompute parent / fail job
+//!                                (and report stage progress to the fault injector)
 //! ```
 
 use std::collections::{HashMap, VecDeque};
@@ -30,10 +33,12 @@ use super::metrics::{JobMetrics, StageMetrics, TaskMetrics, TaskStatus};
 use super::stage::{AttemptFailure, StageRun, StageState};
 use super::task::{run_task, TaskInfo, TaskOutput, TaskSpec};
 use super::{JobContext, JobResult};
-use crate::executor::LocalCluster;
+use crate::events::{EventKind, JobResult as JobOutcome, RecomputeCause, TaskEndReason};
+use crate::executor::{LocalCluster, LocalExecutor};
+use crate::fault::FaultAction;
 use crate::shuffle::tracker::{MapOutputTracker, MapStatus};
 
-/// How often the loop wakes up without events to check executor liveness.
+/// How often the loop wakes up without events to check executor liveness (heartbeats).
 const LIVENESS_POLL: Duration = Duration::from_millis(50);
 
 struct RunningTask {
@@ -43,6 +48,8 @@ struct RunningTask {
     attempt: usize,
     stage_attempt: usize,
     executor: usize,
+    speculative: bool,
+    started: Instant,
     /// The tracker's epoch when the task was launched: map outputs registered later are
     /// newer than anything the task could have looked up before it started.
     launch_epoch: u64,
@@ -66,10 +73,14 @@ pub(crate) struct DagScheduler<'a> {
     children: Vec<Vec<usize>>,
     /// Parent stage indices of each stage index.
     parents: Vec<Vec<usize>>,
+    /// Stage id → stage index.
+    index_of: HashMap<usize, usize>,
     results: Vec<Option<Vec<RecordBatch>>>,
     queue: VecDeque<(usize, usize)>,
     running: HashMap<u64, RunningTask>,
     next_uid: u64,
+    /// The cluster's executors by id (replacements appear as the cluster starts them).
+    executors: Vec<Arc<LocalExecutor>>,
     /// Running tasks per executor.
     busy: Vec<usize>,
     /// Executors the scheduler has handled as lost.
@@ -79,6 +90,7 @@ pub(crate) struct DagScheduler<'a> {
     metrics: Vec<StageMetrics>,
     executors_lost: Vec<usize>,
     started: Instant,
+    last_speculation: Instant,
 }
 
 impl<'a> DagScheduler<'a> {
@@ -89,9 +101,8 @@ impl<'a> DagScheduler<'a> {
     ) -> Result<Self> {
         let (parents, children) = validate(graph)?;
         let (tx, rx) = channel();
-        let executors = cluster.executors().len();
         let result_partitions = graph.stages.last().map_or(0, |s| s.partitions);
-        Ok(DagScheduler {
+        let mut scheduler = DagScheduler {
             graph,
             cluster,
             ctx,
@@ -104,12 +115,19 @@ impl<'a> DagScheduler<'a> {
                 .collect(),
             children,
             parents,
+            index_of: graph
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id, i))
+                .collect(),
             results: (0..result_partitions).map(|_| None).collect(),
             queue: VecDeque::new(),
             running: HashMap::new(),
             next_uid: 0,
-            busy: vec![0; executors],
-            dead: vec![false; executors],
+            executors: Vec::new(),
+            busy: Vec::new(),
+            dead: Vec::new(),
             tx,
             rx,
             metrics: graph
@@ -124,18 +142,44 @@ impl<'a> DagScheduler<'a> {
                 .collect(),
             executors_lost: Vec::new(),
             started: Instant::now(),
-        })
+            last_speculation: Instant::now(),
+        };
+        scheduler.sync_executors();
+        Ok(scheduler)
     }
 
     /// Runs the job to completion or failure. Either way every task it started has ended
     /// and the job's shuffle files are deleted when this returns.
     pub fn run(mut self) -> Result<JobResult> {
+        self.ctx.events.post(EventKind::JobStart {
+            job: self.job,
+            stages: self.graph.stages.iter().map(|s| s.id).collect(),
+            description: None,
+        });
         let outcome = self.drive();
+        if let Err(error) = &outcome {
+            let message = error.to_string();
+            for i in 0..self.runs.len() {
+                if let Some(attempt) = self.runs[i].active_attempt.take() {
+                    self.post_stage_completed(i, attempt, false, Some(message.clone()));
+                }
+            }
+        }
         self.cancel_and_drain();
         for executor in self.cluster.executors() {
             executor.remove_job_files(self.job);
         }
         let metrics = self.job_metrics();
+        self.ctx.events.post(EventKind::JobEnd {
+            job: self.job,
+            result: if outcome.is_ok() {
+                JobOutcome::Succeeded
+            } else {
+                JobOutcome::Failed
+            },
+            duration_ms: metrics.duration.as_millis() as u64,
+            message: outcome.as_ref().err().map(|e| e.to_string()),
+        });
         outcome.map(|partitions| JobResult {
             partitions,
             metrics,
@@ -143,9 +187,15 @@ impl<'a> DagScheduler<'a> {
     }
 
     fn drive(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
+        let poll = match &self.ctx.config.speculation {
+            Some(s) => LIVENESS_POLL.min(s.interval),
+            None => LIVENESS_POLL,
+        };
         loop {
+            self.cluster.expire_silent_executors();
+            self.sync_executors();
             self.notice_dead_executors();
-            self.advance();
+            self.advance()?;
             if self.results.iter().all(Option::is_some) {
                 return Ok(self
                     .results
@@ -154,10 +204,11 @@ impl<'a> DagScheduler<'a> {
                     .collect());
             }
             self.launch();
+            self.speculate();
             if self.running.is_empty() {
                 return Err(self.stalled());
             }
-            match self.rx.recv_timeout(LIVENESS_POLL) {
+            match self.rx.recv_timeout(poll) {
                 Ok(event) => self.handle(event)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -167,6 +218,17 @@ impl<'a> DagScheduler<'a> {
                 }
             }
         }
+    }
+
+    /// Picks up executors the cluster started since the last look (replacements).
+    fn sync_executors(&mut self) {
+        if self.executors.len() == self.cluster.executor_count() {
+            return;
+        }
+        self.executors = self.cluster.executors();
+        let n = self.executors.len();
+        self.busy.resize(n, 0);
+        self.dead.resize(n, false);
     }
 
     /// Why nothing can run although the job is not done.
@@ -218,9 +280,10 @@ impl<'a> DagScheduler<'a> {
         }
     }
 
-    /// Re-derives every stage's state (see the diagram in `stage.rs`) and queues the missing
-    /// partitions of stages that can run.
-    fn advance(&mut self) {
+    /// Re-derives every stage's state (see the diagram in `stage.rs`), posts stage
+    /// submissions and completions, and queues the missing partitions of stages that can
+    /// run (posting `PartitionsRecomputed` for those whose output had been lost).
+    fn advance(&mut self) -> Result<()> {
         let n = self.graph.stages.len();
         let missing: Vec<Vec<usize>> = (0..n).map(|i| self.missing(i)).collect();
         // A stage is needed if it is incomplete and the result stage depends on it through
@@ -230,6 +293,7 @@ impl<'a> DagScheduler<'a> {
             needed[i] = !missing[i].is_empty()
                 && (i == n - 1 || self.children[i].iter().any(|&c| needed[c]));
         }
+        let mut submitted = Vec::new();
         for i in 0..n {
             if self.runs[i].state == StageState::Failed {
                 continue;
@@ -242,14 +306,120 @@ impl<'a> DagScheduler<'a> {
                 StageState::Waiting
             };
             self.runs[i].state = state;
-            if state == StageState::Running {
-                for &p in &missing[i] {
-                    if self.runs[i].in_flight.insert(p) {
-                        self.queue.push_back((i, p));
+            match state {
+                StageState::Running => {
+                    if self.submit(i, &missing[i]) {
+                        submitted.push(i);
+                    }
+                    // Grouped by cause, in order of first appearance.
+                    let mut recomputed: Vec<((RecomputeCause, Option<usize>), Vec<usize>)> =
+                        Vec::new();
+                    let run = &mut self.runs[i];
+                    for &p in &missing[i] {
+                        if run.in_flight.insert(p) {
+                            self.queue.push_back((i, p));
+                            if let Some(cause) = run.lost.remove(&p) {
+                                match recomputed.iter_mut().find(|(c, _)| *c == cause) {
+                                    Some((_, partitions)) => partitions.push(p),
+                                    None => recomputed.push((cause, vec![p])),
+                                }
+                            }
+                        }
+                    }
+                    for ((cause, executor), partitions) in recomputed {
+                        self.ctx.events.post(EventKind::PartitionsRecomputed {
+                            job: self.job,
+                            stage: self.graph.stages[i].id,
+                            partitions,
+                            cause,
+                            executor,
+                        });
                     }
                 }
+                StageState::Available => {
+                    if let Some(attempt) = self.runs[i].active_attempt.take() {
+                        self.post_stage_completed(i, attempt, true, None);
+                    }
+                }
+                StageState::Waiting => {
+                    if let Some(attempt) = self.runs[i].active_attempt.take() {
+                        let why = "a parent stage's output was lost".to_string();
+                        self.post_stage_completed(i, attempt, false, Some(why));
+                    }
+                }
+                StageState::Failed => {}
             }
         }
+        // Executor faults planned at 0% fire as their stage starts.
+        for i in submitted {
+            self.report_progress(i)?;
+        }
+        Ok(())
+    }
+
+    /// Announces a stage attempt for running stage `i` unless one is active. Returns
+    /// whether it did.
+    fn submit(&mut self, i: usize, missing: &[usize]) -> bool {
+        let run = &mut self.runs[i];
+        if let Some(active) = run.active_attempt {
+            if active == run.attempt {
+                return false;
+            }
+            // A fetch failure moved the stage to a new attempt while it kept running.
+            run.active_attempt = None;
+            let why = "tasks of this attempt hit fetch failures".to_string();
+            self.post_stage_completed(i, active, false, Some(why));
+        }
+        let run = &mut self.runs[i];
+        if run.last_submitted == Some(run.attempt) {
+            // Submitted again after completing or waiting: lost output is recomputed in a
+            // new attempt.
+            run.attempt += 1;
+        }
+        run.last_submitted = Some(run.attempt);
+        run.active_attempt = Some(run.attempt);
+        self.metrics[i].attempts = run.attempt + 1;
+        self.ctx.events.post(EventKind::StageSubmitted {
+            job: self.job,
+            stage: self.graph.stages[i].id,
+            stage_attempt: run.attempt,
+            partitions: missing.to_vec(),
+        });
+        true
+    }
+
+    fn post_stage_completed(
+        &self,
+        i: usize,
+        attempt: usize,
+        succeeded: bool,
+        message: Option<String>,
+    ) {
+        self.ctx.events.post(EventKind::StageCompleted {
+            job: self.job,
+            stage: self.graph.stages[i].id,
+            stage_attempt: attempt,
+            succeeded,
+            message,
+        });
+    }
+
+    /// Tells the fault injector how far stage `i` is and applies the executor faults due.
+    fn report_progress(&mut self, i: usize) -> Result<()> {
+        let Some(faults) = &self.ctx.faults else {
+            return Ok(());
+        };
+        let stage = &self.graph.stages[i];
+        let finished = stage.partitions - self.missing(i).len();
+        for action in faults.on_stage_progress(stage.id, finished, stage.partitions) {
+            match action {
+                FaultAction::KillExecutor(e) => self.cluster.kill_executor(e)?,
+                FaultAction::HangExecutor(e) => self.cluster.hang_executor(e)?,
+                // Task-level actions are applied by the task hook.
+                FaultAction::Fail(_) | FaultAction::Delay(_) | FaultAction::Hang => {}
+            }
+        }
+        Ok(())
     }
 
     /// Starts queued tasks on free slots. Tasks of stages that stopped running (a parent
@@ -262,44 +432,46 @@ impl<'a> DagScheduler<'a> {
                 self.runs[i].in_flight.remove(&p);
                 continue;
             }
-            match self.pick_executor(i, p) {
-                Some(e) => self.spawn(i, p, e),
+            match self.pick_executor(i, p, &[]) {
+                Some(e) => self.spawn(i, p, e, false),
                 None => waiting.push_back((i, p)),
             }
         }
         self.queue = waiting;
     }
 
-    /// A live executor with a free slot, preferring ones this task has not failed on and
-    /// then the least busy. Falls back to an executor it failed on only when every live
-    /// executor is one.
-    fn pick_executor(&self, i: usize, p: usize) -> Option<usize> {
+    /// A live executor with a free slot, never one in `exclude`, preferring ones this task
+    /// has not failed on and then the least busy. Falls back to an executor it failed on
+    /// only when every live executor is one.
+    fn pick_executor(&self, i: usize, p: usize, exclude: &[usize]) -> Option<usize> {
         let failed_on: Vec<usize> = self.runs[i].failed_on(p).collect();
-        let executors = self.cluster.executors();
-        let free = |e: usize| !self.dead[e] && self.busy[e] < executors[e].cores();
-        let least_busy = |candidates: &mut dyn Iterator<Item = usize>| {
-            candidates.min_by_key(|&e| (self.busy[e] * 1024 / executors[e].cores(), e))
+        let n = self.executors.len();
+        let free = |e: usize| {
+            !self.dead[e] && !exclude.contains(&e) && self.busy[e] < self.executors[e].cores()
         };
-        let fresh =
-            least_busy(&mut (0..executors.len()).filter(|&e| free(e) && !failed_on.contains(&e)));
+        let least_busy = |candidates: &mut dyn Iterator<Item = usize>| {
+            candidates.min_by_key(|&e| (self.busy[e] * 1024 / self.executors[e].cores(), e))
+        };
+        let fresh = least_busy(&mut (0..n).filter(|&e| free(e) && !failed_on.contains(&e)));
         if fresh.is_some() {
             return fresh;
         }
-        let all_alive_failed = (0..executors.len())
+        let all_alive_failed = (0..n)
             .filter(|&e| !self.dead[e])
             .all(|e| failed_on.contains(&e));
         if all_alive_failed {
-            least_busy(&mut (0..executors.len()).filter(|&e| free(e)))
+            least_busy(&mut (0..n).filter(|&e| free(e)))
         } else {
             None
         }
     }
 
-    fn spawn(&mut self, i: usize, partition: usize, executor: usize) {
+    fn spawn(&mut self, i: usize, partition: usize, executor: usize, speculative: bool) {
         let stage = &self.graph.stages[i];
         let run = &mut self.runs[i];
         let attempt = run.next_task_attempt[partition];
         run.next_task_attempt[partition] += 1;
+        let stage_attempt = run.attempt;
         let cancelled = Arc::new(AtomicBool::new(false));
         let spec = TaskSpec {
             info: TaskInfo {
@@ -311,11 +483,12 @@ impl<'a> DagScheduler<'a> {
             },
             plan: stage.plan.clone(),
             output: stage.output.clone(),
-            executor: self.cluster.executors()[executor].clone(),
+            executor: self.executors[executor].clone(),
             functions: self.ctx.functions.clone(),
             tracker: self.tracker.clone(),
             batch_size: self.ctx.config.batch_size,
             hook: self.ctx.hook.clone(),
+            faults: self.ctx.faults.clone(),
             cancelled: cancelled.clone(),
         };
         let uid = self.next_uid;
@@ -326,13 +499,24 @@ impl<'a> DagScheduler<'a> {
                 stage: i,
                 partition,
                 attempt,
-                stage_attempt: run.attempt,
+                stage_attempt,
                 executor,
+                speculative,
+                started: Instant::now(),
                 launch_epoch: self.tracker.epoch(),
                 cancelled,
             },
         );
         self.busy[executor] += 1;
+        self.ctx.events.post(EventKind::TaskStart {
+            job: self.job,
+            stage: stage.id,
+            stage_attempt,
+            partition,
+            attempt,
+            executor,
+            speculative,
+        });
         let tx = self.tx.clone();
         self.cluster.pool().spawn(move || {
             let start = Instant::now();
@@ -357,30 +541,84 @@ impl<'a> DagScheduler<'a> {
         });
     }
 
+    /// Records how a task attempt ended: in the metrics and as a `TaskEnd` event.
+    fn record(
+        &mut self,
+        task: &RunningTask,
+        duration: Duration,
+        rows: usize,
+        bytes: u64,
+        status: TaskStatus,
+        message: Option<String>,
+    ) {
+        let (reason, map_stage, map_partition) = match &status {
+            TaskStatus::Succeeded => (TaskEndReason::Success, None, None),
+            TaskStatus::Failed(_) => (TaskEndReason::ExceptionFailure, None, None),
+            TaskStatus::FetchFailed {
+                map_stage,
+                map_partition,
+            } => (
+                TaskEndReason::FetchFailed,
+                Some(*map_stage),
+                Some(*map_partition),
+            ),
+            TaskStatus::ExecutorLost => (TaskEndReason::ExecutorLost, None, None),
+            TaskStatus::Cancelled => (TaskEndReason::TaskKilled, None, None),
+            TaskStatus::CommitDenied => (TaskEndReason::CommitDenied, None, None),
+        };
+        self.ctx.events.post(EventKind::TaskEnd {
+            job: self.job,
+            stage: self.graph.stages[task.stage].id,
+            stage_attempt: task.stage_attempt,
+            partition: task.partition,
+            attempt: task.attempt,
+            executor: task.executor,
+            speculative: task.speculative,
+            reason,
+            duration_ms: duration.as_millis() as u64,
+            rows,
+            message,
+            map_stage,
+            map_partition,
+        });
+        self.metrics[task.stage].tasks.push(TaskMetrics {
+            partition: task.partition,
+            attempt: task.attempt,
+            stage_attempt: task.stage_attempt,
+            executor: task.executor,
+            speculative: task.speculative,
+            duration,
+            rows,
+            bytes,
+            status,
+        });
+    }
+
     fn handle(&mut self, event: TaskEvent) -> Result<()> {
         let task = self
             .running
             .remove(&event.uid)
             .ok_or_else(|| EmberError::Internal(format!("event for unknown task {}", event.uid)))?;
         self.busy[task.executor] -= 1;
-        self.runs[task.stage].in_flight.remove(&task.partition);
-        let executor_lost =
-            self.dead[task.executor] || !self.cluster.executors()[task.executor].is_alive();
-        let record = |this: &mut Self, rows: usize, bytes: u64, status: TaskStatus| {
-            this.metrics[task.stage].tasks.push(TaskMetrics {
-                partition: task.partition,
-                attempt: task.attempt,
-                stage_attempt: task.stage_attempt,
-                executor: task.executor,
-                duration: event.duration,
-                rows,
-                bytes,
-                status,
-            });
-        };
+        // Another attempt of the same partition (a speculative copy) keeps it in flight.
+        if !self
+            .running
+            .values()
+            .any(|t| t.stage == task.stage && t.partition == task.partition)
+        {
+            self.runs[task.stage].in_flight.remove(&task.partition);
+        }
+        let executor_lost = self.dead[task.executor] || !self.executors[task.executor].is_alive();
+        let duration = event.duration;
         match event.result {
             Ok(TaskOutput::Map(_)) if executor_lost => {
-                record(self, 0, 0, TaskStatus::ExecutorLost);
+                let why = "output discarded: its executor was lost".to_string();
+                self.record(&task, duration, 0, 0, TaskStatus::ExecutorLost, Some(why));
+            }
+            Ok(_) if !self.is_missing(task.stage, task.partition) => {
+                let why = "another attempt of this partition already delivered its output";
+                let status = TaskStatus::CommitDenied;
+                self.record(&task, duration, 0, 0, status, Some(why.to_string()));
             }
             Ok(output) => {
                 let (rows, bytes) = (output.rows(), output.bytes());
@@ -401,40 +639,50 @@ impl<'a> DagScheduler<'a> {
                         }
                     }
                 }
-                record(self, rows, bytes, TaskStatus::Succeeded);
+                self.runs[task.stage].durations.push(duration);
+                self.record(&task, duration, rows, bytes, TaskStatus::Succeeded, None);
+                // The first attempt to finish wins; kill the others of the partition.
+                for other in self.running.values() {
+                    if other.stage == task.stage && other.partition == task.partition {
+                        other.cancelled.store(true, Ordering::SeqCst);
+                    }
+                }
+                self.report_progress(task.stage)?;
             }
-            Err(error) => match error.root() {
-                EmberError::FetchFailed {
-                    stage,
-                    map_partition,
-                    ..
-                } => {
-                    let (map_stage, map_partition) = (*stage, *map_partition);
-                    record(
-                        self,
-                        0,
-                        0,
-                        TaskStatus::FetchFailed {
+            Err(error) => {
+                let message = Some(error.to_string());
+                match error.root() {
+                    EmberError::FetchFailed {
+                        stage,
+                        map_partition,
+                        ..
+                    } => {
+                        let (map_stage, map_partition) = (*stage, *map_partition);
+                        let status = TaskStatus::FetchFailed {
                             map_stage,
                             map_partition,
-                        },
-                    );
-                    self.on_fetch_failed(&task, map_stage, map_partition, error)?;
+                        };
+                        self.record(&task, duration, 0, 0, status, message);
+                        self.on_fetch_failed(&task, map_stage, map_partition, error)?;
+                    }
+                    EmberError::ExecutorLost { executor, .. } => {
+                        let executor = *executor;
+                        self.record(&task, duration, 0, 0, TaskStatus::ExecutorLost, message);
+                        self.on_executor_lost(executor, "a task reported its executor lost");
+                    }
+                    _ if executor_lost => {
+                        self.record(&task, duration, 0, 0, TaskStatus::ExecutorLost, message)
+                    }
+                    _ if task.cancelled.load(Ordering::SeqCst) => {
+                        self.record(&task, duration, 0, 0, TaskStatus::Cancelled, message)
+                    }
+                    _ => {
+                        let status = TaskStatus::Failed(error.to_string());
+                        self.record(&task, duration, 0, 0, status, message);
+                        self.on_task_failed(&task, error)?;
+                    }
                 }
-                EmberError::ExecutorLost { executor, .. } => {
-                    let executor = *executor;
-                    record(self, 0, 0, TaskStatus::ExecutorLost);
-                    self.on_executor_lost(executor);
-                }
-                _ if executor_lost => record(self, 0, 0, TaskStatus::ExecutorLost),
-                _ if task.cancelled.load(Ordering::SeqCst) => {
-                    record(self, 0, 0, TaskStatus::Cancelled)
-                }
-                _ => {
-                    record(self, 0, 0, TaskStatus::Failed(error.to_string()));
-                    self.on_task_failed(&task, error)?;
-                }
-            },
+            }
         }
         Ok(())
     }
@@ -451,16 +699,17 @@ impl<'a> DagScheduler<'a> {
         error: EmberError,
     ) -> Result<()> {
         let stage_id = self.graph.stages[task.stage].id;
-        let is_parent = self.parents[task.stage]
+        let parent = self.parents[task.stage]
             .iter()
-            .any(|&p| self.graph.stages[p].id == map_stage);
-        if !is_parent {
+            .copied()
+            .find(|&p| self.graph.stages[p].id == map_stage);
+        let Some(parent) = parent else {
             self.runs[task.stage].state = StageState::Failed;
             return Err(error.context(format!(
                 "internal error: stage {stage_id} reported a fetch failure for stage \
                  {map_stage}, which is not one of its parents"
             )));
-        }
+        };
         if self
             .tracker
             .registered_at(map_stage, map_partition)
@@ -471,7 +720,11 @@ impl<'a> DagScheduler<'a> {
             // that attempt started after the registration and is believed).
             return Ok(());
         }
-        self.tracker.unregister(map_stage, map_partition);
+        if self.tracker.unregister(map_stage, map_partition) {
+            self.runs[parent]
+                .lost
+                .insert(map_partition, (RecomputeCause::FetchFailed, None));
+        }
         let run = &mut self.runs[task.stage];
         // Reducers of the same stage attempt failing on the same loss count once.
         if task.stage_attempt == run.attempt {
@@ -532,26 +785,87 @@ impl<'a> DagScheduler<'a> {
         )))
     }
 
-    /// Checks every executor's liveness; each newly dead one is handled once.
+    /// Handles every executor that died since the last look, once.
     fn notice_dead_executors(&mut self) {
         for e in 0..self.dead.len() {
-            if !self.dead[e] && !self.cluster.executors()[e].is_alive() {
-                self.on_executor_lost(e);
+            if !self.dead[e] && !self.executors[e].is_alive() {
+                self.on_executor_lost(e, "executor exited");
             }
         }
     }
 
-    /// Forgets everything the executor held and stops its tasks; `advance` then
-    /// recomputes only the lost map partitions that are still needed.
-    fn on_executor_lost(&mut self, executor: usize) {
+    /// Forgets everything the executor held and stops its tasks; `advance` then resubmits
+    /// them and recomputes only the lost map partitions that are still needed. The cluster
+    /// removes the executor (if nobody has yet) and starts its replacement.
+    fn on_executor_lost(&mut self, executor: usize, why: &str) {
         if self.dead.get(executor).copied().unwrap_or(true) {
             return;
         }
         self.dead[executor] = true;
         self.executors_lost.push(executor);
-        self.tracker.unregister_executor(executor);
+        self.cluster.remove_executor(executor, why);
+        if let Some(faults) = &self.ctx.faults {
+            // Releases tasks the injector holds on a hung executor.
+            faults.executor_lost(executor);
+        }
+        for (stage_id, partition) in self.tracker.unregister_executor(executor) {
+            if let Some(&i) = self.index_of.get(&stage_id) {
+                self.runs[i]
+                    .lost
+                    .insert(partition, (RecomputeCause::ExecutorLost, Some(executor)));
+            }
+        }
         for task in self.running.values().filter(|t| t.executor == executor) {
             task.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Speculation: once `quantile` of a running stage's tasks have finished, a task that
+    /// has run longer than `multiplier` × their median duration (and `min_task_runtime`)
+    /// gets one copy on another executor.
+    fn speculate(&mut self) {
+        let Some(config) = self.ctx.config.speculation.clone() else {
+            return;
+        };
+        if self.last_speculation.elapsed() < config.interval {
+            return;
+        }
+        self.last_speculation = Instant::now();
+        let mut copies = Vec::new();
+        for (i, run) in self.runs.iter().enumerate() {
+            if run.state != StageState::Running || run.durations.is_empty() {
+                continue;
+            }
+            let total = self.graph.stages[i].partitions;
+            let finished = total - self.missing(i).len();
+            let min_finished = ((config.quantile * total as f64).floor() as usize).max(1);
+            if finished < min_finished {
+                continue;
+            }
+            let mut durations = run.durations.clone();
+            durations.sort();
+            let median = durations[durations.len() / 2];
+            let threshold = median
+                .mul_f64(config.multiplier)
+                .max(config.min_task_runtime);
+            for task in self.running.values() {
+                if task.stage == i
+                    && !task.speculative
+                    && !run.speculated.contains(&task.partition)
+                    && task.started.elapsed() > threshold
+                    && self.is_missing(i, task.partition)
+                {
+                    copies.push((i, task.partition, task.executor));
+                }
+            }
+        }
+        copies.sort();
+        copies.dedup_by_key(|c| (c.0, c.1));
+        for (i, p, original) in copies {
+            if let Some(e) = self.pick_executor(i, p, &[original]) {
+                self.runs[i].speculated.insert(p);
+                self.spawn(i, p, e, true);
+            }
         }
     }
 
@@ -566,21 +880,15 @@ impl<'a> DagScheduler<'a> {
                 Ok(event) => {
                     if let Some(task) = self.running.remove(&event.uid) {
                         self.busy[task.executor] -= 1;
-                        let status = match event.result {
-                            Ok(_) => TaskStatus::Succeeded,
-                            Err(_) => TaskStatus::Cancelled,
-                        };
                         // A task that finished anyway still did the work; record it.
-                        self.metrics[task.stage].tasks.push(TaskMetrics {
-                            partition: task.partition,
-                            attempt: task.attempt,
-                            stage_attempt: task.stage_attempt,
-                            executor: task.executor,
-                            duration: event.duration,
-                            rows: 0,
-                            bytes: 0,
-                            status,
-                        });
+                        let (status, message) = match event.result {
+                            Ok(_) => (
+                                TaskStatus::CommitDenied,
+                                "finished after the job had ended".to_string(),
+                            ),
+                            Err(e) => (TaskStatus::Cancelled, e.to_string()),
+                        };
+                        self.record(&task, event.duration, 0, 0, status, Some(message));
                     }
                 }
                 // Cannot happen while we hold a sender; stop waiting rather than spin.

@@ -18,8 +18,11 @@ pub enum TaskStatus {
     },
     /// The executor running it was lost; its output (if any) was discarded.
     ExecutorLost,
-    /// Stopped because the job failed.
+    /// Killed by the driver: the job failed, or another attempt of the partition won.
     Cancelled,
+    /// Finished after another attempt of the partition had already delivered its output;
+    /// this one was discarded.
+    CommitDenied,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub struct TaskMetrics {
     /// Stage attempt the task belonged to (bumped by fetch failures).
     pub stage_attempt: usize,
     pub executor: usize,
+    /// A speculative copy of a straggler.
+    pub speculative: bool,
     pub duration: Duration,
     /// Rows the task produced (written to shuffle, or returned for a result stage).
     pub rows: usize,
@@ -43,7 +48,8 @@ pub struct TaskMetrics {
 pub struct StageMetrics {
     pub stage: usize,
     pub partitions: usize,
-    /// Stage attempts: 1, plus one for every round of fetch failures its tasks hit.
+    /// Stage attempts: 1, plus one for every round of fetch failures its tasks hit and for
+    /// every resubmission after its output was lost.
     pub attempts: usize,
     /// Every task attempt, in the order they finished.
     pub tasks: Vec<TaskMetrics>,
@@ -151,6 +157,7 @@ mod tests {
             attempt: 0,
             stage_attempt: 0,
             executor: 0,
+            speculative: false,
             duration: Duration::from_millis(1),
             rows: 10,
             bytes: 0,

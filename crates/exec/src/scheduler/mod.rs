@@ -10,7 +10,14 @@
 //! | success                        | map output registered / result partition kept              |
 //! | task error                     | retried (another executor preferred) up to `max_task_failures`, then the job fails with every attempt's reason |
 //! | `FetchFailed{stage, map, ..}`  | that map output is forgotten, only it is recomputed, then the reducer reruns; at most `max_stage_attempts` rounds |
-//! | executor lost                  | its map outputs are forgotten; only the lost partitions still needed are recomputed |
+//! | executor lost (killed, or silent past `ember.network.timeout`) | its map outputs are forgotten, its running tasks resubmitted; only the lost partitions still needed are recomputed; the cluster starts a replacement |
+//! | a straggler (speculation on)   | a copy runs on another executor; the first to finish wins, the other is killed |
+//! | a second attempt finishes after the first committed | its output is discarded (`CommitDenied`) |
+//!
+//! Everything above is posted to the job's [`EventLog`] (task start/end with typed reasons,
+//! stage attempts, recomputed partitions and their cause) and recorded in [`JobMetrics`].
+//! Injected faults ([`FaultInjector`]) take the same paths: task faults through the task
+//! hook, executor kills and hangs when a stage reaches the planned percentage.
 //!
 //! Failures stay typed all the way: recovery decisions match on `EmberError` variants (under
 //! any `Context` wrapping), never on messages.
@@ -30,12 +37,14 @@ use arrow::record_batch::RecordBatch;
 use ember_planner::stages::StageGraph;
 use ember_planner::Result;
 
-pub use config::JobConfig;
+pub use config::{JobConfig, SpeculationConfig};
 pub use metrics::{JobMetrics, StageMetrics, TaskMetrics, TaskStatus};
 pub use stage::StageState;
 pub use task::{TaskHook, TaskInfo};
 
+use crate::events::EventLog;
 use crate::executor::LocalCluster;
+use crate::fault::FaultInjector;
 use crate::udf::FunctionRegistry;
 
 /// What a job needs besides the graph and the cluster.
@@ -43,8 +52,13 @@ use crate::udf::FunctionRegistry;
 pub struct JobContext {
     pub functions: Arc<FunctionRegistry>,
     pub config: JobConfig,
-    /// Runs before every task attempt (fault injection, tests).
+    /// Runs before every task attempt (tests).
     pub hook: Option<Arc<dyn TaskHook>>,
+    /// Injected faults (`ember.fault.plan`, `ember.fault.chaos.*`): task faults run before
+    /// each attempt, executor faults when a stage reaches their percentage.
+    pub faults: Option<Arc<FaultInjector>>,
+    /// Where job, stage and task events go (disabled: nothing is recorded).
+    pub events: Arc<EventLog>,
 }
 
 impl JobContext {
@@ -53,7 +67,39 @@ impl JobContext {
             functions,
             config: JobConfig::default(),
             hook: None,
+            faults: None,
+            events: Arc::new(EventLog::disabled()),
         }
+    }
+
+    /// A context from session settings: the scheduler keys ([`JobConfig::from_settings`]),
+    /// the fault keys (a fresh injector per job: stage ids restart with every plan) and the
+    /// cluster's event log.
+    pub fn from_settings(
+        functions: Arc<FunctionRegistry>,
+        get: impl Fn(&str) -> Option<String>,
+        cluster: &LocalCluster,
+    ) -> Result<Self> {
+        let config = JobConfig::from_settings(&get)?;
+        let faults =
+            FaultInjector::from_settings(&get, cluster.executor_count(), config.max_task_failures)?;
+        let mut ctx = JobContext::new(functions)
+            .with_config(config)
+            .with_events(cluster.events().clone());
+        if let Some(faults) = faults {
+            ctx = ctx.with_faults(Arc::new(faults));
+        }
+        Ok(ctx)
+    }
+
+    pub fn with_faults(mut self, faults: Arc<FaultInjector>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    pub fn with_events(mut self, events: Arc<EventLog>) -> Self {
+        self.events = events;
+        self
     }
 
     pub fn with_config(mut self, config: JobConfig) -> Self {
@@ -72,6 +118,11 @@ impl std::fmt::Debug for JobContext {
         f.debug_struct("JobContext")
             .field("config", &self.config)
             .field("hook", &self.hook.is_some())
+            .field(
+                "faults",
+                &self.faults.as_ref().map(|f| f.plan().to_string()),
+            )
+            .field("events", &self.events)
             .finish()
     }
 }

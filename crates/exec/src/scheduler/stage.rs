@@ -19,10 +19,17 @@
 //!   (re)submitted, so recovery recomputes exactly what was lost.
 //! * `Available`: every partition's output is registered.
 //! * `Failed`: the job fails with the typed error that caused it.
+//!
+//! Entering `Running` posts `StageSubmitted` for a stage attempt (a stage submitted again
+//! after its output was lost gets a new attempt number); leaving it posts `StageCompleted`
+//! (succeeded when it became `Available`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use ember_planner::EmberError;
+
+use crate::events::RecomputeCause;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageState {
@@ -55,6 +62,18 @@ pub(crate) struct StageRun {
     pub next_task_attempt: Vec<usize>,
     /// The task's own failures per partition (not fetch failures or executor loss).
     pub failures: Vec<Vec<AttemptFailure>>,
+    /// The stage attempt announced with `StageSubmitted` and not yet completed.
+    pub active_attempt: Option<usize>,
+    /// The last stage attempt announced; a stage submitted again after it completed (its
+    /// output was lost) starts a new attempt.
+    pub last_submitted: Option<usize>,
+    /// Partitions whose output existed and was lost, with why (and the lost executor):
+    /// when they are queued again, a `PartitionsRecomputed` event says so.
+    pub lost: BTreeMap<usize, (RecomputeCause, Option<usize>)>,
+    /// Durations of the successful task attempts (speculation compares against them).
+    pub durations: Vec<Duration>,
+    /// Partitions that already got a speculative copy.
+    pub speculated: BTreeSet<usize>,
 }
 
 impl StageRun {
@@ -66,6 +85,11 @@ impl StageRun {
             in_flight: BTreeSet::new(),
             next_task_attempt: vec![0; partitions],
             failures: (0..partitions).map(|_| Vec::new()).collect(),
+            active_attempt: None,
+            last_submitted: None,
+            lost: BTreeMap::new(),
+            durations: Vec::new(),
+            speculated: BTreeSet::new(),
         }
     }
 

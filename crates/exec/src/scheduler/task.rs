@@ -11,6 +11,7 @@ use ember_planner::{EmberError, Result};
 
 use crate::context::TaskContext;
 use crate::executor::LocalExecutor;
+use crate::fault::FaultInjector;
 use crate::operators;
 use crate::shuffle::reader::TrackerShuffleReader;
 use crate::shuffle::tracker::MapOutputTracker;
@@ -46,6 +47,8 @@ pub(crate) struct TaskSpec {
     pub tracker: Arc<MapOutputTracker>,
     pub batch_size: usize,
     pub hook: Option<Arc<dyn TaskHook>>,
+    /// The job's fault injector; it runs before `hook`.
+    pub faults: Option<Arc<FaultInjector>>,
     pub cancelled: Arc<AtomicBool>,
 }
 
@@ -79,8 +82,15 @@ impl TaskOutput {
 pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
     let info = &spec.info;
     spec.executor.check_alive()?;
+    if let Some(faults) = &spec.faults {
+        faults.before_task(info, &spec.tracker)?;
+    }
     if let Some(hook) = &spec.hook {
         hook.before_task(info, &spec.tracker)?;
+    }
+    // Killed while held back by a hook (a delayed straggler whose copy already won).
+    if spec.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(cancelled(info));
     }
     let ctx = Arc::new(TaskContext {
         stage: info.stage,
@@ -103,10 +113,7 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
             let mut batches = Vec::new();
             for batch in input {
                 if ctx.is_cancelled() {
-                    return Err(EmberError::Execution(format!(
-                        "task {}.{} (attempt {}) was cancelled",
-                        info.stage, info.partition, info.attempt
-                    )));
+                    return Err(cancelled(info));
                 }
                 let batch = batch?;
                 if batch.num_rows() > 0 {
@@ -116,7 +123,17 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
             TaskOutput::Result(batches)
         }
     };
-    // Output made on an executor that died meanwhile is not trusted (its files are gone).
+    // A hung executor sends nothing: the result is held until the driver gives up on the
+    // executor, and then, like output made on any executor that died meanwhile (its files
+    // are gone), it is not trusted.
+    spec.executor.wait_while_hung();
     spec.executor.check_alive()?;
     Ok(output)
+}
+
+fn cancelled(info: &TaskInfo) -> EmberError {
+    EmberError::Execution(format!(
+        "task {}.{} (attempt {}) was cancelled",
+        info.stage, info.partition, info.attempt
+    ))
 }

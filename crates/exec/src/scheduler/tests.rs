@@ -52,11 +52,14 @@ fn hash_graph() -> StageGraph {
     build_stage_graph(&exchange(source(), ExchangeKind::Hash(vec![col("k")], 4))).unwrap()
 }
 
+/// A cluster that does not replace lost executors (the recovery tests here watch the
+/// scheduler alone; `fault_tests` covers replacement).
 fn cluster(instances: usize, cores: usize) -> LocalCluster {
     LocalCluster::new(&ClusterConfig {
         instances,
         cores_per_executor: cores,
-        local_dir: None,
+        replace_lost_executors: false,
+        ..ClusterConfig::default()
     })
     .unwrap()
 }
