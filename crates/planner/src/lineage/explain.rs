@@ -9,12 +9,13 @@ use std::fmt::Write as _;
 
 use super::placement::{CheckpointReason, LineageReport, StageLineage};
 
-/// Seconds in a short human form: `1.2s`, `35.0ms`, `80.0µs`; `?` when unknown.
+/// Seconds in a short human form: `1.2s`, `35.0ms`, `80.0µs`, `2.5e7s`; `?` when unknown.
 pub fn format_secs(secs: Option<f64>) -> String {
     match secs {
         None => "?".to_string(),
         Some(s) if !s.is_finite() => "∞".to_string(),
         Some(s) if s <= 0.0 => "0s".to_string(),
+        Some(s) if s >= 1e6 => format!("{s:.1e}s"),
         Some(s) if s >= 1000.0 => format!("{s:.0}s"),
         Some(s) if s >= 1.0 => format!("{s:.1}s"),
         Some(s) if s >= 1e-3 => format!("{:.1}ms", s * 1e3),
@@ -95,6 +96,7 @@ mod tests {
         assert_eq!(format_secs(Some(0.035)), "35.0ms");
         assert_eq!(format_secs(Some(8e-5)), "80.0µs");
         assert_eq!(format_secs(Some(3600.0)), "3600s");
+        assert_eq!(format_secs(Some(f64::MAX)), "1.8e308s");
         assert_eq!(format_secs(Some(f64::INFINITY)), "∞");
     }
 
