@@ -46,7 +46,6 @@ use ember_planner::{EmberError, Result};
 use crate::execution::QueryResult;
 use crate::format::format_table;
 use crate::session::Session;
-use crate::sources;
 use crate::sql::FileFormat;
 
 /// A lazily evaluated query.
@@ -450,10 +449,14 @@ impl DataFrame {
     }
 
     /// Writes the result as Parquet files into folder `path` (`part-00000.parquet`, ...,
-    /// then `_SUCCESS`) and returns how many files were written.
+    /// one per result partition, then `_SUCCESS`) through the output commit protocol, so
+    /// retried or failed tasks never leave duplicate or partial files, and returns how many
+    /// files were written.
     pub fn write_parquet(&self, path: &str) -> Result<usize> {
-        let result = self.execute()?;
-        sources::write_output(FileFormat::Parquet, path, &result)
+        Ok(self
+            .session
+            .write_plan(&self.plan, path, FileFormat::Parquet)?
+            .files)
     }
 
     /// `*` and `t.*` → the columns they stand for.

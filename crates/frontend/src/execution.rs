@@ -28,10 +28,21 @@ pub struct PreparedQuery {
 impl PreparedQuery {
     /// Plans `plan` with the knobs of `config`.
     pub fn plan(plan: &Arc<LogicalPlan>, config: &SessionConfig) -> Result<Self> {
+        Self::plan_with_root(plan, config, |physical| physical)
+    }
+
+    /// Plans `plan` like [`plan`](Self::plan), with `root` put on top of the physical plan
+    /// before it is cut into stages: a write wraps the query's result stage in its
+    /// `Write` operator this way, so the query runs exactly as it would for `collect`.
+    pub fn plan_with_root(
+        plan: &Arc<LogicalPlan>,
+        config: &SessionConfig,
+        root: impl FnOnce(Arc<PhysicalPlan>) -> Arc<PhysicalPlan>,
+    ) -> Result<Self> {
         let optimized = Optimizer::default()
             .optimize(plan.clone())
             .map_err(|e| e.context("while optimizing the query"))?;
-        let physical = create_physical_plan(&optimized, &physical_config(config))?;
+        let physical = root(create_physical_plan(&optimized, &physical_config(config))?);
         let stages = build_stage_graph(&physical)?;
         Ok(PreparedQuery {
             logical: plan.clone(),

@@ -28,6 +28,7 @@ pub mod session;
 pub mod sources;
 pub mod split;
 pub mod sql;
+pub mod write;
 
 pub use dataframe::{DataFrame, GroupedData};
 pub use session::{Session, SessionBuilder, StatementResult};

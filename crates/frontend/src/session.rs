@@ -27,6 +27,7 @@ use crate::sources;
 use crate::split::split_statements;
 use crate::sql::statement::ExplainKind;
 use crate::sql::{plan_sql, ContextProvider, FileFormat, PlannedStatement};
+use crate::write::WriteSummary;
 
 /// What one SQL statement produced, for the REPL and scripts.
 #[derive(Debug, Clone)]
@@ -333,6 +334,25 @@ impl Session {
             .run(&prepared, &config, &self.state.functions)
     }
 
+    /// Writes the result of `plan` into folder `path` through the output commit protocol
+    /// (see [`crate::write`]): exactly one file per result partition, `_SUCCESS` last, and
+    /// nothing left behind if the job fails.
+    pub(crate) fn write_plan(
+        &self,
+        plan: &Arc<LogicalPlan>,
+        path: &str,
+        format: FileFormat,
+    ) -> Result<WriteSummary> {
+        let config = self.config();
+        crate::write::write_plan(plan, path, format, &config, |prepared| {
+            let result = self
+                .state
+                .runtime
+                .run(prepared, &config, &self.state.functions)?;
+            Ok(result.partitions)
+        })
+    }
+
     /// Plans `plan` down to the stage graph without running it (for EXPLAIN).
     pub fn prepare(&self, plan: &Arc<LogicalPlan>) -> Result<PreparedQuery> {
         PreparedQuery::plan(plan, &self.config())
@@ -515,12 +535,11 @@ impl Session {
                 Ok(CommandOutput::Rows(StringTable::new(&["key", "value"], rows)))
             }
             S::Copy { plan, path, format } => {
-                let result = self.execute_plan(&plan)?;
-                let rows = result.num_rows();
-                let files = sources::write_output(format, &path, &result)?;
+                let written = self.write_plan(&plan, &path, format)?;
                 Ok(CommandOutput::Message(format!(
-                    "Wrote {} to {path} ({files} files).",
-                    crate::format::rows_label(rows)
+                    "Wrote {} to {path} ({} files).",
+                    crate::format::rows_label(written.rows),
+                    written.files
                 )))
             }
             S::CacheTable { name, .. } => Err(EmberError::NotImplemented(format!(

@@ -1,7 +1,6 @@
 //! Turning what the user names (a format and a path, a set of batches, a TPC-H scale) into
-//! table sources, and writing query results out as files.
+//! table sources. (Writing results out is `crate::write`.)
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,11 +11,9 @@ use ember_planner::{EmberError, Result};
 use ember_storage::csv::CsvTable;
 use ember_storage::json::JsonTable;
 use ember_storage::memory::MemTable;
-use ember_storage::parquet::{write_parquet, ParquetTable, ParquetWriteOptions};
+use ember_storage::parquet::ParquetTable;
 use ember_storage::text::TextTable;
-use ember_storage::{SUCCESS_MARKER, WRITE_STARTED_MARKER};
 
-use crate::execution::QueryResult;
 use crate::sql::FileFormat;
 
 /// Opens the files at `location` (a file, a folder or a glob) as a table of `format`.
@@ -107,60 +104,6 @@ pub fn table_name_for(path: &str) -> String {
     } else {
         name
     }
-}
-
-/// Writes `result` into folder `path` as `part-00000.parquet`, ... (one file per non-empty
-/// result partition), then `_SUCCESS`. Returns the number of files written.
-///
-/// Readers skip `_`-prefixed names and refuse a folder with `_ember_write_started` but no
-/// `_SUCCESS`, so a crash midway never looks like a complete, smaller result.
-pub fn write_output(format: FileFormat, path: &str, result: &QueryResult) -> Result<usize> {
-    if format != FileFormat::Parquet {
-        return Err(EmberError::NotImplemented(format!(
-            "COPY ... TO '{path}' STORED AS {format:?}: only PARQUET output is supported"
-        )));
-    }
-    let dir = Path::new(path);
-    if dir.is_file() {
-        return Err(EmberError::Plan(format!(
-            "cannot write to '{path}': it is a file, expected a folder"
-        )));
-    }
-    if dir.exists() {
-        let entries = fs::read_dir(dir).map_err(|e| EmberError::io(path, e))?;
-        if entries.count() > 0 {
-            return Err(EmberError::Plan(format!(
-                "cannot write to '{path}': the folder is not empty"
-            )));
-        }
-    }
-    fs::create_dir_all(dir).map_err(|e| EmberError::io(path, e))?;
-    let started = dir.join(WRITE_STARTED_MARKER);
-    fs::write(&started, b"").map_err(|e| EmberError::io(started.display().to_string(), e))?;
-    let mut files = 0;
-    for batches in result
-        .partitions
-        .iter()
-        .filter(|p| p.iter().any(|b| b.num_rows() > 0))
-    {
-        let file = dir.join(format!("part-{files:05}.parquet"));
-        write_parquet(
-            &file,
-            &result.schema,
-            batches,
-            ParquetWriteOptions::default(),
-        )?;
-        files += 1;
-    }
-    if files == 0 {
-        // Keep the schema: an empty result is still a readable, empty table.
-        let file = dir.join("part-00000.parquet");
-        write_parquet(&file, &result.schema, &[], ParquetWriteOptions::default())?;
-        files = 1;
-    }
-    let success = dir.join(SUCCESS_MARKER);
-    fs::write(&success, b"").map_err(|e| EmberError::io(success.display().to_string(), e))?;
-    Ok(files)
 }
 
 #[cfg(test)]

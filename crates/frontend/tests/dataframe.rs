@@ -186,7 +186,7 @@ fn parquet_written_by_one_session_is_read_by_another() {
     assert_eq!(rows(&back), rows(&s.table("people").unwrap()));
     // A second write into a non-empty folder is refused rather than mixing results.
     let err = s.table("people").unwrap().write_parquet(out).unwrap_err();
-    assert!(err.to_string().contains("not empty"), "{err}");
+    assert!(err.to_string().contains("already holds data"), "{err}");
 }
 
 #[test]
