@@ -24,6 +24,8 @@
 
 pub mod config;
 mod dag;
+#[cfg(test)]
+mod fault_tests;
 pub mod metrics;
 pub mod stage;
 pub mod task;

@@ -83,7 +83,7 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
     let info = &spec.info;
     spec.executor.check_alive()?;
     if let Some(faults) = &spec.faults {
-        faults.before_task(info, &spec.tracker)?;
+        faults.before_task_cancellable(info, &spec.tracker, &spec.cancelled)?;
     }
     if let Some(hook) = &spec.hook {
         hook.before_task(info, &spec.tracker)?;

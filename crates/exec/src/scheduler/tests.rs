@@ -24,7 +24,7 @@ const ROWS_PER_PARTITION: i64 = 50;
 
 /// A scan of 3 partitions; partition p holds rows (k = i % 10, v = p * 1000 + i), in two
 /// batches so that round-robin has to continue across batches.
-fn source() -> Arc<PhysicalPlan> {
+pub(super) fn source() -> Arc<PhysicalPlan> {
     let partitions = (0..MAP_PARTITIONS as i64)
         .map(|p| {
             let rows: Vec<i64> = (0..ROWS_PER_PARTITION).collect();
@@ -43,7 +43,7 @@ fn source() -> Arc<PhysicalPlan> {
     mem_scan(partitions)
 }
 
-fn exchange(input: Arc<PhysicalPlan>, kind: ExchangeKind) -> Arc<PhysicalPlan> {
+pub(super) fn exchange(input: Arc<PhysicalPlan>, kind: ExchangeKind) -> Arc<PhysicalPlan> {
     Arc::new(PhysicalPlan::Exchange { input, kind })
 }
 
@@ -69,7 +69,7 @@ fn job_ctx() -> JobContext {
 }
 
 /// (k, v) pairs of all rows, sorted.
-fn rows(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+pub(super) fn rows(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
     let k = int_column(batches, 0);
     let v = int_column(batches, 1);
     let mut rows: Vec<(i64, i64)> = k
@@ -81,7 +81,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
     rows
 }
 
-fn expected_rows() -> Vec<(i64, i64)> {
+pub(super) fn expected_rows() -> Vec<(i64, i64)> {
     let mut rows: Vec<(i64, i64)> = (0..MAP_PARTITIONS as i64)
         .flat_map(|p| (0..ROWS_PER_PARTITION).map(move |i| (i % 10, p * 1000 + i)))
         .collect();
