@@ -358,6 +358,30 @@ mod tests {
     }
 
     #[test]
+    fn shared_by_an_executor_s_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<BlockStore>();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlockStore::new(dir.path(), budget(3)));
+        let handles: Vec<_> = (0..8)
+            .map(|p| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .put(id(p), block(1000), StorageLevel::MemoryAndDisk)
+                        .unwrap();
+                    store.get(id(p)).is_some()
+                })
+            })
+            .collect();
+        assert!(handles.into_iter().all(|h| h.join().unwrap()));
+        assert!(store.memory_used() <= store.memory_limit());
+        for p in 0..8 {
+            assert_eq!(store.get(id(p)), Some(block(1000)), "block {p}");
+        }
+    }
+
+    #[test]
     fn memory_only_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlockStore::new(dir.path(), budget(4));

@@ -352,3 +352,38 @@ fn file_url_and_default_dir_name() {
         .is_file());
     assert_eq!(DEFAULT_CHECKPOINT_DIR, "./ember-checkpoints");
 }
+
+#[test]
+fn tasks_write_partitions_concurrently() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<CheckpointStore>();
+    shareable::<CheckpointWriter>();
+    shareable::<Checkpoint>();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(77);
+    let writer = store.begin(fp, schema()).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|p| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                // Every partition also has a failed first attempt that is overwritten.
+                writer.write_partition(p, 0, &[batch(0, 1)]).unwrap();
+                writer
+                    .write_partition(p, 1, &[batch(p as i64 * 100, 100)])
+                    .unwrap()
+            })
+        })
+        .collect();
+    let infos = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    writer.commit(infos, "8 partitions").unwrap();
+    let found = valid(store.lookup(fp).unwrap());
+    assert_eq!(found.total_rows(), 800);
+    for p in 0..8 {
+        assert_eq!(
+            found.read_partition(p).unwrap(),
+            vec![batch(p as i64 * 100, 100)]
+        );
+    }
+}
