@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::concat_batches;
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
 use ember_planner::table::BatchIter;
@@ -58,7 +62,10 @@ pub fn write_map_output(
             continue;
         };
         let schema = first.schema();
-        let batches = coalesce(&schema, bucket_pieces, ctx.batch_size)?;
+        let batches = coalesce(&schema, bucket_pieces, ctx.batch_size)?
+            .into_iter()
+            .map(compact_views)
+            .collect::<Result<Vec<_>>>()?;
         let path = block_path(dir, ctx.stage, ctx.partition, bucket, ctx.attempt);
         let meta = write_block(&path, &schema, &batches)?;
         output.rows += meta.rows;
@@ -102,6 +109,44 @@ fn coalesce(
     Ok(out)
 }
 
+/// Rewrites string/binary view columns that reference much more buffer space than their
+/// values use. A view column out of `take`/`filter`/`slice` keeps every data buffer of its
+/// source alive (a join's whole build side, a whole Parquet page), `concat` appends those
+/// buffers once per piece, and the IPC writer writes every referenced buffer in full: without
+/// this, TPC-H Q18 at SF1 wrote 40 GB of shuffle blocks for 6 M rows.
+fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
+    let needs_gc = |a: &ArrayRef| match a.data_type() {
+        DataType::Utf8View => wasteful(
+            &a.as_string_view().data_buffers(),
+            a.as_string_view().total_buffer_bytes_used(),
+        ),
+        DataType::BinaryView => wasteful(
+            &a.as_binary_view().data_buffers(),
+            a.as_binary_view().total_buffer_bytes_used(),
+        ),
+        _ => false,
+    };
+    if !batch.columns().iter().any(needs_gc) {
+        return Ok(batch);
+    }
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|a| match a.data_type() {
+            DataType::Utf8View if needs_gc(a) => Arc::new(a.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView if needs_gc(a) => Arc::new(a.as_binary_view().gc()) as ArrayRef,
+            _ => Arc::clone(a),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// True when the data buffers hold more than twice the bytes the views point at.
+fn wasteful(buffers: &[arrow::buffer::Buffer], used: usize) -> bool {
+    let held: usize = buffers.iter().map(|b| b.len()).sum();
+    held > 2 * used.max(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -133,5 +178,44 @@ mod tests {
             .downcast_ref::<Int32Array>()
             .unwrap();
         assert_eq!(first.values().to_vec(), vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn compact_views_drops_buffers_a_taken_view_column_still_references() {
+        use arrow::array::{StringViewArray, UInt32Array};
+        use arrow::compute::take;
+
+        let long: Vec<String> = (0..10_000)
+            .map(|i| format!("a-long-string-value-{i:08}"))
+            .collect();
+        let source = StringViewArray::from_iter_values(long.iter());
+        let picked = take(&source, &UInt32Array::from(vec![3, 7]), None).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Utf8View,
+            false,
+        )]));
+        let piece = RecordBatch::try_new(schema.clone(), vec![picked]).unwrap();
+        // Concatenating pieces appends the source's buffers once per piece.
+        let joined = concat_batches(&schema, [&piece, &piece, &piece]).unwrap();
+        let held = |b: &RecordBatch| -> usize {
+            b.column(0)
+                .as_string_view()
+                .data_buffers()
+                .iter()
+                .map(|d| d.len())
+                .sum()
+        };
+        assert!(held(&joined) > 3 * 200_000);
+        let compact = compact_views(joined).unwrap();
+        assert!(held(&compact) < 1024, "{}", held(&compact));
+        let values: Vec<&str> = compact
+            .column(0)
+            .as_string_view()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(values[..2], [long[3].as_str(), long[7].as_str()]);
+        assert_eq!(values.len(), 6);
     }
 }
