@@ -308,11 +308,10 @@ impl FaultInjector {
         total: usize,
     ) -> Vec<FaultAction> {
         let mut state = self.state.lock();
-        let percent = if total == 0 {
-            100
-        } else {
-            (finished.min(total) * 100 / total) as u8
-        };
+        // An empty stage is complete.
+        let percent = (finished.min(total) * 100)
+            .checked_div(total)
+            .map_or(100, |p| p as u8);
         state.progress.insert(stage, percent);
         let mut actions = Vec::new();
         for (i, fault) in self.plan.faults.iter().enumerate() {
