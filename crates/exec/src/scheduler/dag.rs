@@ -38,6 +38,9 @@ use crate::executor::{LocalCluster, LocalExecutor};
 use crate::fault::FaultAction;
 use crate::shuffle::tracker::{MapOutputTracker, MapStatus};
 
+/// Why an output was lost, and the executor that took it along (for `ExecutorLost`).
+type LossCause = (RecomputeCause, Option<usize>);
+
 /// How often the loop wakes up without events to check executor liveness (heartbeats).
 const LIVENESS_POLL: Duration = Duration::from_millis(50);
 
@@ -312,8 +315,7 @@ impl<'a> DagScheduler<'a> {
                         submitted.push(i);
                     }
                     // Grouped by cause, in order of first appearance.
-                    let mut recomputed: Vec<((RecomputeCause, Option<usize>), Vec<usize>)> =
-                        Vec::new();
+                    let mut recomputed: Vec<(LossCause, Vec<usize>)> = Vec::new();
                     let run = &mut self.runs[i];
                     for &p in &missing[i] {
                         if run.in_flight.insert(p) {
