@@ -443,6 +443,13 @@ impl FaultInjector {
         true
     }
 
+    /// Whether checkpoint corruption is armed (by the plan's `corrupt-checkpoint` or by
+    /// chaos). Lets a checkpoint store with its own "damage writes" switch follow the
+    /// injector; [`FaultInjector::corrupt_checkpoint`] is the per-file decision.
+    pub fn corrupts_checkpoints(&self) -> bool {
+        self.state.lock().corrupt_armed
+    }
+
     /// The scheduler declared `executor` lost: a hung executor's blocked tasks are released
     /// (they then fail as lost).
     pub fn executor_lost(&self, executor: usize) {
@@ -612,6 +619,8 @@ mod tests {
     #[test]
     fn corrupt_checkpoint_damages_each_file_once() {
         let inj = injector("corrupt-checkpoint");
+        assert!(inj.corrupts_checkpoints());
+        assert!(!injector("lose-shuffle stage=0 partition=0").corrupts_checkpoints());
         assert!(inj.corrupt_checkpoint("ckpt/a/part-0.parquet"));
         assert!(inj.corrupt_checkpoint("ckpt/a/part-1.parquet"));
         assert!(
