@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use ember_exec::events::{new_application_id, EventLog};
 use ember_exec::executor::{ClusterConfig, LocalCluster};
-use ember_exec::scheduler::config::JobConfig;
 use ember_exec::scheduler::{run_job, JobContext};
 use ember_exec::udf::FunctionRegistry;
 use ember_planner::Result;
@@ -17,9 +17,13 @@ use parking_lot::Mutex;
 use crate::config::SessionConfig;
 use crate::execution::{PreparedQuery, QueryResult};
 
+/// What decides whether the running cluster can be reused: its shape and where its
+/// application's event log goes (`ember.eventLog.enabled`, `ember.eventLog.dir`).
+type ClusterKey = (ClusterConfig, Option<String>, Option<String>);
+
 #[derive(Default)]
 pub struct Runtime {
-    cluster: Mutex<Option<(ClusterConfig, Arc<LocalCluster>)>>,
+    cluster: Mutex<Option<(ClusterKey, Arc<LocalCluster>)>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -36,14 +40,23 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// The cluster for `config`, started (or restarted with a new shape) if needed.
     pub fn cluster(&self, config: &SessionConfig) -> Result<Arc<LocalCluster>> {
-        let wanted = ClusterConfig::from_settings(|k| config.get(k).map(str::to_string))?;
+        let get = |k: &str| config.get(k).map(str::to_string);
+        let shape = ClusterConfig::from_settings(get)?;
+        let wanted = (
+            shape.clone(),
+            get("ember.eventLog.enabled"),
+            get("ember.eventLog.dir"),
+        );
         let mut guard = self.cluster.lock();
-        if let Some((shape, cluster)) = guard.as_ref() {
-            if *shape == wanted {
+        if let Some((key, cluster)) = guard.as_ref() {
+            if *key == wanted {
                 return Ok(cluster.clone());
             }
         }
-        let cluster = Arc::new(LocalCluster::new(&wanted)?);
+        // Drop the old cluster first so its ApplicationEnd is logged before the new start.
+        *guard = None;
+        let events = EventLog::from_settings(get, &new_application_id())?;
+        let cluster = Arc::new(LocalCluster::with_event_log(&shape, Arc::new(events))?);
         *guard = Some((wanted, cluster.clone()));
         Ok(cluster)
     }
@@ -56,8 +69,11 @@ impl Runtime {
         functions: &Arc<FunctionRegistry>,
     ) -> Result<QueryResult> {
         let cluster = self.cluster(config)?;
-        let job_config = JobConfig::from_settings(|k| config.get(k).map(str::to_string))?;
-        let ctx = JobContext::new(functions.clone()).with_config(job_config);
+        let ctx = JobContext::from_settings(
+            functions.clone(),
+            |k| config.get(k).map(str::to_string),
+            &cluster,
+        )?;
         let result = run_job(&prepared.stages, &cluster, &ctx)?;
         Ok(QueryResult {
             schema: prepared.schema(),
