@@ -160,7 +160,7 @@ fn commit(committer: &OutputCommitter, partitions: &[Vec<RecordBatch>]) -> Resul
 
 /// Decodes the `Write` operator's rows (schema: `write_result_schema`).
 fn read_reports(batches: &[RecordBatch]) -> Result<Vec<AttemptReport>> {
-    fn column<'a, T: 'static>(batch: &'a RecordBatch, i: usize) -> Result<&'a T> {
+    fn column<T: 'static>(batch: &RecordBatch, i: usize) -> Result<&T> {
         batch
             .columns()
             .get(i)
