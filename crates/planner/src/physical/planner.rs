@@ -336,14 +336,21 @@ impl PhysicalPlanner<'_> {
         } else {
             let (left_keys, right_keys) = hash_keys(join)?;
             let n = self.partitions();
-            let left = Arc::new(PhysicalPlan::Exchange {
-                input: left,
-                kind: ExchangeKind::Hash(left_keys, n),
-            });
-            let right = Arc::new(PhysicalPlan::Exchange {
-                input: right,
-                kind: ExchangeKind::Hash(right_keys, n),
-            });
+            // A side already hash-partitioned on exactly these keys into `n` partitions
+            // (the output of an earlier partitioned join on the same key) is not shuffled
+            // again: both shuffles use the same hash, so partition p holds the same keys.
+            let shuffled = |input: Arc<PhysicalPlan>, keys: Vec<Expr>| {
+                if hash_partitioning(&input).is_some_and(|(k, m)| m == n && *k == keys) {
+                    input
+                } else {
+                    Arc::new(PhysicalPlan::Exchange {
+                        input,
+                        kind: ExchangeKind::Hash(keys, n),
+                    })
+                }
+            };
+            let left = shuffled(left, left_keys);
+            let right = shuffled(right, right_keys);
             (left, right, JoinMode::Partitioned)
         };
         Ok(Arc::new(PhysicalPlan::HashJoin {
@@ -356,6 +363,45 @@ impl PhysicalPlanner<'_> {
             mode,
             schema: join.schema.clone(),
         }))
+    }
+}
+
+/// The hash partitioning of `plan`'s output, as (key expressions over its output, partition
+/// count), when rows with equal keys are known to sit in the same partition: an Exchange
+/// Hash, and the operators that keep its rows in their partitions and its key columns
+/// (filters, projections that pass the key columns through, and partitioned joins that
+/// output their probe rows in the probe side's partitions).
+fn hash_partitioning(plan: &PhysicalPlan) -> Option<(Vec<Expr>, usize)> {
+    match plan {
+        PhysicalPlan::Exchange {
+            kind: ExchangeKind::Hash(keys, n),
+            ..
+        } => Some((keys.clone(), *n)),
+        PhysicalPlan::Filter { input, .. } => hash_partitioning(input),
+        PhysicalPlan::Projection {
+            input,
+            exprs,
+            schema,
+        } => {
+            let (keys, n) = hash_partitioning(input)?;
+            // Each key must be a column the projection passes through; it is then known
+            // by the projection's output name for it.
+            let keys = keys
+                .iter()
+                .map(|key| {
+                    let position = exprs.iter().position(|e| e == key)?;
+                    Some(Expr::Column(schema.fields().get(position)?.column()))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some((keys, n))
+        }
+        PhysicalPlan::HashJoin {
+            left,
+            join_type: JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti,
+            mode: JoinMode::Partitioned,
+            ..
+        } => hash_partitioning(left),
+        _ => None,
     }
 }
 
@@ -544,6 +590,42 @@ mod tests {
         let names: Vec<&str> = partial.schema().fields().iter().map(|f| f.name()).collect();
         assert_eq!(names, ["k", "sum(v)[sum]"]);
         assert_eq!(physical.output_partitions(), 3);
+    }
+
+    #[test]
+    fn join_on_an_already_partitioned_key_shuffles_only_the_other_side() {
+        let big = |name| scan(name, 2, 1_000_000);
+        let join = |left, right, on: (&str, &str), join_type| {
+            Arc::new(LogicalPlan::Join(
+                Join::try_new(
+                    left,
+                    right,
+                    vec![(col(on.0), col(on.1))],
+                    None,
+                    join_type,
+                    false,
+                )
+                .unwrap(),
+            ))
+        };
+        let ab = join(big("a"), big("b"), ("a.k", "b.k"), JoinType::Inner);
+        let same_key = join(ab.clone(), big("c"), ("a.k", "c.k"), JoinType::LeftSemi);
+        let plan = create_physical_plan(&same_key, &config())
+            .unwrap()
+            .display_indent();
+        assert_eq!(
+            plan.matches("Exchange: Hash([a.k], 3)").count(),
+            1,
+            "{plan}"
+        );
+        assert!(plan.contains("Exchange: Hash([c.k], 3)"), "{plan}");
+
+        // A different key (or a join whose right rows are kept) must still shuffle.
+        let other_key = join(ab, big("c"), ("a.v", "c.k"), JoinType::Inner);
+        let plan = create_physical_plan(&other_key, &config())
+            .unwrap()
+            .display_indent();
+        assert!(plan.contains("Exchange: Hash([a.v], 3)"), "{plan}");
     }
 
     #[test]
