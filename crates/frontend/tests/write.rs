@@ -286,3 +286,57 @@ fn a_failing_copy_leaves_a_pre_existing_folder_as_it_was() {
     assert!(err.contains("nothing was committed"), "{err}");
     assert_eq!(names(&out), [".keep"]);
 }
+
+/// The id `EXPLAIN` prints for the result stage of `sql` (the stage a write wraps).
+fn result_stage(s: &Session, sql: &str) -> usize {
+    let plan = s.sql(sql).unwrap().plan().clone();
+    let prepared = s.prepare(&plan).unwrap();
+    prepared.stages.stages.last().unwrap().id
+}
+
+#[test]
+fn copy_under_a_sql_fault_plan_writes_every_row_once() {
+    let s = session();
+    let query = "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM t GROUP BY k";
+    let expected = sorted_rows(&s.sql(query).unwrap().collect().unwrap());
+    let stage = result_stage(&s, query);
+    s.execute_sql(&format!(
+        "SET ember.fault.plan = 'fail-task stage={stage} partition=1 attempt=0; \
+         fail-task stage={stage} partition=3 attempt=0; lose-shuffle stage=0 partition=2'"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    s.execute_sql(&format!(
+        "COPY ({query}) TO '{}' STORED AS PARQUET",
+        out.display()
+    ))
+    .unwrap();
+    assert_eq!(names(&out), committed_layout(4));
+    assert_eq!(read_back(&out).unwrap(), expected);
+}
+
+#[test]
+fn copy_failing_beyond_max_failures_under_a_sql_fault_plan_commits_nothing() {
+    let s = session();
+    let query = "SELECT k, v FROM t";
+    let stage = result_stage(&s, query);
+    s.execute_sql(&format!(
+        "SET ember.task.maxFailures = 2; SET ember.fault.plan = \
+         'fail-task stage={stage} partition=0 attempt=0; fail-task stage={stage} partition=0 attempt=1'"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let err = s
+        .execute_sql(&format!(
+            "COPY ({query}) TO '{}' STORED AS PARQUET",
+            out.display()
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ember.task.maxFailures = 2"), "{err}");
+    assert!(err.contains("nothing was committed"), "{err}");
+    assert!(!out.exists());
+    assert!(read_back(&out).is_err());
+}
