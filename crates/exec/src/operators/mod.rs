@@ -87,7 +87,10 @@ pub fn execute(
             nested_loop_join::execute_nested_loop_join(plan, partition, ctx)?
         }
         PhysicalPlan::Write {
-            input, path, format, ..
+            input,
+            path,
+            format,
+            ..
         } => write::execute_write(input, path, *format, partition, ctx)?,
         PhysicalPlan::Exchange { input, kind } => match kind {
             ExchangeKind::Single | ExchangeKind::Broadcast => {

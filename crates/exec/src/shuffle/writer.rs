@@ -117,11 +117,11 @@ fn coalesce(
 fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
     let needs_gc = |a: &ArrayRef| match a.data_type() {
         DataType::Utf8View => wasteful(
-            &a.as_string_view().data_buffers(),
+            a.as_string_view().data_buffers(),
             a.as_string_view().total_buffer_bytes_used(),
         ),
         DataType::BinaryView => wasteful(
-            &a.as_binary_view().data_buffers(),
+            a.as_binary_view().data_buffers(),
             a.as_binary_view().total_buffer_bytes_used(),
         ),
         _ => false,
