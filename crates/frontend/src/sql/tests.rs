@@ -304,9 +304,7 @@ fn derived_tables_ctes_and_views() {
                   Projection: emp.id, emp.name
                     TableScan: emp
             SubqueryAlias: t
-              Projection: emp.id AS a, emp.name AS b
-                Projection: emp.id, emp.name
-                  TableScan: emp
+              Projection: emp.id AS a, emp.name AS b [shared #5, shown above]
         ",
     );
     // Both references to the CTE share one plan node.

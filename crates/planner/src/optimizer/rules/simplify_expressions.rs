@@ -26,7 +26,7 @@ use std::sync::Arc;
 use datafusion_common::ScalarValue;
 
 use crate::error::Result;
-use crate::expr::{Expr, Operator, SortExpr};
+use crate::expr::{conjunction, Expr, Operator, SortExpr};
 use crate::logical::{
     Aggregate, EmptyRelation, Filter, Join, LogicalPlan, Projection, Sort, Values,
 };
@@ -322,7 +322,11 @@ fn simplify_binary(left: Expr, op: Operator, right: Expr) -> Expr {
             (Some(Some(false)), _) => return right,
             (_, Some(Some(false))) => return left,
             (Some(Some(true)), _) | (_, Some(Some(true))) => return bool_lit(Some(true)),
-            _ => {}
+            _ => {
+                if let Some(factored) = factor_common_conjuncts(&left, &right) {
+                    return factored;
+                }
+            }
         },
         _ => {
             if let (Expr::Literal(l), Expr::Literal(r)) = (&left, &right) {
@@ -337,6 +341,38 @@ fn simplify_binary(left: Expr, op: Operator, right: Expr) -> Expr {
         op,
         right: Box::new(right),
     }
+}
+
+/// `(k AND a) OR (k AND b)` → `k AND (a OR b)`, and `k OR (k AND b)` → `k`.
+///
+/// Both identities hold in SQL's three-valued logic. This matters for joins: TPC-H Q19's
+/// join key `p_partkey = l_partkey` is repeated inside each OR branch; only once it is
+/// factored out can the join run as a hash join instead of a nested loop over both inputs.
+fn factor_common_conjuncts(left: &Expr, right: &Expr) -> Option<Expr> {
+    let l = left.split_conjunction();
+    let r = right.split_conjunction();
+    let mut common: Vec<Expr> = Vec::new();
+    for e in &l {
+        if r.contains(e) && !common.contains(e) {
+            common.push((*e).clone());
+        }
+    }
+    if common.is_empty() {
+        return None;
+    }
+    let rest = |side: &[&Expr]| {
+        conjunction(
+            side.iter()
+                .filter(|e| !common.contains(e))
+                .map(|e| (*e).clone()),
+        )
+    };
+    // When one side is exactly the common part, absorption leaves just the common part.
+    let remainder = match (rest(&l), rest(&r)) {
+        (Some(a), Some(b)) => Some(a.or(b)),
+        _ => None,
+    };
+    conjunction(common.into_iter().chain(remainder))
 }
 
 /// `l op r` for a comparison, in three-valued logic; `None` when it cannot be evaluated.
@@ -455,6 +491,23 @@ mod tests {
             run(plan),
             "Filter: (t.a <= DATE '1998-09-02')\n  TableScan: t"
         );
+    }
+
+    #[test]
+    fn common_conjuncts_are_factored_out_of_or() {
+        let k = col("a").eq(col("b"));
+        let pred = k
+            .clone()
+            .and(col("x").gt(lit(1i64)))
+            .or(k.clone().and(col("y").lt(lit(2i64))))
+            .or(k.clone().and(col("z").eq(lit(3i64))));
+        assert_eq!(
+            simplify(pred).to_string(),
+            "((a = b) AND (((x > 1) OR (y < 2)) OR (z = 3)))"
+        );
+        // Absorption: k OR (k AND x) = k.
+        let absorbed = k.clone().or(k.clone().and(col("x").gt(lit(1i64))));
+        assert_eq!(simplify(absorbed).to_string(), "(a = b)");
     }
 
     #[test]
