@@ -1,5 +1,6 @@
 //! Shared set-up for Ember's benchmarks: TPC-H data as Parquet, generated once per scale
-//! factor into a cache folder under the target dir, and the 22 query texts.
+//! factor into a cache folder under the target dir, and the 22 query texts; [`recovery`]
+//! reads back what a fault-injected run did.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,8 @@ use ember_planner::{EmberError, Result};
 use ember_storage::tpch::{write_tpch_parquet, TPCH_TABLES};
 
 /// Written after all eight tables, so an interrupted generation is redone, not reused.
+pub mod recovery;
+
 const COMPLETE_MARKER: &str = "_COMPLETE";
 
 /// The scale factor to benchmark at: `EMBER_TPCH_SF`, else 0.1.
@@ -51,6 +54,21 @@ pub fn tpch_parquet_dir(sf: f64) -> Result<PathBuf> {
 pub fn tpch_session(sf: f64) -> Result<Session> {
     let dir = tpch_parquet_dir(sf)?;
     let session = Session::new();
+    for name in TPCH_TABLES {
+        let path = dir.join(format!("{name}.parquet"));
+        session.register_parquet(name, &path.to_string_lossy())?;
+    }
+    Ok(session)
+}
+
+/// A session with `settings` applied before anything runs (so the executors start with
+/// the shape they ask for) and the eight TPC-H tables registered from Parquet at `sf`.
+pub fn tpch_session_with(sf: f64, settings: &[(&str, &str)]) -> Result<Session> {
+    let dir = tpch_parquet_dir(sf)?;
+    let session = settings
+        .iter()
+        .fold(Session::builder(), |b, (key, value)| b.config(key, value))
+        .build()?;
     for name in TPCH_TABLES {
         let path = dir.join(format!("{name}.parquet"));
         session.register_parquet(name, &path.to_string_lossy())?;
