@@ -14,5 +14,6 @@ pub mod schema;
 pub mod stages;
 pub mod table;
 pub mod types;
+pub mod wire;
 
 pub use error::{EmberError, Result};

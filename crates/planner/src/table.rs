@@ -9,8 +9,9 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::error::Result;
+use crate::error::{EmberError, Result};
 use crate::expr::Expr;
+use crate::wire::{PartitionDescriptor, SourceDescriptor};
 
 /// A stream of record batches: what every operator and scan produces.
 pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
@@ -43,6 +44,15 @@ pub trait ScanPartition: fmt::Debug + Send + Sync {
     fn execute(&self) -> Result<BatchIter>;
     /// A short description for EXPLAIN (file name and row groups, ...).
     fn describe(&self) -> String;
+
+    /// This partition as plain data, so a plan can run in another process (see
+    /// [`crate::wire`]). Only partitions of sources that other processes can open have one.
+    fn descriptor(&self) -> Result<PartitionDescriptor> {
+        Err(EmberError::NotImplemented(format!(
+            "scan partition '{}' cannot be sent to another process: its data lives only in this one",
+            self.describe()
+        )))
+    }
 }
 
 pub trait TableSource: fmt::Debug + Send + Sync {
@@ -64,4 +74,13 @@ pub trait TableSource: fmt::Debug + Send + Sync {
     fn kind(&self) -> &str;
 
     fn as_any(&self) -> &dyn Any;
+
+    /// This table as plain data, so a plan reading it can run in another process (see
+    /// [`crate::wire`]). In-memory tables have none: their rows exist only here.
+    fn descriptor(&self) -> Result<SourceDescriptor> {
+        Err(EmberError::NotImplemented(format!(
+            "a {} table cannot be sent to another process: its data lives only in this one",
+            self.kind()
+        )))
+    }
 }
