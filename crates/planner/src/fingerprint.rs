@@ -132,7 +132,8 @@ fn hash_schema(h: &mut Fnv1a64, schema: &PlanSchema) {
 }
 
 fn hash_exchange_kind(h: &mut Fnv1a64, kind: &ExchangeKind) {
-    // Display carries the variant, keys and partition count.
+    // Display carries the variant, keys (for Range: with direction and null placement)
+    // and partition count.
     h.display(kind);
 }
 
@@ -462,6 +463,24 @@ mod tests {
             plan_fingerprint(&scan("t@v1", Some(100), 2)),
             plan_fingerprint(&scan("t@v1", Some(100), 3))
         );
+    }
+
+    #[test]
+    fn range_exchange_direction_and_null_placement_are_part_of_the_fingerprint() {
+        let s = scan("t@v1", Some(100), 2);
+        let range = |asc, nulls_first| {
+            let sort = vec![col("t.a").sort(asc, nulls_first)];
+            plan_fingerprint(&exchange(
+                Arc::clone(&s),
+                ExchangeKind::Range {
+                    sort,
+                    partitions: 4,
+                },
+            ))
+        };
+        assert_ne!(range(true, true), range(false, true));
+        assert_ne!(range(true, true), range(true, false));
+        assert_eq!(range(true, true), range(true, true));
     }
 
     #[test]

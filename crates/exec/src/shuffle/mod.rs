@@ -6,9 +6,11 @@
 //! (stage, map partition), which executor holds which blocks. A reduce task reads its bucket
 //! from every map partition in map-partition order ([`reader`]); a block that cannot be read
 //! raises `EmberError::FetchFailed`, which tells the scheduler exactly which map output to
-//! recompute.
+//! recompute. A global sort's [`range`] exchange writes each map task's sorted run with a
+//! key sample instead of buckets; its readers pick their key range from all samples.
 
 pub mod partitioner;
+pub mod range;
 pub mod reader;
 pub mod tracker;
 pub mod writer;

@@ -16,6 +16,7 @@ use ember_planner::physical::ExchangeKind;
 use ember_planner::schema::PlanSchema;
 use ember_planner::{EmberError, Result};
 
+use super::range::RangePartitioner;
 use crate::expr::{create_physical_exprs, PhysicalExprRef};
 use crate::udf::FunctionRegistry;
 
@@ -39,6 +40,10 @@ pub enum Partitioner {
     /// Every row to bucket 0 (`Single`, and `Broadcast`, whose readers read bucket 0 of
     /// every map partition).
     Single,
+    /// A global sort's key ranges. Rows are not bucketed one batch at a time: the split
+    /// points are only known once every map task has written its sorted run, so the writer
+    /// hands the whole run to [`super::range::write_range_map_output`].
+    Range(RangePartitioner),
 }
 
 impl Partitioner {
@@ -63,6 +68,9 @@ impl Partitioner {
                 }
             }
             ExchangeKind::Single | ExchangeKind::Broadcast => Partitioner::Single,
+            ExchangeKind::Range { sort, partitions } => Partitioner::Range(
+                RangePartitioner::try_new(sort, *partitions, schema, functions)?,
+            ),
         })
     }
 
@@ -71,6 +79,7 @@ impl Partitioner {
         match self {
             Partitioner::Hash { buckets, .. } | Partitioner::RoundRobin { buckets, .. } => *buckets,
             Partitioner::Single => 1,
+            Partitioner::Range(range) => range.partitions(),
         }
     }
 
@@ -83,6 +92,10 @@ impl Partitioner {
         }
         match self {
             Partitioner::Single => Ok(vec![(0, batch.clone())]),
+            Partitioner::Range(_) => Err(EmberError::Internal(
+                "a range exchange's rows are written as one sorted run, not bucketed per batch"
+                    .to_string(),
+            )),
             Partitioner::RoundRobin { buckets, next } => {
                 let n = *buckets;
                 let start = *next;

@@ -50,6 +50,15 @@ impl ShuffleReader for TrackerShuffleReader {
                 )));
             }
         }
+        if let ExchangeKind::Range { partitions, .. } = kind {
+            return super::range::read_range(
+                &self.tracker,
+                stage,
+                *partitions,
+                map_partitions,
+                reduce_partition,
+            );
+        }
         // Look every map output up before reading anything, so a missing one fails the task
         // at once instead of after reading the others.
         let mut blocks = Vec::new();

@@ -26,7 +26,8 @@ pub struct MapOutput {
 }
 
 /// Drains `input` (the stage pipeline for `ctx.partition`), buckets its rows with
-/// `partitioner`, and writes the buckets under `dir`. File names carry the attempt, so a
+/// `partitioner`, and writes the buckets under `dir` (a range partitioner writes its
+/// sorted run and sample instead, see [`super::range`]). File names carry the attempt, so a
 /// retried or recomputed task never overwrites a block another reader may be using.
 ///
 /// All of the partition's rows are buffered until the input ends (a block is written in one
@@ -38,6 +39,9 @@ pub fn write_map_output(
     dir: &Path,
     ctx: &TaskContext,
 ) -> Result<MapOutput> {
+    if let Partitioner::Range(range) = &partitioner {
+        return super::range::write_range_map_output(input, range, dir, ctx);
+    }
     let buckets = partitioner.num_buckets();
     let mut pieces: Vec<Vec<RecordBatch>> = vec![Vec::new(); buckets];
     for batch in input {
@@ -114,7 +118,7 @@ fn coalesce(
 /// source alive (a join's whole build side, a whole Parquet page), `concat` appends those
 /// buffers once per piece, and the IPC writer writes every referenced buffer in full: without
 /// this, TPC-H Q18 at SF1 wrote 40 GB of shuffle blocks for 6 M rows.
-fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
+pub(super) fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
     let needs_gc = |a: &ArrayRef| match a.data_type() {
         DataType::Utf8View => wasteful(
             a.as_string_view().data_buffers(),

@@ -30,13 +30,24 @@ pub enum ExchangeKind {
     Single,
     /// Every consumer partition reads all of the input (small join build sides).
     Broadcast,
+    /// Into `partitions` key ranges of `sort` (over the Exchange's input schema), for a
+    /// global sort: output partition `r` holds the keys between split points `r - 1` and `r`,
+    /// sorted, so reading the partitions in order reads the whole input sorted. The split
+    /// points are computed by every reader from samples the map tasks write with their
+    /// sorted runs (a pure function of the input, so recomputation gives the same ranges).
+    Range {
+        sort: Vec<SortExpr>,
+        partitions: usize,
+    },
 }
 
 impl ExchangeKind {
     /// The number of output partitions; `None` for Broadcast (the consumer decides).
     pub fn partition_count(&self) -> Option<usize> {
         match self {
-            ExchangeKind::Hash(_, n) | ExchangeKind::RoundRobin(n) => Some(*n),
+            ExchangeKind::Hash(_, n)
+            | ExchangeKind::RoundRobin(n)
+            | ExchangeKind::Range { partitions: n, .. } => Some(*n),
             ExchangeKind::Single => Some(1),
             ExchangeKind::Broadcast => None,
         }
@@ -53,6 +64,10 @@ impl fmt::Display for ExchangeKind {
             ExchangeKind::RoundRobin(n) => write!(f, "RoundRobin({n})"),
             ExchangeKind::Single => f.write_str("Single"),
             ExchangeKind::Broadcast => f.write_str("Broadcast"),
+            ExchangeKind::Range { sort, partitions } => {
+                let keys: Vec<String> = sort.iter().map(|e| e.to_string()).collect();
+                write!(f, "Range([{}], {partitions})", keys.join(", "))
+            }
         }
     }
 }
