@@ -206,6 +206,20 @@ impl PlanFingerprinter {
             .unwrap_or(Fingerprint(FNV_OFFSET))
     }
 
+    /// A reference to another stage's output: its fingerprint when known, else its id.
+    fn hash_stage_ref(&self, h: &mut Fnv1a64, stage: usize) {
+        match self.stage_fingerprints.get(&stage) {
+            Some(fp) => {
+                h.bytes(&[1]);
+                h.u64(fp.0);
+            }
+            None => {
+                h.bytes(&[0]);
+                h.usize(stage);
+            }
+        }
+    }
+
     /// Hashes one node whose inputs are all memoised.
     fn hash_node(&self, node: &PhysicalPlan) -> Fingerprint {
         let mut h = Fnv1a64::new();
@@ -312,18 +326,26 @@ impl PlanFingerprinter {
                 ..
             } => {
                 h.str("ShuffleRead");
-                match self.stage_fingerprints.get(stage) {
-                    Some(fp) => {
-                        h.bytes(&[1]);
-                        h.u64(fp.0);
-                    }
-                    None => {
-                        h.bytes(&[0]);
-                        h.usize(*stage);
-                    }
-                }
+                self.hash_stage_ref(&mut h, *stage);
                 hash_exchange_kind(&mut h, kind);
                 h.usize(*map_partitions);
+                h.usize(*partitions);
+            }
+            // Persist ids are per session; a checkpoint is found again in a later session by
+            // what it computes, so only the mode is hashed.
+            PhysicalPlan::Persist { mode, .. } => {
+                h.str("Persist");
+                h.display(mode);
+            }
+            PhysicalPlan::PersistRead {
+                stage,
+                mode,
+                partitions,
+                ..
+            } => {
+                h.str("PersistRead");
+                self.hash_stage_ref(&mut h, *stage);
+                h.display(mode);
                 h.usize(*partitions);
             }
             // Operators without a dedicated arm (added after this module) are hashed by
@@ -379,6 +401,10 @@ pub fn stage_fingerprints(graph: &StageGraph) -> Result<Vec<(usize, Fingerprint)
             StageOutput::Shuffle(kind) => {
                 h.str("shuffle");
                 hash_exchange_kind(&mut h, kind);
+            }
+            StageOutput::Persist { mode, .. } => {
+                h.str("persist");
+                h.display(mode);
             }
             StageOutput::Result => h.str("result"),
         }

@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod lineage;
 pub mod logical;
 pub mod optimizer;
+pub mod persist;
 pub mod physical;
 pub mod schema;
 pub mod stages;

@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field};
 
 use crate::error::{EmberError, Result};
 use crate::expr::{Expr, SortExpr};
+use crate::persist::{PersistId, PersistMode};
 use crate::schema::{Column, PlanSchema, PlanSchemaRef, QualifiedField};
 use crate::table::TableSource;
 
@@ -174,6 +175,14 @@ pub struct Unnest {
     pub schema: PlanSchemaRef,
 }
 
+/// A subplan whose partitions are kept once computed (see [`crate::persist`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Persist {
+    pub input: Arc<LogicalPlan>,
+    pub id: PersistId,
+    pub mode: PersistMode,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LogicalPlan {
     TableScan(TableScan),
@@ -191,6 +200,7 @@ pub enum LogicalPlan {
     EmptyRelation(EmptyRelation),
     Repartition(Repartition),
     Unnest(Unnest),
+    Persist(Persist),
 }
 
 impl PartialEq for TableScan {
@@ -425,6 +435,7 @@ impl LogicalPlan {
             LogicalPlan::EmptyRelation(e) => &e.schema,
             LogicalPlan::Repartition(r) => r.input.schema(),
             LogicalPlan::Unnest(u) => &u.schema,
+            LogicalPlan::Persist(p) => p.input.schema(),
         }
     }
 
@@ -445,6 +456,7 @@ impl LogicalPlan {
             LogicalPlan::SubqueryAlias(s) => vec![&s.input],
             LogicalPlan::Repartition(r) => vec![&r.input],
             LogicalPlan::Unnest(u) => vec![&u.input],
+            LogicalPlan::Persist(p) => vec![&p.input],
         }
     }
 
@@ -505,6 +517,11 @@ impl LogicalPlan {
                 partitioning: r.partitioning.clone(),
             }),
             LogicalPlan::Unnest(u) => LogicalPlan::Unnest(Unnest::try_new(next()?, u.column)?),
+            LogicalPlan::Persist(p) => LogicalPlan::Persist(Persist {
+                input: next()?,
+                id: p.id,
+                mode: p.mode,
+            }),
         })
     }
 
@@ -598,6 +615,7 @@ impl LogicalPlan {
             LogicalPlan::Unnest(u) => {
                 format!("Unnest: {}", u.schema.field(u.column).column())
             }
+            LogicalPlan::Persist(p) => format!("Persist: id={} {}", p.id, p.mode),
         }
     }
 }

@@ -19,17 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::shuffle::{read_block, write_block, BlockMeta};
 
-/// Where a cached partition may be kept (Spark's levels of the same names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum StorageLevel {
-    /// Memory only; evicted blocks are dropped and recomputed when next needed (`cache()`).
-    #[default]
-    MemoryOnly,
-    /// Memory while it fits; evicted or too-large blocks go to local disk.
-    MemoryAndDisk,
-    /// Local disk only (no memory pressure, slower reads).
-    DiskOnly,
-}
+/// Where a cached partition may be kept; defined with the plan node that asks for it.
+pub use ember_planner::persist::StorageLevel;
 
 /// One cached partition: partition `partition` of the cached plan `cache_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -237,6 +237,14 @@ fn estimate_node(
                 work: per_row(size.bytes, w.shuffle_read_secs_per_byte * copies),
             };
         }
+        // Kept partitions are read back as they are (memory, local disk or Parquet).
+        PhysicalPlan::PersistRead { stage, .. } => {
+            let size = parent_outputs.get(stage).copied().unwrap_or_default();
+            return NodeEstimate {
+                size,
+                work: per_row(size.bytes, w.shuffle_read_secs_per_byte),
+            };
+        }
         PhysicalPlan::Values { rows, .. } => (Some(rows.len() as f64), Some(0.0)),
         PhysicalPlan::Filter { .. } => (
             rows_in(0).map(|r| r * FILTER_SELECTIVITY),

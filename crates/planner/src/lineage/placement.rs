@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use crate::error::{EmberError, Result};
 use crate::fingerprint::{stage_fingerprints, Fingerprint};
+use crate::persist::PersistMode;
 use crate::stages::{StageGraph, StageOutput};
 
 use super::cost::{estimate_stage, CostInputs, Size};
@@ -141,7 +142,7 @@ pub fn plan_checkpoints(
 
         let shuffle_kind = match &stage.output {
             StageOutput::Shuffle(kind) => Some(kind),
-            StageOutput::Result => None,
+            StageOutput::Persist { .. } | StageOutput::Result => None,
         };
         let estimate = estimate_stage(&stage.plan, shuffle_kind, &parent_outputs, &inputs.weights);
         let measured = inputs.measured.get(&fingerprint);
@@ -178,9 +179,16 @@ pub fn plan_checkpoints(
             depth: depth_below + 1,
         };
 
+        // An explicit `checkpoint()` is a durable point like a requested one.
         let requested = matches!(
             stage.checkpoint.as_ref().map(|d| &d.reason),
             Some(CheckpointReason::Requested)
+        ) || matches!(
+            stage.output,
+            StageOutput::Persist {
+                mode: PersistMode::Checkpoint,
+                ..
+            }
         );
         let reason = if requested {
             Some(CheckpointReason::Requested)

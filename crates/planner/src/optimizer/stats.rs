@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 
+use crate::expr::{Expr, Operator};
 use crate::logical::{JoinType, LogicalPlan};
 use crate::schema::PlanSchema;
 
@@ -23,8 +24,16 @@ pub struct Estimate {
     pub bytes: Option<usize>,
 }
 
-/// Fraction of rows a filter keeps.
+/// Fraction of rows a predicate we cannot analyse keeps.
 const FILTER_SELECTIVITY: f64 = 0.5;
+/// Fraction kept by `x = constant` (and by each element of an IN list).
+const EQ_SELECTIVITY: f64 = 0.1;
+/// Fraction kept by one range bound (`x < c`, `x >= c`).
+const RANGE_SELECTIVITY: f64 = 1.0 / 3.0;
+/// Fraction kept by `BETWEEN` and by a `LIKE` pattern.
+const BETWEEN_SELECTIVITY: f64 = 0.25;
+/// No estimate drops below this fraction: a filter is never assumed to remove everything.
+const MIN_SELECTIVITY: f64 = 1e-4;
 /// Fraction of input rows that are distinct groups of a grouped aggregate.
 const GROUPS_PER_ROW: f64 = 0.25;
 /// Fraction of left rows a semi or anti join keeps.
@@ -115,6 +124,140 @@ pub fn row_width(schema: &PlanSchema) -> usize {
         .max(1)
 }
 
+/// The fraction of rows `predicate` is expected to keep, from its shape alone (no column
+/// statistics): equalities with a constant are selective, range bounds less so, and
+/// conjunctions multiply. It only has to rank plans sensibly: a relation filtered by
+/// `name = 'ASIA'` must look much smaller than one filtered by `date >= d`, so join
+/// ordering starts from it.
+pub fn selectivity(predicate: &Expr) -> f64 {
+    predicate_selectivity(predicate).clamp(MIN_SELECTIVITY, 1.0)
+}
+
+fn is_constant(e: &Expr) -> bool {
+    e.column_refs().is_empty() && !e.contains_subquery() && !e.contains_outer_column()
+}
+
+fn predicate_selectivity(e: &Expr) -> f64 {
+    match e {
+        Expr::Alias(inner, _) => predicate_selectivity(inner),
+        Expr::BinaryExpr { left, op, right } => match op {
+            // A conjunction may be arbitrarily long; split it instead of recursing on it.
+            Operator::And => e
+                .split_conjunction()
+                .into_iter()
+                .map(predicate_selectivity)
+                .product(),
+            Operator::Or => {
+                let (l, r) = (predicate_selectivity(left), predicate_selectivity(right));
+                l + r - l * r
+            }
+            Operator::Eq if is_constant(left) || is_constant(right) => EQ_SELECTIVITY,
+            Operator::NotEq if is_constant(left) || is_constant(right) => 1.0 - EQ_SELECTIVITY,
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+                if is_constant(left) || is_constant(right) =>
+            {
+                RANGE_SELECTIVITY
+            }
+            _ => FILTER_SELECTIVITY,
+        },
+        Expr::Not(inner) => 1.0 - predicate_selectivity(inner),
+        Expr::IsNull(_) => EQ_SELECTIVITY,
+        Expr::IsNotNull(_) => 1.0 - EQ_SELECTIVITY,
+        Expr::Between { negated, .. } => negate_if(*negated, BETWEEN_SELECTIVITY),
+        Expr::Like { negated, .. } => negate_if(*negated, BETWEEN_SELECTIVITY),
+        Expr::InList { list, negated, .. } => negate_if(
+            *negated,
+            (EQ_SELECTIVITY * list.len() as f64).min(FILTER_SELECTIVITY),
+        ),
+        _ => FILTER_SELECTIVITY,
+    }
+}
+
+fn negate_if(negated: bool, s: f64) -> f64 {
+    if negated {
+        1.0 - s
+    } else {
+        s
+    }
+}
+
+/// An upper bound on the distinct values of column `index` of `plan`: the row count of the
+/// table (or aggregate) the column comes from, followed down through operators that pass
+/// columns through unchanged. A foreign key such as `lineitem.l_suppkey` is bounded by
+/// `lineitem`'s rows only; join ordering takes the minimum over all columns equated with it
+/// (`supplier.s_suppkey`), which gives the key domain's real size. `None` when the column is
+/// computed or its source reports no statistics.
+pub fn column_origin_rows(
+    plan: &Arc<LogicalPlan>,
+    index: usize,
+    stats: &mut StatsCache,
+) -> Option<usize> {
+    let mut node = Arc::clone(plan);
+    let mut index = index;
+    // The smallest row count seen on the way down (an aggregate's groups bound its keys).
+    let mut bound: Option<usize> = None;
+    let min_opt = |a: Option<usize>, b: Option<usize>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    loop {
+        let next = match node.as_ref() {
+            LogicalPlan::TableScan(scan) => {
+                return min_opt(bound, scan.source.statistics().num_rows);
+            }
+            LogicalPlan::Filter(f) => Arc::clone(&f.input),
+            LogicalPlan::Sort(s) => Arc::clone(&s.input),
+            LogicalPlan::Limit(l) => Arc::clone(&l.input),
+            LogicalPlan::Repartition(r) => Arc::clone(&r.input),
+            LogicalPlan::Distinct(d) => Arc::clone(&d.input),
+            LogicalPlan::SubqueryAlias(a) => Arc::clone(&a.input),
+            LogicalPlan::Projection(p) => match p.exprs.get(index).map(Expr::unalias) {
+                Some(Expr::Column(c)) => match p.input.schema().maybe_index_of_column(c) {
+                    Ok(Some(i)) => {
+                        index = i;
+                        Arc::clone(&p.input)
+                    }
+                    _ => return bound,
+                },
+                _ => return bound,
+            },
+            LogicalPlan::Aggregate(a) => {
+                bound = min_opt(bound, stats.estimate(&node).rows);
+                match a.group_exprs.get(index).map(Expr::unalias) {
+                    Some(Expr::Column(c)) => match a.input.schema().maybe_index_of_column(c) {
+                        Ok(Some(i)) => {
+                            index = i;
+                            Arc::clone(&a.input)
+                        }
+                        _ => return bound,
+                    },
+                    _ => return bound,
+                }
+            }
+            LogicalPlan::Join(j) => {
+                let left_len = j.left.schema().len();
+                if index < left_len {
+                    Arc::clone(&j.left)
+                } else {
+                    index -= left_len;
+                    Arc::clone(&j.right)
+                }
+            }
+            LogicalPlan::CrossJoin(j) => {
+                let left_len = j.left.schema().len();
+                if index < left_len {
+                    Arc::clone(&j.left)
+                } else {
+                    index -= left_len;
+                    Arc::clone(&j.right)
+                }
+            }
+            _ => return min_opt(bound, stats.estimate(&node).rows),
+        };
+        node = next;
+    }
+}
+
 fn estimate_node(plan: &LogicalPlan, inputs: &[Estimate]) -> Estimate {
     let input_rows = |i: usize| inputs.get(i).and_then(|e| e.rows);
     let rows = match plan {
@@ -136,10 +279,11 @@ fn estimate_node(plan: &LogicalPlan, inputs: &[Estimate]) -> Estimate {
                 bytes: bytes.or_else(|| stats.num_rows.map(|r| r * row_width(&scan.schema))),
             };
         }
-        LogicalPlan::Filter(_) => scale(input_rows(0), FILTER_SELECTIVITY),
+        LogicalPlan::Filter(f) => scale(input_rows(0), selectivity(&f.predicate)),
         LogicalPlan::Projection(_)
         | LogicalPlan::SubqueryAlias(_)
-        | LogicalPlan::Repartition(_) => input_rows(0),
+        | LogicalPlan::Repartition(_)
+        | LogicalPlan::Persist(_) => input_rows(0),
         LogicalPlan::Sort(s) => match s.fetch {
             Some(n) => input_rows(0).map(|r| r.min(n)),
             None => input_rows(0),
@@ -198,7 +342,8 @@ mod tests {
             input: Arc::clone(&big),
             predicate: col("big.a").gt(lit(1i64)),
         }));
-        assert_eq!(estimate_rows(&filtered), Some(500));
+        // One range bound keeps a third.
+        assert_eq!(estimate_rows(&filtered), Some(334));
         let agg = Arc::new(LogicalPlan::Aggregate(
             Aggregate::try_new(Arc::clone(&big), vec![], vec![crate::expr::count_star()]).unwrap(),
         ));
@@ -217,6 +362,58 @@ mod tests {
         assert_eq!(estimate_rows(&join), Some(1000));
         let cross = Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(big, small)));
         assert_eq!(estimate_rows(&cross), Some(10_000));
+    }
+
+    #[test]
+    fn selectivity_follows_the_predicate_shape() {
+        let eq = col("t.a").eq(lit(1i64));
+        let range = col("t.a").gt_eq(lit(1i64));
+        assert!((selectivity(&eq) - EQ_SELECTIVITY).abs() < 1e-9);
+        assert!((selectivity(&range) - RANGE_SELECTIVITY).abs() < 1e-9);
+        // Conjunctions multiply, disjunctions add (minus the overlap).
+        let both = eq.clone().and(range.clone());
+        assert!((selectivity(&both) - EQ_SELECTIVITY * RANGE_SELECTIVITY).abs() < 1e-9);
+        let either = col("t.a").eq(lit(1i64)).or(col("t.a").eq(lit(2i64)));
+        assert!((selectivity(&either) - 0.19).abs() < 1e-9);
+        assert!((selectivity(&eq.not()) - (1.0 - EQ_SELECTIVITY)).abs() < 1e-9);
+        // Comparing two columns says nothing about either: the default applies.
+        let cols = col("t.a").lt(col("t.b"));
+        assert!((selectivity(&cols) - FILTER_SELECTIVITY).abs() < 1e-9);
+        // Never zero, however many conjuncts.
+        let many = (0..20).fold(lit(true), |acc, i| acc.and(col("t.a").eq(lit(i as i64))));
+        assert!(selectivity(&many) >= MIN_SELECTIVITY);
+    }
+
+    #[test]
+    fn column_origin_follows_columns_down_to_their_table() {
+        let big = scan_with_rows("big", &["a", "b"], Some(1000));
+        let small = scan_with_rows("small", &["c"], Some(10));
+        let filtered = Arc::new(LogicalPlan::Filter(Filter {
+            input: Arc::clone(&small),
+            predicate: col("small.c").gt(lit(1i64)),
+        }));
+        let join = Arc::new(LogicalPlan::Join(
+            Join::try_new(
+                Arc::clone(&big),
+                filtered,
+                vec![(col("big.a"), col("small.c"))],
+                None,
+                JoinType::Inner,
+                false,
+            )
+            .unwrap(),
+        ));
+        let mut stats = StatsCache::default();
+        // A filter does not shrink the key domain: small.c still has up to 10 values.
+        assert_eq!(column_origin_rows(&join, 2, &mut stats), Some(10));
+        assert_eq!(column_origin_rows(&join, 1, &mut stats), Some(1000));
+        // A grouped aggregate bounds its key by its own (estimated) group count.
+        let agg = Arc::new(LogicalPlan::Aggregate(
+            Aggregate::try_new(big, vec![col("big.b")], vec![crate::expr::count_star()]).unwrap(),
+        ));
+        assert_eq!(column_origin_rows(&agg, 0, &mut stats), Some(250));
+        // An aggregate result column is bounded by the group count as well.
+        assert_eq!(column_origin_rows(&agg, 1, &mut stats), Some(250));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::error::{EmberError, Result};
 use crate::expr::{Expr, SortExpr};
 use crate::logical::JoinType;
+use crate::persist::{PersistId, PersistMode};
 use crate::schema::{PlanSchema, PlanSchemaRef};
 use crate::table::{ScanPartition, TableSource};
 
@@ -234,6 +235,23 @@ pub enum PhysicalPlan {
         format: WriteFormat,
         job_id: String,
     },
+    /// The partitions of `input` are kept (block store or checkpoint store) under `id`: a
+    /// stage boundary without data movement — partition `p` of the consumer is partition
+    /// `p` of `input`. See [`crate::persist`].
+    Persist {
+        input: Arc<PhysicalPlan>,
+        id: PersistId,
+        mode: PersistMode,
+    },
+    /// Reads the kept partitions of the persist stage `stage` (only in cut stage plans,
+    /// replacing a Persist).
+    PersistRead {
+        stage: usize,
+        id: PersistId,
+        mode: PersistMode,
+        partitions: usize,
+        schema: PlanSchemaRef,
+    },
 }
 
 impl PhysicalPlan {
@@ -247,12 +265,14 @@ impl PhysicalPlan {
             | PhysicalPlan::NestedLoopJoin { schema, .. }
             | PhysicalPlan::Union { schema, .. }
             | PhysicalPlan::Unnest { schema, .. }
-            | PhysicalPlan::ShuffleRead { schema, .. } => schema,
+            | PhysicalPlan::ShuffleRead { schema, .. }
+            | PhysicalPlan::PersistRead { schema, .. } => schema,
             PhysicalPlan::Write { .. } => write_result_schema(),
             PhysicalPlan::Filter { input, .. }
             | PhysicalPlan::Sort { input, .. }
             | PhysicalPlan::Limit { input, .. }
-            | PhysicalPlan::Exchange { input, .. } => input.schema(),
+            | PhysicalPlan::Exchange { input, .. }
+            | PhysicalPlan::Persist { input, .. } => input.schema(),
         }
     }
 
@@ -260,7 +280,8 @@ impl PhysicalPlan {
         match self {
             PhysicalPlan::Scan(_)
             | PhysicalPlan::Values { .. }
-            | PhysicalPlan::ShuffleRead { .. } => {
+            | PhysicalPlan::ShuffleRead { .. }
+            | PhysicalPlan::PersistRead { .. } => {
                 vec![]
             }
             PhysicalPlan::Filter { input, .. }
@@ -270,7 +291,8 @@ impl PhysicalPlan {
             | PhysicalPlan::Limit { input, .. }
             | PhysicalPlan::Unnest { input, .. }
             | PhysicalPlan::Exchange { input, .. }
-            | PhysicalPlan::Write { input, .. } => vec![input],
+            | PhysicalPlan::Write { input, .. }
+            | PhysicalPlan::Persist { input, .. } => vec![input],
             PhysicalPlan::HashJoin { left, right, .. }
             | PhysicalPlan::NestedLoopJoin { left, right, .. } => vec![left, right],
             PhysicalPlan::Union { inputs, .. } => inputs.iter().collect(),
@@ -292,7 +314,8 @@ impl PhysicalPlan {
         Ok(match self {
             PhysicalPlan::Scan(_)
             | PhysicalPlan::Values { .. }
-            | PhysicalPlan::ShuffleRead { .. } => self.clone(),
+            | PhysicalPlan::ShuffleRead { .. }
+            | PhysicalPlan::PersistRead { .. } => self.clone(),
             PhysicalPlan::Filter { predicate, .. } => PhysicalPlan::Filter {
                 input: next(),
                 predicate: predicate.clone(),
@@ -381,6 +404,11 @@ impl PhysicalPlan {
                 format: *format,
                 job_id: job_id.clone(),
             },
+            PhysicalPlan::Persist { id, mode, .. } => PhysicalPlan::Persist {
+                input: next(),
+                id: *id,
+                mode: *mode,
+            },
         })
     }
 
@@ -395,7 +423,8 @@ impl PhysicalPlan {
             | PhysicalPlan::Sort { input, .. }
             | PhysicalPlan::Limit { input, .. }
             | PhysicalPlan::Unnest { input, .. }
-            | PhysicalPlan::Write { input, .. } => input.output_partitions(),
+            | PhysicalPlan::Write { input, .. }
+            | PhysicalPlan::Persist { input, .. } => input.output_partitions(),
             // The probe (left) side decides; a broadcast right side is read whole.
             PhysicalPlan::HashJoin { left, .. } | PhysicalPlan::NestedLoopJoin { left, .. } => {
                 left.output_partitions()
@@ -406,7 +435,8 @@ impl PhysicalPlan {
             PhysicalPlan::Exchange { input, kind } => kind
                 .partition_count()
                 .unwrap_or_else(|| input.output_partitions()),
-            PhysicalPlan::ShuffleRead { partitions, .. } => *partitions,
+            PhysicalPlan::ShuffleRead { partitions, .. }
+            | PhysicalPlan::PersistRead { partitions, .. } => *partitions,
         }
     }
 
@@ -498,6 +528,14 @@ impl PhysicalPlan {
                 job_id,
                 ..
             } => format!("WriteExec: {format} to {path} (write {job_id})"),
+            PhysicalPlan::Persist { id, mode, .. } => format!("Persist: id={id} {mode}"),
+            PhysicalPlan::PersistRead {
+                stage,
+                id,
+                mode,
+                partitions,
+                ..
+            } => format!("PersistRead: stage={stage} id={id} {mode} partitions={partitions}"),
         }
     }
 }

@@ -141,13 +141,26 @@ impl PhysicalPlanner<'_> {
                 };
                 if input.output_partitions() <= 1 {
                     sorted(input)
-                } else {
-                    // Sort (top-k) each partition, gather, then merge by sorting again.
+                } else if s.fetch.is_some() {
+                    // Top-k: each partition keeps its best k rows, so gathering them into one
+                    // partition and sorting again is cheap.
                     let local = Arc::new(sorted(input));
                     sorted(Arc::new(PhysicalPlan::Exchange {
                         input: local,
                         kind: ExchangeKind::Single,
                     }))
+                } else {
+                    // A full sort stays parallel: each partition is sorted, then a range
+                    // exchange hands output partition r the r-th key range of every sorted
+                    // run, merged (the reader merges; no Sort above). The partitions in
+                    // order are the sorted result.
+                    PhysicalPlan::Exchange {
+                        input: Arc::new(sorted(input)),
+                        kind: ExchangeKind::Range {
+                            sort: s.exprs.clone(),
+                            partitions: self.partitions(),
+                        },
+                    }
                 }
             }
             LogicalPlan::Limit(l) => {
@@ -210,6 +223,11 @@ impl PhysicalPlanner<'_> {
                 } else {
                     vec![]
                 },
+            },
+            LogicalPlan::Persist(p) => PhysicalPlan::Persist {
+                input: self.plan(&p.input)?,
+                id: p.id,
+                mode: p.mode,
             },
             LogicalPlan::Repartition(r) => PhysicalPlan::Exchange {
                 input: self.plan(&r.input)?,
@@ -669,6 +687,32 @@ mod tests {
         assert!(physical
             .display_indent()
             .contains("  Exchange: Single\n    SortExec(TopK 5)"));
+    }
+
+    #[test]
+    fn full_sort_runs_in_parallel_through_a_range_exchange() {
+        let sort = Arc::new(LogicalPlan::Sort(Sort {
+            input: scan("t", 4, 10),
+            exprs: vec![col("v").sort(false, true), col("k").sort(true, false)],
+            fetch: None,
+        }));
+        let physical = create_physical_plan(&sort, &config()).unwrap();
+        assert_eq!(physical.output_partitions(), 3);
+        let text = physical.display_indent();
+        assert!(
+            text.starts_with(
+                "Exchange: Range([t.v DESC NULLS FIRST, t.k ASC NULLS LAST], 3)\n  \
+                 SortExec: t.v DESC NULLS FIRST, t.k ASC NULLS LAST\n    ScanExec: t"
+            ),
+            "{text}"
+        );
+        let graph = build_stage_graph(&physical).unwrap();
+        assert_eq!(graph.stages.len(), 2);
+        assert!(matches!(
+            &graph.stages[0].output,
+            StageOutput::Shuffle(ExchangeKind::Range { partitions: 3, .. })
+        ));
+        assert_eq!(graph.result_stage().partitions, 3);
     }
 
     #[test]

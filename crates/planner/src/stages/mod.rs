@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::lineage::CheckpointDecision;
+use crate::persist::{PersistId, PersistMode};
 use crate::physical::{ExchangeKind, PhysicalPlan};
 
 /// Where a stage's output goes.
@@ -21,6 +22,9 @@ use crate::physical::{ExchangeKind, PhysicalPlan};
 pub enum StageOutput {
     /// Map stage: rows are split by the kind and written as shuffle blocks.
     Shuffle(ExchangeKind),
+    /// Persist stage: each partition is kept as it is (block store or checkpoint store),
+    /// read by the consumer partition with the same index.
+    Persist { id: PersistId, mode: PersistMode },
     /// The job's last stage: its partitions are the query result, in partition order.
     Result,
 }
@@ -76,6 +80,7 @@ pub fn build_stage_graph(plan: &Arc<PhysicalPlan>) -> Result<StageGraph> {
     let mut cutter = StageCutter {
         stages: Vec::new(),
         by_exchange: HashMap::new(),
+        by_persist: HashMap::new(),
     };
     let (root, parents) = cutter.cut(plan)?;
     let id = cutter.stages.len();
@@ -96,6 +101,8 @@ struct StageCutter {
     stages: Vec<Stage>,
     /// Exchange node identity → the stage that computes its input.
     by_exchange: HashMap<*const PhysicalPlan, usize>,
+    /// Persist id → the stage that computes it (one stage however often it is read).
+    by_persist: HashMap<PersistId, usize>,
 }
 
 impl StageCutter {
@@ -130,6 +137,36 @@ impl StageCutter {
             };
             return Ok((Arc::new(read), vec![stage_id]));
         }
+        if let PhysicalPlan::Persist { input, id, mode } = plan.as_ref() {
+            let stage_id = match self.by_persist.get(id) {
+                Some(stage) => *stage,
+                None => {
+                    let (persist_plan, parents) = self.cut(input)?;
+                    let stage = self.stages.len();
+                    self.stages.push(Stage {
+                        id: stage,
+                        partitions: persist_plan.output_partitions(),
+                        plan: persist_plan,
+                        output: StageOutput::Persist {
+                            id: *id,
+                            mode: *mode,
+                        },
+                        parents,
+                        checkpoint: None,
+                    });
+                    self.by_persist.insert(*id, stage);
+                    stage
+                }
+            };
+            let read = PhysicalPlan::PersistRead {
+                stage: stage_id,
+                id: *id,
+                mode: *mode,
+                partitions: self.stages[stage_id].partitions,
+                schema: input.schema().clone(),
+            };
+            return Ok((Arc::new(read), vec![stage_id]));
+        }
         let inputs = plan.inputs();
         if inputs.is_empty() {
             return Ok((plan.clone(), vec![]));
@@ -154,6 +191,7 @@ impl fmt::Display for StageGraph {
         for stage in &self.stages {
             let output = match &stage.output {
                 StageOutput::Shuffle(kind) => format!("shuffle {kind}"),
+                StageOutput::Persist { id, mode } => format!("persist {id} ({mode})"),
                 StageOutput::Result => "result".to_string(),
             };
             let parents = if stage.parents.is_empty() {
