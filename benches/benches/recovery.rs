@@ -5,8 +5,10 @@
 //!   the query's largest stage is 50 % done (`kill-executor executor=E stage=S at=50%`). The
 //!   largest stage is the one with the most task time in a fault-free run of the same
 //!   query, found at start-up. Spark local-cluster[4,1]: 1.70 (Q18), 1.43 (Q9); target ≤ 1.25.
-//! - `hang_detection/default`: an executor hung (alive, silent) at 50 % of Q18's largest
-//!   stage; the measured time is from the hang to its `ExecutorRemoved` in the event log,
+//! - `hang_detection/default`: an executor hung (alive, silent) as Q18's largest stage starts
+//!   (`at=0%`: the hung executor is then sure to hold one of its tasks, so the job cannot
+//!   finish before the hang is noticed — the scheduler only checks heartbeats while a job
+//!   runs); the measured time is from the hang to its `ExecutorRemoved` in the event log,
 //!   with default heartbeat settings. Spark: 127 s default; target ≤ 2 s.
 //!
 //! Every faulty run must give the fault-free answer and must actually lose the executor;
@@ -20,14 +22,16 @@ use ember_benches::recovery::{
     event_log_file, hang_detection_time, largest_stage, live_executors, median, read_events,
 };
 use ember_benches::{scale_factor, tpch_query, tpch_session_with};
-use ember_exec::events::Event;
+use ember_exec::events::{Event, EventKind, TaskEndReason};
 use ember_exec::scheduler::JobMetrics;
 use ember_frontend::execution::QueryResult;
 use ember_frontend::format::cell_strings;
 use ember_frontend::Session;
 
-/// When in the largest stage the executor is killed or hung.
-const AT_PERCENT: u8 = 50;
+/// When in the largest stage the executor is killed.
+const KILL_AT_PERCENT: u8 = 50;
+/// When in the largest stage the executor hangs (see the module doc).
+const HANG_AT_PERCENT: u8 = 0;
 const SAMPLES: usize = 10;
 
 /// One session on a 4 × 1 local cluster whose event log goes to a private folder.
@@ -57,8 +61,10 @@ impl Bench {
     }
 
     /// Runs `sql` under `fault_plan` (none: fault-free) and times it from SQL text to the
-    /// collected result.
-    fn run(&self, sql: &str, fault_plan: Option<&str>) -> (Duration, QueryResult) {
+    /// collected result. Also returns the executors this run lost: a job's metrics also
+    /// list executors that were already dead when it started, which are filtered out here.
+    fn run(&self, sql: &str, fault_plan: Option<&str>) -> Run {
+        let live_before = live_executors(&self.events());
         self.session
             .set_config("ember.fault.plan", fault_plan.unwrap_or(""))
             .expect("fault plan");
@@ -72,10 +78,24 @@ impl Bench {
         self.session
             .set_config("ember.fault.plan", "")
             .expect("clear fault plan");
-        (elapsed, result)
+        let lost = metrics(&result)
+            .executors_lost
+            .iter()
+            .copied()
+            .filter(|e| live_before.contains(e))
+            .collect();
+        Run {
+            elapsed,
+            result,
+            lost,
+        }
     }
 
+    /// The application's events so far (none before the first query starts the cluster).
     fn events(&self) -> Vec<Event> {
+        if !self.log_dir.exists() {
+            return Vec::new();
+        }
         event_log_file(&self.log_dir)
             .and_then(|path| read_events(&path))
             .expect("event log")
@@ -88,6 +108,14 @@ impl Bench {
             .copied()
             .expect("a live executor")
     }
+}
+
+/// One timed query run.
+struct Run {
+    elapsed: Duration,
+    result: QueryResult,
+    /// Executors that were alive when the run started and lost during it.
+    lost: Vec<usize>,
 }
 
 impl Drop for Bench {
@@ -113,7 +141,11 @@ struct Target {
 }
 
 fn target(bench: &Bench, sql: &str, name: &str) -> Target {
-    let (elapsed, reference) = bench.run(sql, None);
+    let Run {
+        elapsed,
+        result: reference,
+        ..
+    } = bench.run(sql, None);
     let m = metrics(&reference);
     let stage = largest_stage(m).expect("a stage");
     let partitions = m.stage(stage).map_or(0, |s| s.partitions);
@@ -126,6 +158,72 @@ fn target(bench: &Bench, sql: &str, name: &str) -> Target {
         stage,
         partitions,
     }
+}
+
+/// The recovery story of job `job` as the event log tells it: executors removed and
+/// added, stage attempts and recomputed partitions, with ms since the job started.
+fn recovery_events(events: &[Event], job: usize) -> Vec<String> {
+    let Some(start) = events
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::JobStart { job: j, .. } if *j == job))
+    else {
+        return Vec::new();
+    };
+    let t0 = events[start].timestamp;
+    let mut lines = Vec::new();
+    for event in &events[start..] {
+        let at = event.timestamp.saturating_sub(t0);
+        let line = match &event.kind {
+            EventKind::JobEnd { job: j, .. } if *j == job => {
+                lines.push(format!("{at:>6} ms JobEnd"));
+                break;
+            }
+            EventKind::ExecutorRemoved { executor, message } => {
+                format!("ExecutorRemoved {executor}: {message}")
+            }
+            EventKind::ExecutorAdded { executor, .. } => format!("ExecutorAdded {executor}"),
+            EventKind::StageSubmitted {
+                job: j,
+                stage,
+                stage_attempt,
+                partitions,
+            } if *j == job => {
+                format!("StageSubmitted {stage}.{stage_attempt} partitions {partitions:?}")
+            }
+            EventKind::StageCompleted {
+                job: j,
+                stage,
+                stage_attempt,
+                succeeded,
+                ..
+            } if *j == job => {
+                format!("StageCompleted {stage}.{stage_attempt} succeeded={succeeded}")
+            }
+            EventKind::PartitionsRecomputed {
+                job: j,
+                stage,
+                partitions,
+                cause,
+                ..
+            } if *j == job => {
+                format!("PartitionsRecomputed stage {stage} {partitions:?} ({cause:?})")
+            }
+            EventKind::TaskEnd {
+                job: j,
+                stage,
+                partition,
+                executor,
+                reason,
+                duration_ms,
+                ..
+            } if *j == job && *reason != TaskEndReason::Success => format!(
+                "TaskEnd {stage}.{partition} on {executor}: {reason:?} after {duration_ms} ms"
+            ),
+            _ => continue,
+        };
+        lines.push(format!("{at:>6} ms {line}"));
+    }
+    lines
 }
 
 fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
@@ -150,45 +248,48 @@ fn recovery(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (elapsed, result) = bench.run(&sql, None);
-                    assert_eq!(answer(&result), target.answer, "{name} answer changed");
-                    let lost = &metrics(&result).executors_lost;
-                    if !lost.is_empty() {
+                    let run = bench.run(&sql, None);
+                    assert_eq!(answer(&run.result), target.answer, "{name} answer changed");
+                    if !run.lost.is_empty() {
                         eprintln!(
-                            "{name}: fault-free run lost executors {lost:?} (heartbeats starved?)"
+                            "{name}: fault-free run lost executors {:?} (heartbeats starved?)",
+                            run.lost
                         );
                     }
-                    fault_free.push(elapsed);
-                    total += elapsed;
+                    fault_free.push(run.elapsed);
+                    total += run.elapsed;
                 }
                 total
             })
         });
-        group.bench_function(format!("kill_executor_{AT_PERCENT}pct"), |b| {
+        group.bench_function(format!("kill_executor_{KILL_AT_PERCENT}pct"), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let executor = bench.live_executor();
                     let plan = format!(
-                        "kill-executor executor={executor} stage={} at={AT_PERCENT}%",
+                        "kill-executor executor={executor} stage={} at={KILL_AT_PERCENT}%",
                         target.stage
                     );
-                    let (elapsed, result) = bench.run(&sql, Some(&plan));
+                    let run = bench.run(&sql, Some(&plan));
                     assert_eq!(
-                        answer(&result),
+                        answer(&run.result),
                         target.answer,
                         "{name} answer changed under '{plan}'"
                     );
-                    let m = metrics(&result);
+                    let m = metrics(&run.result);
                     assert!(
-                        m.executors_lost.contains(&executor),
+                        run.lost.contains(&executor),
                         "'{plan}' did not lose executor {executor}:\n{m}"
                     );
                     if killed.is_empty() {
-                        eprintln!("{name} under '{plan}': {elapsed:.2?}\n{m}");
+                        eprintln!("{name} under '{plan}': {:.2?}\n{m}", run.elapsed);
+                        for line in recovery_events(&bench.events(), m.job) {
+                            eprintln!("  {line}");
+                        }
                     }
-                    killed.push(elapsed);
-                    total += elapsed;
+                    killed.push(run.elapsed);
+                    total += run.elapsed;
                 }
                 total
             })
@@ -197,7 +298,7 @@ fn recovery(c: &mut Criterion) {
         if let (Some(free), Some(kill)) = (median(&fault_free), median(&killed)) {
             eprintln!(
                 "recovery/{name} at SF {sf}: fault-free median {free:.3?}, \
-                 kill-executor at {AT_PERCENT}% of stage {} median {kill:.3?}, \
+                 kill-executor at {KILL_AT_PERCENT}% of stage {} median {kill:.3?}, \
                  ratio {:.2} (Spark local-cluster[4,1]: {}; target <= 1.25)",
                 target.stage,
                 kill.as_secs_f64() / free.as_secs_f64(),
@@ -221,25 +322,32 @@ fn hang_detection(c: &mut Criterion) {
             for _ in 0..iters {
                 let executor = bench.live_executor();
                 let plan = format!(
-                    "hang-executor executor={executor} stage={} at={AT_PERCENT}%",
+                    "hang-executor executor={executor} stage={} at={HANG_AT_PERCENT}%",
                     target.stage
                 );
-                let (elapsed, result) = bench.run(&sql, Some(&plan));
-                assert_eq!(answer(&result), target.answer, "q18 answer changed under '{plan}'");
-                let job = metrics(&result).job;
+                let run = bench.run(&sql, Some(&plan));
+                assert_eq!(
+                    answer(&run.result),
+                    target.answer,
+                    "q18 answer changed under '{plan}'"
+                );
+                let job = metrics(&run.result).job;
                 let detection = hang_detection_time(
                     &bench.events(),
                     job,
                     target.stage,
                     target.partitions,
-                    AT_PERCENT,
+                    HANG_AT_PERCENT,
                     executor,
                 )
                 .unwrap_or_else(|| {
                     panic!("'{plan}': no ExecutorRemoved for executor {executor} after the hang in job {job}")
                 });
                 if detections.is_empty() {
-                    eprintln!("q18 under '{plan}': query {elapsed:.2?}, hang detected after {detection:.3?}");
+                    eprintln!(
+                        "q18 under '{plan}': query {:.2?}, hang detected after {detection:.3?}",
+                        run.elapsed
+                    );
                 }
                 detections.push(detection);
                 total += detection;
