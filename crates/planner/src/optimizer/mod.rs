@@ -110,6 +110,7 @@ impl Default for Optimizer {
             Arc::new(decorrelate_subqueries::DecorrelateSubqueries),
             Arc::new(eliminate_cross_join::EliminateCrossJoin),
             Arc::new(push_down_filter::PushDownFilter),
+            Arc::new(join_reorder::JoinReorder),
             Arc::new(push_down_limit::PushDownLimit),
             Arc::new(push_down_projection::PushDownProjection),
             Arc::new(join_side_choice::JoinSideChoice),

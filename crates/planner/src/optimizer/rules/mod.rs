@@ -2,6 +2,7 @@
 //! order they run within a pass.
 pub mod decorrelate_subqueries;
 pub mod eliminate_cross_join;
+pub mod join_reorder;
 pub mod join_side_choice;
 pub mod push_down_filter;
 pub mod push_down_limit;
