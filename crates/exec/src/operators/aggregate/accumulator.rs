@@ -45,6 +45,8 @@ pub trait GroupsAccumulator: Send {
     fn state(&mut self, total_groups: usize) -> Result<Vec<ArrayRef>>;
     /// How many state columns `state` returns.
     fn state_columns(&self) -> usize;
+    /// Bytes held for the groups so far (for the memory reservation of the aggregate).
+    fn size(&self) -> usize;
 }
 
 /// The accumulator for `func([DISTINCT] arg)`; `arg_type` is `None` for `COUNT(*)`.

@@ -95,4 +95,8 @@ impl GroupsAccumulator for CountAccumulator {
     fn state_columns(&self) -> usize {
         1
     }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * std::mem::size_of::<i64>()
+    }
 }

@@ -108,6 +108,14 @@ impl GroupsAccumulator for DistinctAccumulator {
     fn state_columns(&self) -> usize {
         0
     }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * std::mem::size_of::<usize>()
+            + self.values.size()
+            + self.hashes.capacity() * std::mem::size_of::<u64>()
+            + self.table.capacity() * std::mem::size_of::<usize>()
+            + self.inner.size()
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub trait GroupValues: Send {
     fn num_groups(&self) -> usize;
     /// The key columns of all groups, in group-index order.
     fn emit(&self) -> Result<Vec<ArrayRef>>;
+    /// Bytes held by the table (for the memory reservation of the aggregate).
+    fn size(&self) -> usize;
 }
 
 fn random_state() -> ahash::RandomState {
@@ -113,6 +115,10 @@ impl GroupValues for RowGroupValues {
 
     fn emit(&self) -> Result<Vec<ArrayRef>> {
         Ok(self.converter.convert_rows(self.keys.iter())?)
+    }
+
+    fn size(&self) -> usize {
+        self.keys.size() + self.table.capacity() * std::mem::size_of::<(u64, usize)>()
     }
 }
 
@@ -209,6 +215,11 @@ where
         let array = PrimitiveArray::<T>::new(self.values.clone().into(), nulls)
             .with_data_type(self.data_type.clone().unwrap_or(T::DATA_TYPE));
         Ok(vec![Arc::new(array)])
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<T::Native>()
+            + self.table.capacity() * std::mem::size_of::<(T::Native, usize)>()
     }
 }
 

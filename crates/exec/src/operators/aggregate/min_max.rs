@@ -117,6 +117,10 @@ impl<T: ArrowPrimitiveType, const MIN: bool> GroupsAccumulator for MinMaxPrimiti
     fn state_columns(&self) -> usize {
         1
     }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
 }
 
 /// MIN/MAX of any type through its row encoding (one owned row per group).
@@ -124,6 +128,8 @@ pub struct MinMaxRows<const MIN: bool> {
     data_type: DataType,
     converter: RowConverter,
     best: Vec<Option<OwnedRow>>,
+    /// Bytes of the rows in `best`.
+    row_bytes: usize,
 }
 
 impl<const MIN: bool> MinMaxRows<MIN> {
@@ -136,6 +142,7 @@ impl<const MIN: bool> MinMaxRows<MIN> {
             data_type,
             converter,
             best: Vec::new(),
+            row_bytes: 0,
         })
     }
 
@@ -157,7 +164,9 @@ impl<const MIN: bool> MinMaxRows<MIN> {
                 Some(cur) => row > cur.row(),
             };
             if better {
-                self.best[g] = Some(row.owned());
+                let old = self.best[g].replace(row.owned());
+                self.row_bytes += row.data().len();
+                self.row_bytes -= old.map_or(0, |o| o.row().data().len());
             }
         }
         Ok(())
@@ -171,6 +180,7 @@ impl<const MIN: bool> MinMaxRows<MIN> {
             .convert_columns(&[new_null_array(&self.data_type, 1)])?;
         let null_row = null_rows.row(0);
         let best = std::mem::take(&mut self.best);
+        self.row_bytes = 0;
         let mut out = self.converter.convert_rows(
             best.iter()
                 .map(|b| b.as_ref().map_or(null_row, |r| r.row())),
@@ -210,6 +220,10 @@ impl<const MIN: bool> GroupsAccumulator for MinMaxRows<MIN> {
 
     fn state_columns(&self) -> usize {
         1
+    }
+
+    fn size(&self) -> usize {
+        self.best.capacity() * std::mem::size_of::<Option<OwnedRow>>() + self.row_bytes
     }
 }
 

@@ -9,18 +9,24 @@
 //! Each input batch is mapped to dense group indices ([`group_values::GroupValues`]), then
 //! every accumulator folds the whole batch in with those indices. The state columns a
 //! Partial aggregate emits are exactly `ember_planner::physical::aggregate::aggregate_state_fields`.
+//!
+//! The group table is held in the executor's memory pool; when it outgrows its reservation,
+//! a Partial aggregate emits its states early and starts over, and a Final or Single one
+//! spills its states sorted by key and merges the runs at the end (see [`stream`]).
 
 pub mod accumulator;
 pub mod count;
 pub mod distinct;
 pub mod group_values;
 pub mod min_max;
+mod stream;
 pub mod sum;
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
 
 use ember_planner::expr::{AggregateFunction, Expr};
 use ember_planner::physical::{AggregateMode, PhysicalPlan};
@@ -32,16 +38,18 @@ use crate::context::TaskContext;
 use crate::expr::{create_physical_expr, create_physical_exprs, PhysicalExprRef};
 
 use self::accumulator::{create_accumulator, GroupsAccumulator};
-use self::group_values::new_group_values;
-use super::check_cancelled;
+use self::group_values::{new_group_values, GroupValues};
+use self::stream::AggregateStream;
 
 /// One aggregate expression: where its inputs come from and its accumulator.
 struct AggregateSlot {
     /// Argument evaluators (Partial/Single); empty for `COUNT(*)`.
     args: Vec<PhysicalExprRef>,
-    /// First state column in the input (Final).
+    /// First state column in the input (Final) and in a spilled state batch (any mode).
     state_offset: usize,
     accumulator: Box<dyn GroupsAccumulator>,
+    /// Whether the accumulator's state can be emitted and merged back (not DISTINCT).
+    mergeable: bool,
 }
 
 pub fn execute_aggregate(
@@ -65,7 +73,6 @@ pub fn execute_aggregate(
     };
     let mode = *mode;
     let input_schema = input.schema();
-    let out_schema = schema.to_arrow_ref();
 
     // Group keys: expressions over raw rows, or the leading columns of Partial output.
     let group_count = group_exprs.len();
@@ -103,94 +110,232 @@ pub fn execute_aggregate(
             input_schema.len()
         )));
     }
-
-    let mut groups = if group_count == 0 {
+    let groups = if group_count == 0 {
         None
     } else {
         Some(new_group_values(&key_types)?)
     };
-    let mut group_ids: Vec<usize> = Vec::new();
-    for batch in super::execute(input, partition, ctx)? {
-        check_cancelled(ctx)?;
-        let batch = batch?;
+    let aggregation = Aggregation {
+        mode,
+        group_count,
+        group_eval,
+        key_types,
+        slots,
+        groups,
+        group_ids: Vec::new(),
+        out_schema: schema.to_arrow_ref(),
+        schema: schema.to_string(),
+    };
+    let input = super::execute(input, partition, ctx)?;
+    Ok(Box::new(AggregateStream::new(aggregation, input, ctx)))
+}
+
+/// The group table of one aggregate task: group keys → group indices, and the
+/// accumulators holding every group's state.
+pub(crate) struct Aggregation {
+    mode: AggregateMode,
+    group_count: usize,
+    group_eval: Vec<PhysicalExprRef>,
+    key_types: Vec<DataType>,
+    slots: Vec<AggregateSlot>,
+    /// `None` without GROUP BY (one group).
+    groups: Option<Box<dyn GroupValues>>,
+    group_ids: Vec<usize>,
+    out_schema: SchemaRef,
+    /// The output schema as text, for error messages.
+    schema: String,
+}
+
+impl Aggregation {
+    /// Folds one input batch into the groups.
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
-            continue;
+            return Ok(());
         }
-        let total_groups = match groups.as_mut() {
+        let mode = self.mode;
+        let total_groups = match self.groups.as_mut() {
             Some(groups) => {
                 let keys = match mode {
-                    AggregateMode::Final => batch.columns()[..group_count].to_vec(),
-                    _ => group_eval
+                    AggregateMode::Final => batch.columns()[..self.group_count].to_vec(),
+                    _ => self
+                        .group_eval
                         .iter()
-                        .map(|e| e.evaluate(&batch))
+                        .map(|e| e.evaluate(batch))
                         .collect::<Result<Vec<_>>>()?,
                 };
-                groups.intern(&keys, &mut group_ids)?;
+                groups.intern(&keys, &mut self.group_ids)?;
                 groups.num_groups()
             }
             None => {
                 // Without GROUP BY every row is in the one group 0.
-                group_ids.clear();
-                group_ids.resize(batch.num_rows(), 0);
+                self.group_ids.clear();
+                self.group_ids.resize(batch.num_rows(), 0);
                 1
             }
         };
-        for slot in &mut slots {
+        for slot in &mut self.slots {
             match mode {
                 AggregateMode::Final => {
                     let end = slot.state_offset + slot.accumulator.state_columns();
                     let states = &batch.columns()[slot.state_offset..end];
                     slot.accumulator
-                        .merge_batch(states, &group_ids, total_groups)?;
+                        .merge_batch(states, &self.group_ids, total_groups)?;
                 }
                 _ => {
                     let values = slot
                         .args
                         .iter()
-                        .map(|a| a.evaluate(&batch))
+                        .map(|a| a.evaluate(batch))
                         .collect::<Result<Vec<_>>>()?;
                     slot.accumulator
-                        .update_batch(&values, &group_ids, total_groups)?;
+                        .update_batch(&values, &self.group_ids, total_groups)?;
                 }
             }
         }
+        Ok(())
     }
 
-    // SQL: an aggregate without GROUP BY returns one row even over no input.
-    let (mut columns, total_groups) = match &groups {
-        Some(groups) => (groups.emit()?, groups.num_groups()),
-        None => (Vec::new(), 1),
-    };
-    for slot in &mut slots {
-        match mode {
-            AggregateMode::Partial => columns.extend(slot.accumulator.state(total_groups)?),
-            _ => columns.push(slot.accumulator.evaluate(total_groups)?),
+    /// Bytes held by the group table and the accumulators.
+    fn size(&self) -> usize {
+        self.groups.as_ref().map_or(0, |g| g.size())
+            + self
+                .slots
+                .iter()
+                .map(|s| s.accumulator.size())
+                .sum::<usize>()
+            + self.group_ids.capacity() * std::mem::size_of::<usize>()
+    }
+
+    fn mode(&self) -> AggregateMode {
+        self.mode
+    }
+
+    fn has_group_by(&self) -> bool {
+        self.group_count > 0
+    }
+
+    /// Whether the groups can be written out as state and merged back later.
+    fn spillable(&self) -> bool {
+        self.has_group_by() && self.slots.iter().all(|s| s.mergeable)
+    }
+
+    fn key_types(&self) -> &[DataType] {
+        &self.key_types
+    }
+
+    fn group_count(&self) -> usize {
+        self.group_count
+    }
+
+    /// The output for every group so far (final values; states in Partial mode), and an
+    /// empty table afterwards.
+    fn emit(&mut self) -> Result<RecordBatch> {
+        // SQL: an aggregate without GROUP BY returns one row even over no input.
+        let (mut columns, total_groups) = match &self.groups {
+            Some(groups) => (groups.emit()?, groups.num_groups()),
+            None => (Vec::new(), 1),
+        };
+        for slot in &mut self.slots {
+            match self.mode {
+                AggregateMode::Partial => columns.extend(slot.accumulator.state(total_groups)?),
+                _ => columns.push(slot.accumulator.evaluate(total_groups)?),
+            }
         }
+        self.reset()?;
+        self.finish(columns, total_groups)
     }
-    if columns.len() != out_schema.fields().len() {
-        return Err(EmberError::Internal(format!(
-            "{mode:?} aggregate produced {} columns, its schema has {}",
-            columns.len(),
-            out_schema.fields().len()
-        )));
-    }
-    // Keys come back from the row format in their logical type; match the schema exactly.
-    for (i, field) in out_schema.fields().iter().enumerate().take(group_count) {
-        if columns[i].data_type() != field.data_type() {
-            columns[i] = cast(&columns[i], field.data_type())?;
+
+    /// Keys (in the output's key types) and state columns of every group so far, and an
+    /// empty table afterwards: what a spilled run holds. Column `slot.state_offset` is the
+    /// first state column of a slot, as in a Final aggregate's input.
+    fn emit_state(&mut self) -> Result<(Vec<ArrayRef>, usize)> {
+        let Some(groups) = &self.groups else {
+            return Err(EmberError::Internal(
+                "an aggregate without GROUP BY has no state to spill".into(),
+            ));
+        };
+        let total_groups = groups.num_groups();
+        let mut columns = self.cast_keys(groups.emit()?)?;
+        for slot in &mut self.slots {
+            columns.extend(slot.accumulator.state(total_groups)?);
         }
+        self.reset()?;
+        Ok((columns, total_groups))
     }
-    let output = RecordBatch::try_new_with_options(
-        out_schema.clone(),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(total_groups)),
-    )
-    .map_err(|e| {
-        EmberError::Internal(format!(
-            "{mode:?} aggregate output does not match its schema {schema}: {e}"
-        ))
-    })?;
-    Ok(Box::new(split(output, ctx.batch_size.max(1)).map(Ok)))
+
+    /// Merges state rows sorted by key (`group_ids` numbers their distinct keys, `keys` has
+    /// one row per group) and evaluates the final values of those groups.
+    fn merge_sorted(
+        &mut self,
+        keys: Vec<ArrayRef>,
+        states: &RecordBatch,
+        group_ids: &[usize],
+        total_groups: usize,
+    ) -> Result<RecordBatch> {
+        let mut columns = keys;
+        for slot in &mut self.slots {
+            let end = slot.state_offset + slot.accumulator.state_columns();
+            let slot_states = states
+                .columns()
+                .get(slot.state_offset..end)
+                .ok_or_else(|| {
+                    EmberError::Internal(format!(
+                        "spilled aggregate state has {} columns, expected at least {end}",
+                        states.num_columns()
+                    ))
+                })?;
+            slot.accumulator
+                .merge_batch(slot_states, group_ids, total_groups)?;
+            columns.push(slot.accumulator.evaluate(total_groups)?);
+        }
+        self.finish(columns, total_groups)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        if self.groups.is_some() {
+            self.groups = Some(new_group_values(&self.key_types)?);
+        }
+        self.group_ids = Vec::new();
+        Ok(())
+    }
+
+    /// Keys come back from the row format in their logical type; match the schema exactly.
+    fn cast_keys(&self, mut keys: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
+        for (key, field) in keys.iter_mut().zip(self.out_schema.fields().iter()) {
+            if key.data_type() != field.data_type() {
+                *key = cast(key, field.data_type())?;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The output batch from key and value columns, checked against the schema.
+    fn finish(&self, columns: Vec<ArrayRef>, total_groups: usize) -> Result<RecordBatch> {
+        let mode = self.mode;
+        if columns.len() != self.out_schema.fields().len() {
+            return Err(EmberError::Internal(format!(
+                "{mode:?} aggregate produced {} columns, its schema has {}",
+                columns.len(),
+                self.out_schema.fields().len()
+            )));
+        }
+        let group_count = self.group_count;
+        let mut columns = columns;
+        let values = columns.split_off(group_count);
+        let mut columns = self.cast_keys(columns)?;
+        columns.extend(values);
+        RecordBatch::try_new_with_options(
+            self.out_schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(total_groups)),
+        )
+        .map_err(|e| {
+            EmberError::Internal(format!(
+                "{mode:?} aggregate output does not match its schema {}: {e}",
+                self.schema
+            ))
+        })
+    }
 }
 
 fn create_slot(
@@ -233,15 +378,17 @@ fn create_slot(
             .map(|a| create_physical_expr(a, aggr_input_schema, &ctx.functions))
             .collect::<Result<Vec<_>>>()?,
     };
+    let mergeable = !*distinct || matches!(func, AggregateFunction::Min | AggregateFunction::Max);
     Ok(AggregateSlot {
         args,
         state_offset,
         accumulator,
+        mergeable,
     })
 }
 
 /// Zero-copy slices of at most `batch_size` rows.
-fn split(batch: RecordBatch, batch_size: usize) -> impl Iterator<Item = RecordBatch> {
+pub(crate) fn split(batch: RecordBatch, batch_size: usize) -> impl Iterator<Item = RecordBatch> {
     let rows = batch.num_rows();
     let chunks = rows.div_ceil(batch_size).max(1);
     (0..chunks).map(move |i| {

@@ -102,6 +102,10 @@ impl<T: ArrowPrimitiveType> GroupsAccumulator for SumAccumulator<T> {
     fn state_columns(&self) -> usize {
         1
     }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
 }
 
 /// AVG = SUM / COUNT, as Float64 for integers and floats, and as a decimal with 4 more
@@ -192,6 +196,10 @@ impl GroupsAccumulator for AvgAccumulator {
 
     fn state_columns(&self) -> usize {
         2
+    }
+
+    fn size(&self) -> usize {
+        self.sum.size() + self.count.size()
     }
 }
 
