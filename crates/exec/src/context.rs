@@ -7,6 +7,7 @@ use ember_planner::physical::ExchangeKind;
 use ember_planner::table::BatchIter;
 use ember_planner::Result;
 
+use crate::memory::TaskMemory;
 use crate::udf::FunctionRegistry;
 
 /// Reads shuffle blocks written by an earlier stage (implemented by the shuffle layer).
@@ -34,6 +35,8 @@ pub struct TaskContext {
     /// Set when the task is killed (speculation loser, executor lost); operators check it
     /// between batches.
     pub cancelled: Arc<AtomicBool>,
+    /// The executor's memory pool and where this task spills (sort, aggregate).
+    pub memory: TaskMemory,
 }
 
 impl TaskContext {
@@ -64,6 +67,7 @@ impl TaskContext {
             functions,
             shuffle: Arc::new(NoShuffle),
             cancelled: Arc::new(AtomicBool::new(false)),
+            memory: TaskMemory::unbounded(),
         }
     }
 }

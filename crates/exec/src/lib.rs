@@ -6,9 +6,11 @@ pub mod events;
 pub mod executor;
 pub mod expr;
 pub mod fault;
+pub mod memory;
 pub mod operators;
 pub mod scheduler;
 pub mod shuffle;
+pub mod spill;
 pub mod udf;
 
 pub use context::TaskContext;

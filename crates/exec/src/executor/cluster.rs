@@ -17,6 +17,7 @@ use super::heartbeat::{
 use super::local::LocalExecutor;
 use super::session_dir::SessionDir;
 use crate::events::{EventKind, EventLog};
+use crate::memory::{default_executor_memory, parse_memory_size, EXECUTOR_MEMORY_KEY};
 
 pub const EXECUTOR_INSTANCES_KEY: &str = "ember.executor.instances";
 pub const EXECUTOR_CORES_KEY: &str = "ember.executor.cores";
@@ -39,6 +40,10 @@ pub struct ClusterConfig {
     /// Start a new executor whenever one is lost, so capacity stays (a cluster manager
     /// relaunching a worker). Off only in tests that want to run out of executors.
     pub replace_lost_executors: bool,
+    /// `ember.executor.memory` in bytes: the budget of each executor's memory pool, shared
+    /// by its running tasks (default: half the machine's memory divided among the
+    /// executors, see [`default_executor_memory`]).
+    pub executor_memory: usize,
 }
 
 impl Default for ClusterConfig {
@@ -51,6 +56,7 @@ impl Default for ClusterConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             network_timeout: DEFAULT_NETWORK_TIMEOUT,
             replace_lost_executors: true,
+            executor_memory: default_executor_memory(instances),
         }
     }
 }
@@ -90,6 +96,10 @@ impl ClusterConfig {
                  {HEARTBEAT_INTERVAL_KEY} ({heartbeat_interval:?}), which must be positive"
             )));
         }
+        let executor_memory = match get(EXECUTOR_MEMORY_KEY) {
+            Some(v) => parse_memory_size(EXECUTOR_MEMORY_KEY, &v)?,
+            None => default_executor_memory(instances),
+        };
         Ok(ClusterConfig {
             instances,
             cores_per_executor,
@@ -97,6 +107,7 @@ impl ClusterConfig {
             heartbeat_interval,
             network_timeout,
             replace_lost_executors: true,
+            executor_memory,
         })
     }
 }
@@ -194,11 +205,10 @@ impl LocalCluster {
         let mut executors = self.executors.write();
         let id = executors.len();
         let cores = self.config.cores_per_executor;
-        let executor = Arc::new(LocalExecutor::new(
-            id,
-            cores,
-            self.dir.path().join(format!("executor-{id}")),
-        )?);
+        let executor = Arc::new(
+            LocalExecutor::new(id, cores, self.dir.path().join(format!("executor-{id}")))?
+                .with_memory_budget(self.config.executor_memory),
+        );
         executor.start_heartbeats(self.config.heartbeat_interval, self.heartbeats.clone())?;
         executors.push(executor);
         self.removed.lock().push(false);
@@ -388,6 +398,20 @@ mod tests {
         let defaults = ClusterConfig::from_settings(|_| None).unwrap();
         assert_eq!(defaults.heartbeat_interval, Duration::from_millis(250));
         assert_eq!(defaults.network_timeout, Duration::from_secs(1));
+
+        assert_eq!(defaults.executor_memory, default_executor_memory(2));
+        let sized: HashMap<&str, &str> = [(EXECUTOR_MEMORY_KEY, "512m")].into();
+        let config = ClusterConfig::from_settings(|k| sized.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.executor_memory, 512 << 20);
+        let cluster = LocalCluster::new(&ClusterConfig {
+            instances: 1,
+            ..config
+        })
+        .unwrap();
+        assert_eq!(cluster.executor(0).unwrap().memory().budget(), 512 << 20);
+        let bad: HashMap<&str, &str> = [(EXECUTOR_MEMORY_KEY, "lots")].into();
+        let err = ClusterConfig::from_settings(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();
+        assert!(err.to_string().contains(EXECUTOR_MEMORY_KEY), "{err}");
 
         let bad: HashMap<&str, &str> = [(EXECUTOR_CORES_KEY, "0")].into();
         let err = ClusterConfig::from_settings(|k| bad.get(k).map(|v| v.to_string())).unwrap_err();

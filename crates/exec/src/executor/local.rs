@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use ember_planner::{EmberError, Result};
 
 use super::heartbeat::HeartbeatReceiver;
+use crate::memory::MemoryPool;
 
 /// Where an executor is in its life.
 ///
@@ -38,6 +39,8 @@ pub struct LocalExecutor {
     /// Signalled on every state change (wakes the heartbeat thread and hung tasks).
     changed: Condvar,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// `ember.executor.memory`, shared by the tasks running here.
+    memory: Arc<MemoryPool>,
 }
 
 impl LocalExecutor {
@@ -53,7 +56,26 @@ impl LocalExecutor {
             state: Mutex::new(ExecutorState::Alive),
             changed: Condvar::new(),
             heartbeat: Mutex::new(None),
+            memory: MemoryPool::unbounded(id),
         })
+    }
+
+    /// The same executor with a memory budget of `budget` bytes for its tasks' buffering
+    /// operators (unbounded otherwise).
+    pub fn with_memory_budget(mut self, budget: usize) -> Self {
+        self.memory = MemoryPool::new(self.id, budget);
+        self
+    }
+
+    /// The memory pool shared by the tasks of this executor.
+    pub fn memory(&self) -> &Arc<MemoryPool> {
+        &self.memory
+    }
+
+    /// Where this executor's tasks write spill files (inside its directory, so the files
+    /// disappear with the executor).
+    pub fn spill_dir(&self) -> PathBuf {
+        self.shuffle_dir.join("spill")
     }
 
     /// Starts the thread that reports to `receiver` every `interval` while the executor is

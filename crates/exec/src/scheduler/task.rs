@@ -12,6 +12,7 @@ use ember_planner::{EmberError, Result};
 use crate::context::TaskContext;
 use crate::executor::LocalExecutor;
 use crate::fault::FaultInjector;
+use crate::memory::TaskMemory;
 use crate::operators;
 use crate::shuffle::reader::TrackerShuffleReader;
 use crate::shuffle::tracker::MapOutputTracker;
@@ -100,6 +101,7 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
         functions: spec.functions.clone(),
         shuffle: Arc::new(TrackerShuffleReader::new(spec.tracker.clone())),
         cancelled: spec.cancelled.clone(),
+        memory: TaskMemory::new(spec.executor.memory().clone(), spec.executor.spill_dir()),
     });
     let input = operators::execute(&spec.plan, info.partition, &ctx)?;
     let output = match &spec.output {
