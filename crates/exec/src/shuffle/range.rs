@@ -429,32 +429,49 @@ enum Split<'a> {
     End,
 }
 
-/// The `partitions - 1` split points of weighted samples `(key, rows)`: split `r - 1` (the
-/// lower bound of partition `r`) is the smallest sample key with at least `r / partitions`
-/// of all rows before it. Depends only on the multiset of samples, so every reader, given
-/// the same map outputs, computes the same splits.
+/// The `partitions - 1` split points of weighted samples `(key, rows)`. A sample stands for
+/// the rows from its key up to the next sample of its map task, so the rows "before" a
+/// distinct key are estimated as the weight of all samples with smaller keys. Split `r - 1`
+/// (the lower bound of partition `r`) is the distinct key — or `End`, past every key — whose
+/// rows-before is nearest to `r / partitions` of all rows (ties go to the later candidate).
+/// The splits never decrease, and they depend only on the multiset of samples, so every
+/// reader, given the same map outputs, computes the same splits.
 fn split_points<'a>(mut samples: Vec<(&'a [u8], u64)>, partitions: usize) -> Vec<Split<'a>> {
     samples.sort_unstable();
-    let total: u128 = samples.iter().map(|(_, w)| *w as u128).sum();
+    // (split candidate, weight of the samples before it), ascending.
+    let mut candidates: Vec<(Split<'a>, u128)> = Vec::with_capacity(samples.len() + 1);
+    let mut before: u128 = 0;
+    for (key, weight) in &samples {
+        if candidates
+            .last()
+            .is_none_or(|(last, _)| *last != Split::Key(key))
+        {
+            candidates.push((Split::Key(key), before));
+        }
+        before += *weight as u128;
+    }
+    let total = before;
+    candidates.push((Split::End, total));
+
     let n = partitions as u128;
     let mut splits = Vec::with_capacity(partitions.saturating_sub(1));
-    let mut before: u128 = 0;
-    let mut next = samples.iter().peekable();
-    for r in 1..partitions as u128 {
-        // First sample with `before * n >= r * total` (i.e. before >= r/n of the rows).
-        let split = loop {
-            match next.peek() {
-                Some((key, w)) => {
-                    if before * n >= r * total && total > 0 {
-                        break Split::Key(key);
-                    }
-                    before += *w as u128;
-                    next.next();
-                }
-                None => break Split::End,
+    let mut at = 0;
+    for r in 1..n {
+        // Compare scaled by n: candidate i is `candidates[i].1 * n` away from 0, the target
+        // is `r * total`. `End` (before = total >= every target) bounds the search.
+        let target = r * total;
+        while at + 1 < candidates.len() && candidates[at].1 * n < target {
+            at += 1;
+        }
+        let mut pick = at;
+        if at > 0 && candidates[at].1 * n > target {
+            let over = candidates[at].1 * n - target;
+            let under = target.saturating_sub(candidates[at - 1].1 * n);
+            if under < over {
+                pick = at - 1;
             }
-        };
-        splits.push(split);
+        }
+        splits.push(candidates[pick].0);
     }
     splits
 }
@@ -723,15 +740,15 @@ mod tests {
         let samples: Vec<(Vec<u8>, u64)> = (0..8).map(|_| (key(7), 10)).collect();
         assert_eq!(
             splits_of(&samples, 4),
-            vec![range(None, Some(7)), None, None, range(Some(7), None)]
+            vec![range(None, Some(7)), range(Some(7), None), None, None]
         );
     }
 
     #[test]
-    fn too_few_samples_leave_trailing_partitions_empty() {
+    fn fewer_distinct_keys_than_partitions_leave_partitions_empty() {
         assert_eq!(
             splits_of(&[(key(3), 10)], 3),
-            vec![range(None, None), None, None]
+            vec![range(None, Some(3)), range(Some(3), None), None]
         );
         assert_eq!(splits_of(&[], 2), vec![range(None, None), None]);
     }
@@ -1015,7 +1032,7 @@ mod tests {
             .iter()
             .map(|p| p.iter().map(|b| b.num_rows()).sum())
             .collect();
-        assert_eq!(counts, vec![0, 0, 100]);
+        assert_eq!(counts, vec![0, 100, 0]);
 
         let nothing = Shuffle::write(&[vec![], vec![]], &sort, 2);
         assert!(nothing.read_all().iter().all(|p| p.is_empty()));

@@ -701,8 +701,8 @@ mod tests {
         let text = physical.display_indent();
         assert!(
             text.starts_with(
-                "Exchange: Range([t.v DESC NULLS FIRST, t.k ASC NULLS LAST], 3)\n  \
-                 SortExec: t.v DESC NULLS FIRST, t.k ASC NULLS LAST\n    ScanExec: t"
+                "Exchange: Range([v DESC NULLS FIRST, k ASC NULLS LAST], 3)\n  \
+                 SortExec: v DESC NULLS FIRST, k ASC NULLS LAST\n    ScanExec: t"
             ),
             "{text}"
         );
