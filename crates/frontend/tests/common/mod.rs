@@ -1,0 +1,9 @@
+//! Helpers shared by integration tests: the TPC-H queries with their reference answers
+//! ([`tpch`]) and single jobs run under a fault plan with their event log ([`jobs`]).
+//!
+//! Each test binary that says `mod common;` compiles its own copy, so not every binary
+//! uses every helper.
+#![allow(dead_code)]
+
+pub mod jobs;
+pub mod tpch;
