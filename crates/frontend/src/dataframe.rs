@@ -430,6 +430,13 @@ impl DataFrame {
         Ok(out)
     }
 
+    /// Runs the query, discarding its rows, and returns the stage graph annotated with what
+    /// running it took (attempts, failures by reason, retries, recomputed partitions and
+    /// why, output, time): the text `EXPLAIN ANALYZE` prints.
+    pub fn explain_analyze(&self) -> Result<String> {
+        Ok(crate::explain_analyze::explain_analyze(&self.session, &self.plan)?.to_string())
+    }
+
     /// The number of rows.
     pub fn count(&self) -> Result<usize> {
         let counted = self.aggregate(vec![], vec![count_star().alias("count")])?;

@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod config;
 pub mod dataframe;
 pub mod execution;
+pub mod explain_analyze;
 pub mod format;
 pub mod repl;
 pub mod runtime;

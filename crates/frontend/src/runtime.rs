@@ -38,6 +38,12 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// The running cluster, if a query started one (never starts one: asking for status
+    /// must not spin up executors or restart them with new settings).
+    pub fn current_cluster(&self) -> Option<Arc<LocalCluster>> {
+        self.cluster.lock().as_ref().map(|(_, c)| c.clone())
+    }
+
     /// The cluster for `config`, started (or restarted with a new shape) if needed.
     pub fn cluster(&self, config: &SessionConfig) -> Result<Arc<LocalCluster>> {
         let get = |k: &str| config.get(k).map(str::to_string);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::ScalarValue;
+use ember_exec::events::{Status, StatusTracker};
 use ember_exec::udf::{FunctionRegistry, ScalarFunctionImpl, ScalarUdf};
 use ember_planner::error::closest_name;
 use ember_planner::expr::Expr;
@@ -358,6 +359,36 @@ impl Session {
         PreparedQuery::plan(plan, &self.config())
     }
 
+    /// Runs an already planned query (EXPLAIN ANALYZE reports on the graph it ran).
+    pub(crate) fn run_prepared(&self, prepared: &PreparedQuery) -> Result<QueryResult> {
+        self.state
+            .runtime
+            .run(prepared, &self.config(), &self.state.functions)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Monitoring
+
+    /// What the session's application has done so far — jobs, stages, task attempts with
+    /// failed/retried counts, recomputed partitions, executors, checkpoints — built from the
+    /// cluster's event stream whether or not `ember.eventLog.enabled` writes it to a file.
+    /// Empty before the first query. Changing `ember.executor.*` or `ember.eventLog.*`
+    /// starts a new application, whose status starts afresh.
+    pub fn status(&self) -> Status {
+        self.status_tracker()
+            .map(|t| t.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// The live tracker behind [`Session::status`], once a query has started the cluster.
+    pub fn status_tracker(&self) -> Option<Arc<StatusTracker>> {
+        self.state
+            .runtime
+            .current_cluster()?
+            .events()
+            .status_tracker()
+    }
+
     /// Every statement except queries.
     fn run_command(&self, statement: PlannedStatement) -> Result<CommandOutput> {
         use PlannedStatement as S;
@@ -494,20 +525,11 @@ impl Session {
                     Ok(CommandOutput::Rows(StringTable::new(&["plan_type", "plan"], rows)))
                 }
                 ExplainKind::Analyze => {
-                    let config = self.config();
-                    let prepared = PreparedQuery::plan(&plan, &config)?;
-                    let result = self.state.runtime.run(&prepared, &config, &self.state.functions)?;
-                    let mut rows: Vec<Vec<String>> = prepared
-                        .explain_sections()
+                    let rows = crate::explain_analyze::explain_analyze(self, &plan)?
+                        .sections()
                         .into_iter()
                         .map(|(k, v)| vec![k.to_string(), v.trim_end().to_string()])
                         .collect();
-                    let metrics = result
-                        .metrics
-                        .as_ref()
-                        .map_or_else(|| "no job ran".to_string(), |m| m.to_string());
-                    rows.push(vec!["metrics".into(), metrics.trim_end().to_string()]);
-                    rows.push(vec!["output_rows".into(), result.num_rows().to_string()]);
                     Ok(CommandOutput::Rows(StringTable::new(&["plan_type", "plan"], rows)))
                 }
             },

@@ -9,13 +9,14 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
 use ember_planner::{EmberError, Result};
 
 use super::event::{Event, EventKind};
+use super::status::StatusTracker;
 
 /// `SET ember.eventLog.enabled = true`.
 pub const EVENT_LOG_ENABLED_KEY: &str = "ember.eventLog.enabled";
@@ -42,6 +43,8 @@ struct Inner {
     file: Option<FileSink>,
     events: Mutex<Vec<Event>>,
     listeners: Mutex<Vec<Arc<dyn EventListener>>>,
+    /// The application's status, attached on first request (see [`EventLog::status_tracker`]).
+    tracker: OnceLock<Arc<StatusTracker>>,
 }
 
 struct FileSink {
@@ -78,6 +81,7 @@ impl EventLog {
                 file: None,
                 events: Mutex::new(Vec::new()),
                 listeners: Mutex::new(Vec::new()),
+                tracker: OnceLock::new(),
             })),
         }
     }
@@ -109,6 +113,7 @@ impl EventLog {
                 }),
                 events: Mutex::new(Vec::new()),
                 listeners: Mutex::new(Vec::new()),
+                tracker: OnceLock::new(),
             })),
         })
     }
@@ -208,6 +213,21 @@ impl EventLog {
             listener.on_event(event);
         }
         inner.listeners.lock().push(listener);
+    }
+
+    /// The application's live status (jobs, stages, tasks, failures, retries), kept by one
+    /// [`StatusTracker`] listening to this log. Attached on the first call and fed every
+    /// event posted before it, so whoever asks first — EXPLAIN ANALYZE, `Session::status`,
+    /// the web UI — sees the whole application, whether or not a log file is written.
+    /// `None` for a disabled log, which records nothing.
+    pub fn status_tracker(&self) -> Option<Arc<StatusTracker>> {
+        let inner = self.inner.as_ref()?;
+        let tracker = inner.tracker.get_or_init(|| {
+            let tracker = Arc::new(StatusTracker::new());
+            self.add_listener(tracker.clone());
+            tracker
+        });
+        Some(tracker.clone())
     }
 
     /// The first write error, if writing the log file ever failed.
@@ -455,6 +475,22 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn status_tracker_follows_a_log_without_a_file() {
+        let log = EventLog::in_memory("app-status");
+        log.post(task_end(0, TaskEndReason::ExceptionFailure));
+        let tracker = log.status_tracker().expect("an enabled log has a tracker");
+        log.post(task_end(0, TaskEndReason::Success));
+        // One tracker per log, fed the event posted before it was asked for and the one after.
+        assert!(Arc::ptr_eq(&tracker, &log.status_tracker().unwrap()));
+        let status = tracker.snapshot();
+        let stage = status.job(0).unwrap().stage(1).unwrap();
+        assert_eq!(stage.tasks.len(), 2);
+        assert_eq!(stage.failed_tasks(), 1);
+        assert!(log.path().is_none());
+        assert!(EventLog::disabled().status_tracker().is_none());
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub struct StageStatus {
     pub recomputations: Vec<Recomputation>,
     /// Last failure message of a failed stage attempt.
     pub message: Option<String>,
+    /// Milliseconds spent in finished stage attempts, submission to completion, summed. A
+    /// stage resubmitted after its output was lost adds only the resubmitted attempt, not
+    /// the time its children ran in between.
+    pub wall_ms: u64,
+    /// When the attempt now running was submitted.
+    pub running_since_ms: Option<u64>,
 }
 
 impl StageStatus {
@@ -77,6 +83,8 @@ impl StageStatus {
             retried_tasks: 0,
             recomputations: Vec::new(),
             message: None,
+            wall_ms: 0,
+            running_since_ms: None,
         }
     }
 
@@ -275,6 +283,7 @@ impl Status {
                 let s = self.stage_mut(*job, *stage, at);
                 s.attempts += 1;
                 s.state = StageState::Running;
+                s.running_since_ms = Some(at);
             }
             EventKind::StageCompleted {
                 job,
@@ -284,6 +293,9 @@ impl Status {
                 ..
             } => {
                 let s = self.stage_mut(*job, *stage, at);
+                if let Some(since) = s.running_since_ms.take() {
+                    s.wall_ms += at.saturating_sub(since);
+                }
                 s.state = if *succeeded {
                     StageState::Succeeded
                 } else {
@@ -658,6 +670,10 @@ mod tests {
         assert_eq!(s0.retried_tasks, 1);
         assert_eq!(s0.recomputed_partitions(), vec![0]);
         assert_eq!(s0.state, StageState::Succeeded);
+        // Submitted at 3, completed at 10; resubmitted at 16, completed at 19. The time stage
+        // 1 ran in between is not stage 0's.
+        assert_eq!(s0.wall_ms, 7 + 3);
+        assert_eq!(s0.running_since_ms, None);
 
         let s1 = job.stage(1).unwrap();
         assert_eq!(s1.attempts, 1);
@@ -667,6 +683,7 @@ mod tests {
         assert_eq!(s1.retried_tasks, 1);
         assert_eq!(s1.running_tasks(), 0);
         assert_eq!(s1.state, StageState::Succeeded);
+        assert_eq!(s1.wall_ms, 25 - 11);
         // The killed original and the winning speculative copy are told apart.
         let p1: Vec<(bool, Option<TaskEndReason>)> = s1
             .tasks
