@@ -242,6 +242,7 @@ fn recovery(c: &mut Criterion) {
         let target = target(&bench, &sql, name);
         let mut fault_free = Vec::new();
         let mut killed = Vec::new();
+        let mut paired = Vec::new();
         let mut group = c.benchmark_group(format!("recovery/{name}"));
         configure(&mut group);
         group.bench_function("fault_free", |b| {
@@ -266,6 +267,9 @@ fn recovery(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    // An untimed fault-free run right before, for a ratio that background
+                    // load drifting between the two benchmarks does not skew.
+                    let reference = bench.run(&sql, None);
                     let executor = bench.live_executor();
                     let plan = format!(
                         "kill-executor executor={executor} stage={} at={KILL_AT_PERCENT}%",
@@ -289,6 +293,7 @@ fn recovery(c: &mut Criterion) {
                         }
                     }
                     killed.push(run.elapsed);
+                    paired.push(run.elapsed.as_secs_f64() / reference.elapsed.as_secs_f64());
                     total += run.elapsed;
                 }
                 total
@@ -296,12 +301,16 @@ fn recovery(c: &mut Criterion) {
         });
         group.finish();
         if let (Some(free), Some(kill)) = (median(&fault_free), median(&killed)) {
+            paired.sort_by(f64::total_cmp);
             eprintln!(
                 "recovery/{name} at SF {sf}: fault-free median {free:.3?}, \
                  kill-executor at {KILL_AT_PERCENT}% of stage {} median {kill:.3?}, \
-                 ratio {:.2} (Spark local-cluster[4,1]: {}; target <= 1.25)",
+                 ratio {:.2}; median of {} paired ratios (kill run / fault-free run just \
+                 before it) {:.2} (Spark local-cluster[4,1]: {}; target <= 1.25)",
                 target.stage,
                 kill.as_secs_f64() / free.as_secs_f64(),
+                paired.len(),
+                paired[paired.len() / 2],
                 if n == 18 { "1.70" } else { "1.43" },
             );
         }
