@@ -20,6 +20,8 @@ enum ValueKind {
     Bytes,
     /// `true` / `false`.
     Bool,
+    /// A positive memory size, Spark-style: `2g`, `512m`, `1048576` (stored in bytes).
+    Memory,
     /// Any string.
     Text,
 }
@@ -35,6 +37,7 @@ struct KnownKey {
 
 pub const EXECUTOR_INSTANCES: &str = "ember.executor.instances";
 pub const EXECUTOR_CORES: &str = "ember.executor.cores";
+pub const EXECUTOR_MEMORY: &str = ember_exec::memory::EXECUTOR_MEMORY_KEY;
 pub const SHUFFLE_PARTITIONS: &str = "ember.sql.shuffle.partitions";
 pub const BROADCAST_THRESHOLD: &str = "ember.sql.autoBroadcastJoinThreshold";
 pub const BATCH_SIZE: &str = "ember.batchSize";
@@ -55,6 +58,13 @@ const KNOWN_KEYS: &[KnownKey] = &[
         default: None,
         kind: ValueKind::PositiveInt,
         doc: "task slots per executor (default: available cores / executors)",
+    },
+    KnownKey {
+        key: EXECUTOR_MEMORY,
+        default: None,
+        kind: ValueKind::Memory,
+        doc: "memory budget per executor for sorts and aggregations, which spill to disk \
+              beyond it, e.g. 2g or 512m (default: half the machine's memory / executors)",
     },
     KnownKey {
         key: SHUFFLE_PARTITIONS,
@@ -184,6 +194,12 @@ impl SessionConfig {
         self.positive(EXECUTOR_INSTANCES)
     }
 
+    /// The memory budget of each executor in bytes, if set (the cluster picks a default
+    /// from the machine's memory otherwise).
+    pub fn executor_memory(&self) -> Option<usize> {
+        self.get(EXECUTOR_MEMORY).and_then(|v| v.parse().ok())
+    }
+
     /// Task slots per executor, if set.
     pub fn executor_cores(&self) -> Option<usize> {
         self.get(EXECUTOR_CORES).and_then(|v| v.parse().ok())
@@ -240,6 +256,9 @@ fn validate(key: &KnownKey, value: &str) -> Result<String> {
             "false" | "off" | "0" => Ok("false".into()),
             _ => Err(invalid("true or false")),
         },
+        ValueKind::Memory => {
+            ember_exec::memory::parse_memory_size(key.key, value).map(|b| b.to_string())
+        }
         ValueKind::Text if value.is_empty() => Err(invalid("a non-empty string")),
         ValueKind::Text => Ok(value.to_string()),
     }
@@ -299,6 +318,22 @@ mod tests {
         c.set(BROADCAST_THRESHOLD, "-1").unwrap();
         assert_eq!(c.broadcast_threshold_bytes(), 0);
         assert!(c.set(BROADCAST_THRESHOLD, "lots").is_err());
+    }
+
+    #[test]
+    fn executor_memory_takes_spark_sizes() {
+        let mut c = SessionConfig::new();
+        assert_eq!(c.executor_memory(), None, "machine-dependent default");
+        c.set(EXECUTOR_MEMORY, "512m").unwrap();
+        assert_eq!(c.executor_memory(), Some(512 << 20));
+        assert_eq!(c.get(EXECUTOR_MEMORY), Some("536870912"));
+        c.set(EXECUTOR_MEMORY, "2G").unwrap();
+        assert_eq!(c.executor_memory(), Some(2 << 30));
+        for bad in ["0", "-1", "much", "12q"] {
+            let err = c.set(EXECUTOR_MEMORY, bad).unwrap_err().to_string();
+            assert!(err.contains("ember.executor.memory"), "{bad}: {err}");
+        }
+        assert_eq!(c.executor_memory(), Some(2 << 30), "a bad value changes nothing");
     }
 
     #[test]

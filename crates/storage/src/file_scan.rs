@@ -10,9 +10,11 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{BatchIter, ScanPartition, ScanRequest};
+use ember_planner::wire::PartitionDescriptor;
 
 use crate::line_ranges::{open_lines, split_ranges, ByteRange};
 use crate::listing::ListedFile;
+use crate::wire::{path_text, to_spec, FilePartitionSpec};
 
 /// Rows per batch that file readers produce.
 pub const BATCH_SIZE: usize = 8192;
@@ -125,6 +127,43 @@ impl ScanPartition for FilePartition {
             ),
         }
     }
+
+    fn descriptor(&self) -> Result<PartitionDescriptor> {
+        let spec = FilePartitionSpec {
+            path: path_text(&self.file.path)?,
+            range: self.range.map(|r| (r.start, r.end)),
+            projection: self.projection.clone(),
+        };
+        Ok(PartitionDescriptor(to_spec(&spec)?))
+    }
+}
+
+/// Rebuilds the partition a [`FilePartition`]'s descriptor describes, for the table whose
+/// files, schema and opener are given (see [`crate::wire`]).
+pub(crate) fn file_partition_from_spec(
+    files: &[ListedFile],
+    schema: &SchemaRef,
+    opener: Arc<dyn FileOpener>,
+    kind: &'static str,
+    spec: &FilePartitionSpec,
+) -> Result<Arc<dyn ScanPartition>> {
+    let file = files
+        .iter()
+        .find(|f| f.path.to_str() == Some(spec.path.as_str()))
+        .ok_or_else(|| {
+            EmberError::Plan(format!(
+                "a {kind} scan partition reads {}, which is not a file of its table",
+                spec.path
+            ))
+        })?;
+    Ok(Arc::new(FilePartition {
+        file: file.clone(),
+        range: spec.byte_range(),
+        projection: spec.projection.clone(),
+        output: project_schema(schema, spec.projection.as_deref())?,
+        opener,
+        kind,
+    }))
 }
 
 /// Files smaller than this are never split: a range costs a task, and tasks have overhead.

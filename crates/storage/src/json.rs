@@ -12,11 +12,14 @@ use arrow::json::reader::infer_json_schema;
 use arrow::json::ReaderBuilder;
 use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
+use ember_planner::wire::SourceDescriptor;
 
 use crate::file_scan::{
-    columns_to_read, file_partitions, finish_batch, read_error, FileInput, FileOpener, BATCH_SIZE,
+    columns_to_read, file_partition_from_spec, file_partitions, finish_batch, read_error,
+    FileInput, FileOpener, BATCH_SIZE,
 };
 use crate::listing::{files_identity, list_files, ListedFile};
+use crate::wire::{file_specs, to_spec, FilePartitionSpec, JsonSpec};
 
 /// Lines read from the first file to infer the schema.
 pub const SCHEMA_INFERENCE_ROWS: usize = 1000;
@@ -76,6 +79,19 @@ impl JsonTable {
     pub fn location(&self) -> &str {
         &self.location
     }
+
+    /// A table over exactly `files` (reopening a plan's source, see [`crate::wire`]).
+    pub(crate) fn from_listed(location: &str, files: Vec<ListedFile>, schema: SchemaRef) -> Self {
+        Self::try_new_with_schema_and_files(location, files, schema)
+    }
+
+    pub(crate) fn partition_from_spec(
+        &self,
+        spec: &FilePartitionSpec,
+    ) -> Result<Arc<dyn ScanPartition>> {
+        let opener: Arc<dyn FileOpener> = self.opener.clone();
+        file_partition_from_spec(&self.files, &self.schema, opener, "json", spec)
+    }
 }
 
 impl TableSource for JsonTable {
@@ -105,6 +121,19 @@ impl TableSource for JsonTable {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn descriptor(&self) -> Result<SourceDescriptor> {
+        let spec = JsonSpec {
+            location: self.location.clone(),
+            files: file_specs(&self.files)?,
+            schema: self.schema.as_ref().clone(),
+        };
+        Ok(SourceDescriptor {
+            kind: self.kind().to_string(),
+            identity: self.identity(),
+            spec: to_spec(&spec)?,
+        })
     }
 }
 

@@ -20,6 +20,7 @@ pub mod parquet;
 pub mod shuffle;
 pub mod text;
 pub mod tpch;
+pub mod wire;
 
 pub use crate::block_store::{BlockId, BlockStore, StorageLevel};
 pub use crate::checkpoint::{
@@ -36,3 +37,4 @@ pub use crate::shuffle::{
 };
 pub use crate::text::TextTable;
 pub use crate::tpch::{generate_tpch, write_tpch_parquet};
+pub use crate::wire::FileScanResolver;

@@ -27,7 +27,7 @@ pub struct ListedFile {
 }
 
 impl ListedFile {
-    fn stat(path: PathBuf) -> Result<Self> {
+    pub(crate) fn stat(path: PathBuf) -> Result<Self> {
         let meta =
             fs::metadata(&path).map_err(|e| EmberError::io(path.display().to_string(), e))?;
         let modified_nanos = meta

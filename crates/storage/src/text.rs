@@ -10,9 +10,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
+use ember_planner::wire::SourceDescriptor;
 
-use crate::file_scan::{file_partitions, FileInput, FileOpener, BATCH_SIZE};
+use crate::file_scan::{
+    file_partition_from_spec, file_partitions, FileInput, FileOpener, BATCH_SIZE,
+};
 use crate::listing::{files_identity, list_files, ListedFile};
+use crate::wire::{file_specs, to_spec, FilePartitionSpec, TextSpec};
 
 /// The name of a text table's only column.
 pub const LINE_COLUMN: &str = "line";
@@ -26,8 +30,13 @@ pub struct TextTable {
 
 impl TextTable {
     pub fn try_new(location: &str) -> Result<Self> {
-        let files = list_files(location)?;
-        Ok(TextTable {
+        Ok(Self::from_listed(location, list_files(location)?))
+    }
+
+    /// A table over exactly `files` (also for reopening a plan's source, see
+    /// [`crate::wire`]).
+    pub(crate) fn from_listed(location: &str, files: Vec<ListedFile>) -> Self {
+        TextTable {
             location: location.to_string(),
             schema: Arc::new(Schema::new(vec![Field::new(
                 LINE_COLUMN,
@@ -35,7 +44,20 @@ impl TextTable {
                 false,
             )])),
             files,
-        })
+        }
+    }
+
+    pub(crate) fn partition_from_spec(
+        &self,
+        spec: &FilePartitionSpec,
+    ) -> Result<Arc<dyn ScanPartition>> {
+        file_partition_from_spec(
+            &self.files,
+            &self.schema,
+            Arc::new(TextOpener),
+            "text",
+            spec,
+        )
     }
 
     pub fn location(&self) -> &str {
@@ -75,6 +97,18 @@ impl TableSource for TextTable {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn descriptor(&self) -> Result<SourceDescriptor> {
+        let spec = TextSpec {
+            location: self.location.clone(),
+            files: file_specs(&self.files)?,
+        };
+        Ok(SourceDescriptor {
+            kind: self.kind().to_string(),
+            identity: self.identity(),
+            spec: to_spec(&spec)?,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
+use ember_planner::wire::{PartitionDescriptor, SourceDescriptor};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -18,6 +19,9 @@ use parquet::arrow::ProjectionMask;
 
 use crate::file_scan::{columns_to_read, finish_batch, project_schema, read_error, BATCH_SIZE};
 use crate::listing::{files_identity, list_files, ListedFile};
+use crate::wire::{
+    file_specs, path_text, to_spec, ParquetChunkSpec, ParquetPartitionSpec, ParquetSpec,
+};
 
 pub use pruning::prune_row_groups;
 pub(crate) use writer::writer_properties;
@@ -60,7 +64,12 @@ impl ParquetTable {
     /// Opens the Parquet files at `location` (a file, a folder or a glob) and reads their
     /// footers. The schema is the first file's; every other file must have the same columns.
     pub fn try_new(location: &str) -> Result<Self> {
-        let listed = list_files(location)?;
+        Self::from_listed(location, list_files(location)?)
+    }
+
+    /// A table over exactly `listed` (also for reopening a plan's source, see
+    /// [`crate::wire`]).
+    pub(crate) fn from_listed(location: &str, listed: Vec<ListedFile>) -> Result<Self> {
         let files = listed
             .into_iter()
             .map(|f| ParquetFile::open(f).map(Arc::new))
@@ -133,6 +142,45 @@ impl ParquetTable {
                 (f.listed.display(), groups)
             })
             .collect()
+    }
+}
+
+impl ParquetTable {
+    /// Rebuilds the partition a [`ParquetPartition`]'s descriptor describes; its files must
+    /// be files of this table.
+    pub(crate) fn partition_from_spec(
+        &self,
+        spec: &ParquetPartitionSpec,
+    ) -> Result<Arc<dyn ScanPartition>> {
+        let chunks = spec
+            .chunks
+            .iter()
+            .map(|chunk| {
+                let file = self
+                    .files
+                    .iter()
+                    .find(|f| f.listed.path.to_str() == Some(chunk.path.as_str()))
+                    .ok_or_else(|| {
+                        EmberError::Plan(format!(
+                            "a parquet scan partition reads {}, which is not a file of table {}",
+                            chunk.path, self.location
+                        ))
+                    })?;
+                let groups = file.reader_meta.metadata().num_row_groups();
+                if let Some(bad) = chunk.row_groups.iter().find(|&&g| g >= groups) {
+                    return Err(EmberError::Plan(format!(
+                        "a parquet scan partition reads row group {bad} of {}, which has {groups}",
+                        chunk.path
+                    )));
+                }
+                Ok((Arc::clone(file), chunk.row_groups.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(ParquetPartition {
+            chunks,
+            read_columns: spec.read_columns.clone(),
+            output: Arc::new(spec.output.clone()),
+        }))
     }
 }
 
@@ -244,6 +292,19 @@ impl TableSource for ParquetTable {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn descriptor(&self) -> Result<SourceDescriptor> {
+        let listed: Vec<ListedFile> = self.files.iter().map(|f| f.listed.clone()).collect();
+        let spec = ParquetSpec {
+            location: self.location.clone(),
+            files: file_specs(&listed)?,
+        };
+        Ok(SourceDescriptor {
+            kind: self.kind().to_string(),
+            identity: self.identity(),
+            spec: to_spec(&spec)?,
+        })
+    }
 }
 
 /// Some row groups of some files, read in file order.
@@ -326,6 +387,25 @@ impl ScanPartition for ParquetPartition {
             .map(|(f, rgs)| format!("{} row groups {:?}", f.listed.display(), rgs))
             .collect();
         format!("parquet: {}", parts.join(", "))
+    }
+
+    fn descriptor(&self) -> Result<PartitionDescriptor> {
+        let chunks = self
+            .chunks
+            .iter()
+            .map(|(file, row_groups)| {
+                Ok(ParquetChunkSpec {
+                    path: path_text(&file.listed.path)?,
+                    row_groups: row_groups.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let spec = ParquetPartitionSpec {
+            chunks,
+            read_columns: self.read_columns.clone(),
+            output: self.output.as_ref().clone(),
+        };
+        Ok(PartitionDescriptor(to_spec(&spec)?))
     }
 }
 
