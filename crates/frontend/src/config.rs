@@ -333,7 +333,11 @@ mod tests {
             let err = c.set(EXECUTOR_MEMORY, bad).unwrap_err().to_string();
             assert!(err.contains("ember.executor.memory"), "{bad}: {err}");
         }
-        assert_eq!(c.executor_memory(), Some(2 << 30), "a bad value changes nothing");
+        assert_eq!(
+            c.executor_memory(),
+            Some(2 << 30),
+            "a bad value changes nothing"
+        );
     }
 
     #[test]

@@ -314,7 +314,13 @@ mod tests {
             zstd: false,
         };
         for name in ["a.parquet", "b.parquet"] {
-            write_parquet(&dir.join(name), &schema, std::slice::from_ref(&batch), options).unwrap();
+            write_parquet(
+                &dir.join(name),
+                &schema,
+                std::slice::from_ref(&batch),
+                options,
+            )
+            .unwrap();
         }
     }
 
