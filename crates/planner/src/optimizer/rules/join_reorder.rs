@@ -33,10 +33,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::expr::{Expr, Operator};
-use crate::logical::{CrossJoin, Join, JoinType, LogicalPlan};
+use crate::expr::{conjunction, disjunction, Expr, Operator};
+use crate::logical::{CrossJoin, Filter, Join, JoinType, LogicalPlan};
 use crate::optimizer::stats::{column_origin_rows, StatsCache};
-use crate::optimizer::utils::{columns_in, filter_over, project_columns, split_conjuncts};
+use crate::optimizer::utils::{
+    columns_in, filter_over, is_movable, project_columns, split_conjuncts,
+};
 use crate::optimizer::{transform_down, OptimizerConfig, OptimizerRule, Transformed};
 
 /// Clusters with more inputs are left alone: the search is cubic in the input count, and
@@ -65,7 +67,9 @@ impl OptimizerRule for JoinReorder {
         // Inner nodes of clusters already handled, kept alive so their addresses stay unique.
         let mut inside: HashMap<*const LogicalPlan, Arc<LogicalPlan>> = HashMap::new();
         transform_down(plan, &mut |node| {
-            if inside.contains_key(&Arc::as_ptr(&node)) || !is_join_node(&node) {
+            let root = is_join_node(&node)
+                || matches!(node.as_ref(), LogicalPlan::Filter(_)) && is_pass_through(&node);
+            if inside.contains_key(&Arc::as_ptr(&node)) || !root {
                 return Ok(Transformed::no(node));
             }
             let Some(cluster) = Cluster::flatten(&node) else {
@@ -162,7 +166,7 @@ impl Cluster {
                 return None;
             }
         }
-        (leaves.len() >= 3).then_some(Cluster { leaves, conjuncts })
+        (leaves.len() >= 2).then_some(Cluster { leaves, conjuncts })
     }
 
     fn leaf_index(&self, p: &Arc<LogicalPlan>) -> Option<usize> {
@@ -203,6 +207,8 @@ impl Cluster {
 
 /// Where a plain column of the cluster lives: (leaf, index in the leaf's schema).
 type ColumnRef = (usize, usize);
+/// The two plain columns an equality compares, when both sides are plain columns.
+type ColumnPair = (ColumnRef, ColumnRef);
 
 /// The cluster's join graph with size estimates.
 struct JoinGraph {
@@ -218,6 +224,9 @@ struct Edge {
     distinct: Option<f64>,
     /// Identifies the key class, so two equalities on one class divide once.
     class: usize,
+    /// Upper bounds on the distinct values of each side's column (its table's rows).
+    left_bound: Option<f64>,
+    right_bound: Option<f64>,
 }
 
 /// The leaf (and column index) a plain column expression resolves to, if exactly one.
@@ -263,7 +272,7 @@ impl JoinGraph {
             .map(|l| stats.estimate(l).rows.map(|r| r.max(1) as f64))
             .collect::<Option<Vec<f64>>>()?;
         // Equalities between two leaves, as (left leaf, right leaf, columns when plain).
-        let mut pairs: Vec<(usize, usize, Option<(ColumnRef, ColumnRef)>)> = Vec::new();
+        let mut pairs: Vec<(usize, usize, Option<ColumnPair>)> = Vec::new();
         for c in &cluster.conjuncts {
             let Expr::BinaryExpr {
                 left,
@@ -309,24 +318,29 @@ impl JoinGraph {
             }
         }
         let mut next_class = ids.len();
-        let edges = pairs
-            .into_iter()
-            .map(|(l, r, cols)| {
-                let class = match cols {
-                    Some((a, _)) => find(&mut parent, ids[&a]),
-                    None => {
-                        next_class += 1;
-                        next_class
-                    }
-                };
-                Edge {
-                    left_leaf: l,
-                    right_leaf: r,
-                    distinct: distinct.get(&class).copied(),
-                    class,
+        let mut edges = Vec::with_capacity(pairs.len());
+        for (l, r, cols) in pairs {
+            let (class, left_bound, right_bound) = match cols {
+                Some((a, b)) => {
+                    let bound = |c: ColumnRef, stats: &mut StatsCache| {
+                        column_origin_rows(&leaves[c.0], c.1, stats).map(|d| d.max(1) as f64)
+                    };
+                    (find(&mut parent, ids[&a]), bound(a, stats), bound(b, stats))
                 }
-            })
-            .collect();
+                None => {
+                    next_class += 1;
+                    (next_class, None, None)
+                }
+            };
+            edges.push(Edge {
+                left_leaf: l,
+                right_leaf: r,
+                distinct: distinct.get(&class).copied(),
+                class,
+                left_bound,
+                right_bound,
+            });
+        }
         Some(JoinGraph { rows, edges })
     }
 
@@ -334,10 +348,27 @@ impl JoinGraph {
     /// and whether any equality connects them.
     fn join_rows(&self, joined: &[bool], joined_rows: f64, leaf: usize) -> (f64, bool) {
         let mut classes: Vec<(usize, f64)> = Vec::new();
+        // The distinct key combinations on each side are bounded by the rows of the tables
+        // the key columns come from: (partkey, suppkey) has at most |partsupp| values even
+        // though each key alone has a large domain. Without this bound, multiplying the
+        // per-key domains makes a composite foreign-key join look almost empty.
+        let (mut joined_bound, mut leaf_bound) = (None::<f64>, None::<f64>);
+        let widen = |acc: &mut Option<f64>, b: Option<f64>| {
+            if let Some(b) = b {
+                *acc = Some(acc.map_or(b, |a| a.max(b)));
+            }
+        };
         for e in &self.edges {
-            let connects = (joined[e.left_leaf] && e.right_leaf == leaf)
-                || (joined[e.right_leaf] && e.left_leaf == leaf);
-            if !connects || classes.iter().any(|(c, _)| *c == e.class) {
+            let (joined_side, leaf_side) = if joined[e.left_leaf] && e.right_leaf == leaf {
+                (e.left_bound, e.right_bound)
+            } else if joined[e.right_leaf] && e.left_leaf == leaf {
+                (e.right_bound, e.left_bound)
+            } else {
+                continue;
+            };
+            widen(&mut joined_bound, joined_side);
+            widen(&mut leaf_bound, leaf_side);
+            if classes.iter().any(|(c, _)| *c == e.class) {
                 continue;
             }
             let d = e
@@ -346,8 +377,11 @@ impl JoinGraph {
             classes.push((e.class, d.max(1.0)));
         }
         let product = joined_rows * self.rows[leaf];
-        let divisor: f64 = classes.iter().map(|(_, d)| d).product();
-        ((product / divisor).max(1.0), !classes.is_empty())
+        let mut divisor: f64 = classes.iter().map(|(_, d)| d).product();
+        for bound in [joined_bound, leaf_bound].into_iter().flatten() {
+            divisor = divisor.min(bound);
+        }
+        ((product / divisor.max(1.0)).max(1.0), !classes.is_empty())
     }
 
     /// The greedy order from `start` and the sum of its intermediate results' rows.
@@ -420,29 +454,128 @@ fn connecting_keys(e: &Expr, joined: &LogicalPlan, leaf: &LogicalPlan) -> Option
     }
 }
 
+/// Whether a leaf is a bare table (under aliases and projections) with no filter yet: only
+/// such leaves get filters derived from disjunctions, so a derived filter, once pushed into
+/// the leaf, is never derived again.
+fn is_unfiltered_table(leaf: &Arc<LogicalPlan>) -> bool {
+    let mut node = Arc::clone(leaf);
+    loop {
+        let next = match node.as_ref() {
+            LogicalPlan::TableScan(scan) => return scan.filters.is_empty(),
+            LogicalPlan::SubqueryAlias(a) => Arc::clone(&a.input),
+            LogicalPlan::Projection(p) => Arc::clone(&p.input),
+            _ => return false,
+        };
+        node = next;
+    }
+}
+
+/// `a OR b OR c` → `[a, b, c]`, without recursion on long chains.
+fn split_disjuncts(e: &Expr) -> Vec<&Expr> {
+    let mut out = Vec::new();
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::BinaryExpr {
+                left,
+                op: Operator::Or,
+                right,
+            } => {
+                stack.push(right);
+                stack.push(left);
+            }
+            e => out.push(e),
+        }
+    }
+    out
+}
+
+/// The leaves with filters implied by the cluster's disjunctions. From
+/// `(n1.name = 'A' AND n2.name = 'B') OR (n1.name = 'B' AND n2.name = 'A')` (TPC-H Q7) each
+/// nation input gets `n1.name = 'A' OR n1.name = 'B'`: every branch restricts that input, so
+/// a row of it that passes no branch's restriction can never be part of a result. The
+/// disjunction itself stays above the joins.
+fn with_derived_filters(cluster: &Cluster) -> Vec<Arc<LogicalPlan>> {
+    let disjunctions: Vec<Vec<&Expr>> = cluster
+        .conjuncts
+        .iter()
+        .map(split_disjuncts)
+        .filter(|branches| branches.len() > 1)
+        .collect();
+    cluster
+        .leaves
+        .iter()
+        .map(|leaf| {
+            if disjunctions.is_empty() || !is_unfiltered_table(leaf) {
+                return Arc::clone(leaf);
+            }
+            let schema = leaf.schema();
+            let implied: Vec<Expr> = disjunctions
+                .iter()
+                .filter_map(|branches| {
+                    let parts = branches
+                        .iter()
+                        .map(|b| {
+                            let own: Vec<Expr> = b
+                                .split_conjunction()
+                                .into_iter()
+                                .filter(|c| {
+                                    !c.column_refs().is_empty()
+                                        && is_movable(c)
+                                        && columns_in(c, schema)
+                                })
+                                .cloned()
+                                .collect();
+                            conjunction(own)
+                        })
+                        .collect::<Option<Vec<Expr>>>()?;
+                    disjunction(parts)
+                })
+                .collect();
+            match conjunction(implied) {
+                Some(predicate) => Arc::new(LogicalPlan::Filter(Filter {
+                    input: Arc::clone(leaf),
+                    predicate,
+                })),
+                None => Arc::clone(leaf),
+            }
+        })
+        .collect()
+}
+
 /// The cluster rebuilt in the chosen order, or `None` when the order stays.
 fn reorder(
     cluster: &Cluster,
     root: &Arc<LogicalPlan>,
     stats: &mut StatsCache,
 ) -> Result<Option<Arc<LogicalPlan>>> {
-    let Some(graph) = JoinGraph::build(cluster, stats) else {
+    let leaves = with_derived_filters(cluster);
+    let derived = leaves
+        .iter()
+        .zip(&cluster.leaves)
+        .any(|(a, b)| !Arc::ptr_eq(a, b));
+    let current = cluster.current_order(root);
+    let order = if cluster.leaves.len() >= 3 {
+        let with_filters = Cluster {
+            leaves: leaves.clone(),
+            conjuncts: cluster.conjuncts.clone(),
+        };
+        JoinGraph::build(&with_filters, stats)
+            .map(|g| g.best_order())
+            .or_else(|| current.clone())
+    } else {
+        current.clone()
+    };
+    let Some(order) = order.filter(|o| o.len() == leaves.len()) else {
         return Ok(None);
     };
-    let order = graph.best_order();
-    if order.len() != cluster.leaves.len() {
-        return Ok(None);
-    }
-    if cluster
-        .current_order(root)
-        .is_some_and(|current| same_order(&current, &order))
-    {
+    if !derived && current.is_some_and(|c| same_order(&c, &order)) {
         return Ok(None);
     }
     let mut conjuncts = cluster.conjuncts.clone();
-    let mut joined = Arc::clone(&cluster.leaves[order[0]]);
+    let mut joined = Arc::clone(&leaves[order[0]]);
     for &i in &order[1..] {
-        let leaf = Arc::clone(&cluster.leaves[i]);
+        let leaf = Arc::clone(&leaves[i]);
         let mut on = Vec::new();
         let mut rest = Vec::with_capacity(conjuncts.len());
         for c in conjuncts {
@@ -565,6 +698,82 @@ mod tests {
         // Left-deep: earlier-joined scans print deeper, i.e. later in the text.
         assert!(pos("l") < pos("s"), "{text}");
         assert!(pos("c") < pos("l"), "{text}");
+    }
+
+    #[test]
+    fn composite_foreign_key_is_not_mistaken_for_a_tiny_join() {
+        // TPC-H Q9's shape: l(6M) references ps(800k) by (partkey, suppkey); each key alone
+        // has a big domain, but the pair has at most |ps| values, so l ⋈ ps is as big as l
+        // and the filtered part (50k) must meet l first.
+        let p = scan_with_rows("p", &["p", "name"], Some(200_000));
+        let s = scan_with_rows("s", &["s"], Some(10_000));
+        let l = scan_with_rows("l", &["p", "s"], Some(6_000_000));
+        let ps = scan_with_rows("ps", &["p", "s"], Some(800_000));
+        let plan = join(
+            join(
+                join(filter(p, col("p.name").like(lit("%g%"))), l, ("p.p", "l.p")),
+                s,
+                ("l.s", "s.s"),
+            ),
+            ps,
+            ("l.s", "ps.s"),
+        );
+        // The second key of the last join.
+        let LogicalPlan::Join(j) = plan.as_ref() else {
+            unreachable!()
+        };
+        let mut on = j.on.clone();
+        on.push((col("l.p"), col("ps.p")));
+        let plan = Arc::new(LogicalPlan::Join(
+            Join::try_new(
+                Arc::clone(&j.left),
+                Arc::clone(&j.right),
+                on,
+                None,
+                JoinType::Inner,
+                false,
+            )
+            .unwrap(),
+        ));
+        let t = apply_rule(&JoinReorder, plan, &OptimizerConfig::default()).unwrap();
+        assert!(!t.transformed, "{}", show(&t.data));
+    }
+
+    #[test]
+    fn disjunctions_give_each_input_the_filter_they_imply() {
+        // Q7's shape: only rows of n1 named 1 or 2 can satisfy the disjunction.
+        let s = scan_with_rows("s", &["s", "n"], Some(10_000));
+        let c = scan_with_rows("c", &["c", "n"], Some(150_000));
+        let n1 = scan_with_rows("n1", &["n", "name"], Some(25));
+        let n2 = scan_with_rows("n2", &["n", "name"], Some(25));
+        let plan = join(
+            join(join(s, n1, ("s.n", "n1.n")), c, ("s.n", "c.n")),
+            n2,
+            ("c.n", "n2.n"),
+        );
+        let either = col("n1.name")
+            .eq(lit(1i64))
+            .and(col("n2.name").eq(lit(2i64)))
+            .or(col("n1.name")
+                .eq(lit(2i64))
+                .and(col("n2.name").eq(lit(1i64))));
+        let plan = filter(plan, either);
+        let t = apply_rule(&JoinReorder, plan, &OptimizerConfig::default()).unwrap();
+        assert!(t.transformed);
+        let text = show(&t.data);
+        assert!(
+            text.contains("Filter: ((n1.name = 1) OR (n1.name = 2))\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Filter: ((n2.name = 2) OR (n2.name = 1))\n"),
+            "{text}"
+        );
+        // s and c are not restricted by the disjunction; it stays on top.
+        assert_eq!(text.matches("Filter:").count(), 3, "{text}");
+        // The derived filters are not derived again.
+        let again = apply_rule(&JoinReorder, t.data, &OptimizerConfig::default()).unwrap();
+        assert!(!again.transformed, "{}", show(&again.data));
     }
 
     #[test]
