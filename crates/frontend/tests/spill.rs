@@ -1,0 +1,183 @@
+//! Spilling end to end: with `ember.executor.memory` far below what sorts and aggregations
+//! hold, TPC-H queries still return the reference answers (shared/tpch/answers/sf0.01), the
+//! operators really spilled, and every reserved byte is released afterwards.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ember_exec::executor::{ClusterConfig, LocalCluster};
+use ember_exec::scheduler::{run_job, JobContext};
+use ember_frontend::execution::PreparedQuery;
+use ember_frontend::format::cell_strings;
+use ember_frontend::Session;
+
+fn tpch_dir() -> PathBuf {
+    // The repository is checked out with `shared/` next to its root.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tpch")
+}
+
+/// One session with the TPC-H SF 0.01 tables and a 1 MiB executor budget.
+fn small_memory_session() -> &'static Session {
+    static SESSION: OnceLock<Session> = OnceLock::new();
+    SESSION.get_or_init(|| {
+        let session = Session::new();
+        session
+            .register_tpch(0.01)
+            .expect("TPC-H data generation at SF 0.01");
+        session
+            .execute_sql("SET ember.executor.memory = '1m'")
+            .expect("SET ember.executor.memory");
+        session
+    })
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// DuckDB's CSV: a header, `"`-quoted fields with `""` escapes.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            ('\r', false) => {}
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+fn cells_match(actual: &str, expected: &str) -> bool {
+    actual == expected
+        || matches!(
+            (actual.parse::<f64>(), expected.parse::<f64>()),
+            (Ok(a), Ok(e)) if (a - e).abs() <= 0.01 + 1e-12 * e.abs()
+        )
+}
+
+/// Asserts `actual` is the reference answer of `name` (in order when the query sorts).
+fn assert_answer(name: &str, sql: &str, actual: Vec<Vec<String>>) {
+    let mut expected = parse_csv(&read(tpch_dir().join(format!("answers/sf0.01/{name}.csv"))));
+    expected.remove(0);
+    let mut actual = actual;
+    if !sql.to_ascii_lowercase().contains("order by") {
+        actual.sort();
+        expected.sort();
+    }
+    assert_eq!(actual.len(), expected.len(), "{name}: row count");
+    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        assert!(
+            a.len() == e.len() && a.iter().zip(e).all(|(x, y)| cells_match(x, y)),
+            "{name}: row {i} differs\n  actual:   {a:?}\n  expected: {e:?}"
+        );
+    }
+}
+
+fn query(name: &str) -> String {
+    read(tpch_dir().join(format!("queries/{name}.sql")))
+}
+
+fn run_with_small_memory(name: &str) {
+    let sql = query(name);
+    let batches = small_memory_session()
+        .sql(&sql)
+        .and_then(|df| df.collect())
+        .unwrap_or_else(|e| panic!("{name} failed with ember.executor.memory = 1m: {e}"));
+    assert_answer(name, &sql, cell_strings(&batches).expect("format result"));
+}
+
+#[test]
+fn q01_with_one_megabyte_per_executor() {
+    run_with_small_memory("q01");
+}
+
+#[test]
+fn q03_with_one_megabyte_per_executor() {
+    run_with_small_memory("q03");
+}
+
+#[test]
+fn q18_with_one_megabyte_per_executor() {
+    run_with_small_memory("q18");
+}
+
+#[test]
+fn bad_memory_setting_names_the_key() {
+    let Err(err) = Session::new().execute_sql("SET ember.executor.memory = 'plenty'") else {
+        panic!("a bad size is rejected at SET");
+    };
+    assert!(err.to_string().contains("ember.executor.memory"), "{err}");
+}
+
+/// Runs `sql` on a fresh cluster with `memory` per executor; returns the rows, the spill
+/// files written on all executors, and the bytes still reserved afterwards.
+fn run_on_cluster(sql: &str, memory: &str) -> (Vec<Vec<String>>, usize, usize) {
+    let session = small_memory_session();
+    let df = session.sql(sql).expect("query plans");
+    let prepared = PreparedQuery::plan(df.plan(), &session.config()).expect("query plans");
+    let settings: HashMap<&str, &str> = [
+        ("ember.executor.instances", "2"),
+        ("ember.executor.cores", "2"),
+        ("ember.executor.memory", memory),
+    ]
+    .into();
+    let get = |k: &str| settings.get(k).map(|v| v.to_string());
+    let cluster = LocalCluster::new(&ClusterConfig::from_settings(get).expect("settings"))
+        .expect("cluster starts");
+    let ctx =
+        JobContext::from_settings(session.functions().clone(), get, &cluster).expect("job ctx");
+    let result = run_job(&prepared.stages, &cluster, &ctx).expect("job runs");
+    let batches: Vec<_> = result.partitions.into_iter().flatten().collect();
+    let pools: Vec<_> = cluster
+        .executors()
+        .iter()
+        .map(|e| e.memory().clone())
+        .collect();
+    let spilled = pools.iter().map(|p| p.spills().files()).sum();
+    let held = pools.iter().map(|p| p.used()).sum();
+    (cell_strings(&batches).expect("format"), spilled, held)
+}
+
+#[test]
+fn sorts_and_aggregations_spill_under_the_budget_and_release_it() {
+    // Q18 aggregates lineitem by order key: thousands of groups per task.
+    let sql = query("q18");
+    let (rows, spilled, held) = run_on_cluster(&sql, "64k");
+    assert!(spilled > 0, "Q18 under 64 KiB per executor spilled nothing");
+    assert_eq!(held, 0, "reservations are released when tasks end");
+    assert_answer("q18", &sql, rows);
+
+    // A full sort of lineitem by a text column: many runs, merged back in order.
+    let sort = "SELECT l_comment, l_orderkey, l_linenumber FROM lineitem \
+                ORDER BY l_comment DESC, l_orderkey, l_linenumber";
+    let (small, spilled, held) = run_on_cluster(sort, "1m");
+    assert!(spilled > 1, "the sort spilled {spilled} runs");
+    assert_eq!(held, 0);
+    let (large, spilled_large, _) = run_on_cluster(sort, "4g");
+    assert_eq!(spilled_large, 0, "nothing spills with room to spare");
+    assert_eq!(small.len(), 60175);
+    assert!(
+        small == large,
+        "spilled sort differs from the in-memory sort"
+    );
+}
