@@ -86,6 +86,13 @@ pub enum ExprWire {
         op: OperatorWire,
         right: Box<ExprWire>,
     },
+    /// A left-deep chain `((first op1 e1) op2 e2) ...` of two or more binary expressions,
+    /// kept flat: long `AND`/`OR`/`+` chains would otherwise nest deeper than JSON parsers
+    /// accept (serde_json stops at 128 levels). Decodes to exactly the same tree.
+    BinaryChain {
+        first: Box<ExprWire>,
+        rest: Vec<(OperatorWire, ExprWire)>,
+    },
     Not(Box<ExprWire>),
     Negative(Box<ExprWire>),
     IsNull(Box<ExprWire>),
@@ -169,11 +176,31 @@ impl Encoder {
                 expr: bx(e, self)?,
                 name: name.clone(),
             },
-            Expr::BinaryExpr { left, op, right } => W::BinaryExpr {
-                left: bx(left, self)?,
-                op: (*op).into(),
-                right: bx(right, self)?,
-            },
+            Expr::BinaryExpr { left, op, right } => {
+                // Walk down the left spine: `rest` collects (op, right) from the top.
+                let mut rest = vec![(*op, right.as_ref())];
+                let mut first = left.as_ref();
+                while let Expr::BinaryExpr { left, op, right } = first {
+                    rest.push((*op, right.as_ref()));
+                    first = left.as_ref();
+                }
+                if rest.len() == 1 {
+                    W::BinaryExpr {
+                        left: bx(left, self)?,
+                        op: (*op).into(),
+                        right: bx(right, self)?,
+                    }
+                } else {
+                    rest.reverse();
+                    W::BinaryChain {
+                        first: bx(first, self)?,
+                        rest: rest
+                            .into_iter()
+                            .map(|(op, e)| Ok((op.into(), self.expr(e)?)))
+                            .collect::<Result<_>>()?,
+                    }
+                }
+            }
             Expr::Not(e) => W::Not(bx(e, self)?),
             Expr::Negative(e) => W::Negative(bx(e, self)?),
             Expr::IsNull(e) => W::IsNull(bx(e, self)?),
@@ -319,6 +346,17 @@ impl Decoder<'_> {
                 op: (*op).into(),
                 right: bx(right)?,
             },
+            W::BinaryChain { first, rest } => {
+                let mut expr = self.expr(first)?;
+                for (op, right) in rest {
+                    expr = Expr::BinaryExpr {
+                        left: Box::new(expr),
+                        op: (*op).into(),
+                        right: Box::new(self.expr(right)?),
+                    };
+                }
+                expr
+            }
             W::Not(e) => Expr::Not(bx(e)?),
             W::Negative(e) => Expr::Negative(bx(e)?),
             W::IsNull(e) => Expr::IsNull(bx(e)?),

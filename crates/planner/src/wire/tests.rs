@@ -442,3 +442,24 @@ fn malformed_documents_are_plan_errors() {
     assert!(err.to_string().contains("found a physical plan"), "{err}");
     assert!(from_json("{\"version\":1}").is_err());
 }
+
+#[test]
+fn long_left_deep_chains_stay_flat_in_json() {
+    let mut predicate = col("a").eq(lit(0i64));
+    for i in 1..500i64 {
+        predicate = predicate.or(col("a").eq(lit(i)).and(col("b").is_not_null()));
+    }
+    let plan = Arc::new(PhysicalPlan::Filter {
+        input: scan("t", &table("t", true)),
+        predicate: predicate.clone(),
+    });
+    let back = physical_round_trip(&plan);
+    let PhysicalPlan::Filter { predicate: p, .. } = back.as_ref() else {
+        panic!("expected a filter, got {back:?}");
+    };
+    assert_eq!(p, &predicate);
+    // A single binary expression keeps its plain form.
+    let mut encoder = Encoder::default();
+    let wire = encoder.expr(&col("a").add(lit(1i64))).unwrap();
+    assert!(matches!(wire, ExprWire::BinaryExpr { .. }), "{wire:?}");
+}
