@@ -22,11 +22,11 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_exec::events::{JobStatus, RecomputeCause, TaskEndReason};
+use ember_exec::events::{JobState, JobStatus, RecomputeCause, TaskEndReason};
 use ember_exec::scheduler::{JobMetrics, StageMetrics, TaskStatus};
 use ember_planner::logical::LogicalPlan;
 use ember_planner::stages::{StageGraph, StageOutput};
-use ember_planner::Result;
+use ember_planner::{EmberError, Result};
 
 use crate::session::Session;
 
@@ -34,15 +34,16 @@ use crate::session::Session;
 ///
 /// The query runs under the session's settings, fault plan included, so
 /// `SET ember.fault.plan = 'fail-task …'` followed by `EXPLAIN ANALYZE …` shows the failure
-/// and its retry. A job that fails returns its error, as the query would.
+/// and its retry. A job that fails returns its error, as the query would, with what the
+/// job's stages went through before it gave up.
 pub fn explain_analyze(session: &Session, plan: &Arc<LogicalPlan>) -> Result<ExplainAnalysis> {
     let prepared = session.prepare(plan)?;
-    let result = session.run_prepared(&prepared)?;
+    let result = session
+        .run_prepared(&prepared)
+        .map_err(|e| with_failed_job(session, e))?;
     let rows = result.num_rows();
     let metrics = result.metrics.ok_or_else(|| {
-        ember_planner::EmberError::Internal(
-            "EXPLAIN ANALYZE: the query ran without job metrics".into(),
-        )
+        EmberError::Internal("EXPLAIN ANALYZE: the query ran without job metrics".into())
     })?;
     let status = session
         .status_tracker()
@@ -53,6 +54,31 @@ pub fn explain_analyze(session: &Session, plan: &Arc<LogicalPlan>) -> Result<Exp
         rows,
         status.as_ref(),
     ))
+}
+
+/// Adds the stages of the session's latest failed job (attempts, failed and retried tasks,
+/// recomputations) to `error`, so a failed EXPLAIN ANALYZE still shows how far it got.
+fn with_failed_job(session: &Session, error: EmberError) -> EmberError {
+    let failed = session.status_tracker().and_then(|tracker| {
+        tracker
+            .snapshot()
+            .jobs
+            .into_values()
+            .rev()
+            .find(|j| j.state == JobState::Failed)
+    });
+    match failed {
+        Some(mut job) => {
+            // The error is printed after the context (`context: error`), once, under the
+            // stages like the job's own error line.
+            job.message = None;
+            error.context(format!(
+                "EXPLAIN ANALYZE: {}\n  error",
+                job.to_string().trim_end()
+            ))
+        }
+        None => error,
+    }
 }
 
 /// What one run of a query took: the job line and one annotated block per stage.

@@ -175,6 +175,32 @@ fn a_lost_shuffle_block_shows_the_recomputed_partition_and_why() {
 }
 
 #[test]
+fn a_job_beyond_max_failures_fails_with_what_its_stages_went_through() {
+    let session = tpch_session();
+    session.sql("SET ember.task.maxFailures = 2").unwrap();
+    session
+        .sql(
+            "SET ember.fault.plan = 'fail-task stage=0 partition=3 attempt=0; \
+             fail-task stage=0 partition=3 attempt=1'",
+        )
+        .unwrap();
+    // EXPLAIN runs when the statement does: `sql` already fails.
+    let error = session
+        .sql(&format!("EXPLAIN ANALYZE {QUERY}"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("EXPLAIN ANALYZE: Job "), "{error}");
+    assert!(error.contains(" failed"), "{error}");
+    assert!(error.contains("Stage 0: 1 attempt, "), "{error}");
+    assert!(error.contains("(2 failed, 1 retried"), "{error}");
+    assert!(
+        error.contains("\n  error: job ") && error.contains("task 0.3 failed 2 times"),
+        "{error}"
+    );
+    assert!(error.contains("fail-task stage=0 partition=3"), "{error}");
+}
+
+#[test]
 fn session_status_counts_failures_and_retries_without_an_event_log_file() {
     let session = tpch_session();
     assert!(session.status().jobs.is_empty(), "no job has run yet");
