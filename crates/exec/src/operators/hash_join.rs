@@ -16,6 +16,7 @@
 //! with a NULL in any key are left out of the table and never looked up. The shared
 //! [`join_stream::JoinStream`] turns verified pairs into output for each join type.
 
+mod build_cache;
 pub(super) mod join_stream;
 
 use std::sync::Arc;
@@ -80,8 +81,15 @@ pub fn execute_hash_join(
         JoinMode::Partitioned => (0..right.output_partitions()).collect(),
         JoinMode::Broadcast => broadcast_partitions(right),
     };
-    let build = collect_build_side(right, &build_partitions, ctx)?;
-    let table = JoinHashTable::try_new(build, &keys)?;
+    let build_table =
+        || JoinHashTable::try_new(collect_build_side(right, &build_partitions, ctx)?, &keys);
+    // Every probe task of a broadcast join builds the same table: share it (see
+    // `build_cache`). Retries rebuild, so recovery still reads (and checks) the shuffle.
+    let table = if *mode == JoinMode::Broadcast && ctx.attempt == 0 {
+        build_cache::shared_table(plan, build_table)?
+    } else {
+        Arc::new(build_table()?)
+    };
 
     // NOT IN against a set containing NULL is never true.
     let nothing_passes = null_aware && table.has_null_key;
@@ -304,7 +312,7 @@ struct ProbeState {
 
 /// Candidate pairs from hash-table lookups, verified on key values.
 struct HashPairs {
-    table: JoinHashTable,
+    table: Arc<JoinHashTable>,
     keys: JoinKeys,
     /// NOT IN: a probe row with a NULL key is unknown, not "not in", once the set is
     /// non-empty.
@@ -344,7 +352,7 @@ impl PairSource for HashPairs {
             self.probe = None;
             return Ok(None);
         }
-        let table = &self.table;
+        let table = self.table.as_ref();
         let mut probe_idx: Vec<u32> = Vec::with_capacity(limit.min(rows * 2));
         let mut build_idx: Vec<u32> = Vec::with_capacity(limit.min(rows * 2));
         'rows: while state.row < rows {
@@ -882,6 +890,34 @@ pub(super) mod tests {
         });
         let out = join.run_partition(0, 8192).unwrap();
         assert_eq!(int_column(&out, 2), vec![Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn broadcast_probe_tasks_share_one_build_and_retries_rebuild() {
+        let mut join = Join::new(two_partition_left(), two_partition_right(), JoinType::Inner);
+        join.mode = JoinMode::Broadcast;
+        let plan = join.plan();
+        let run = |partition: usize, attempt: usize| {
+            let mut ctx = test_ctx_with_batch_size(8192);
+            Arc::get_mut(&mut ctx).expect("fresh context").attempt = attempt;
+            let out: Vec<RecordBatch> = execute_hash_join(&plan, partition, &ctx)
+                .unwrap()
+                .collect::<Result<_>>()
+                .unwrap();
+            int_column(&out, 2)
+        };
+        // A retry does not populate the cache.
+        assert_eq!(run(0, 1), vec![Some(0), Some(1)]);
+        assert!(!build_cache::is_cached(&plan));
+        assert_eq!(run(0, 0), vec![Some(0), Some(1)]);
+        assert!(build_cache::is_cached(&plan));
+        assert_eq!(run(1, 0), vec![Some(0), Some(1)]);
+        // Partitioned joins build per partition and never share.
+        let partitioned = Join::new(two_partition_left(), two_partition_right(), JoinType::Inner);
+        let plan = partitioned.plan();
+        let ctx = test_ctx_with_batch_size(8192);
+        execute_hash_join(&plan, 0, &ctx).unwrap().for_each(drop);
+        assert!(!build_cache::is_cached(&plan));
     }
 
     #[test]
