@@ -1,6 +1,8 @@
 //! Executor memory: one [`MemoryPool`] per executor, shared by the tasks running on it, and
-//! [`MemoryReservation`]s through which operators that buffer rows (sort, aggregate, join
-//! build sides) claim part of it.
+//! [`MemoryReservation`]s through which operators that buffer rows claim part of it. Sort
+//! and hash aggregate reserve and spill; hash join build sides are not accounted yet (a
+//! join can call `try_grow` and pass its error on: it names the executor, the sizes and the
+//! key to raise).
 //!
 //! Why a pool at all: an operator that holds its whole input (a sort, a hash aggregate with
 //! many groups) grows without bound at large scale factors, and the first sign of trouble
