@@ -53,6 +53,7 @@ pub fn create_physical_plan(
     PhysicalPlanner {
         config,
         memo: HashMap::new(),
+        estimates: HashMap::new(),
     }
     .plan(plan)
 }
@@ -60,9 +61,12 @@ pub fn create_physical_plan(
 struct PhysicalPlanner<'a> {
     config: &'a PhysicalPlannerConfig,
     memo: HashMap<*const LogicalPlan, Arc<PhysicalPlan>>,
+    /// Output size estimates by logical node identity (see [`estimated_bytes`]).
+    estimates: HashMap<*const LogicalPlan, Option<usize>>,
 }
 
 impl PhysicalPlanner<'_> {
+    #[recursive::recursive]
     fn plan(&mut self, plan: &Arc<LogicalPlan>) -> Result<Arc<PhysicalPlan>> {
         let key = Arc::as_ptr(plan);
         if let Some(p) = self.memo.get(&key) {
@@ -345,7 +349,7 @@ impl PhysicalPlanner<'_> {
             join.join_type,
             JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
         );
-        let small_right = estimated_bytes(&join.right)
+        let small_right = estimated_bytes(&join.right, &mut self.estimates)
             .is_some_and(|b| b <= self.config.broadcast_threshold_bytes);
         let both_single = left.output_partitions() <= 1 && right.output_partitions() <= 1;
         let (left, right, mode) = if broadcastable && (small_right || both_single) {
@@ -475,7 +479,45 @@ fn partial_aggregate_schema(agg: &logical::Aggregate) -> Result<PlanSchema> {
 }
 
 /// A rough size estimate of a logical plan's output, for broadcast decisions.
-fn estimated_bytes(plan: &LogicalPlan) -> Option<usize> {
+///
+/// Iterative (an explicit post-order stack) and memoised by node identity in `memo`: the
+/// planner asks once per join, and an iterative DataFrame loop puts its whole lineage under
+/// each join's side — a union of the previous result with itself doubles the tree at every
+/// iteration — so a plain recursive walk is quadratic on chains, exponential on shared DAGs
+/// and overflows the stack at a few thousand nodes.
+fn estimated_bytes(
+    plan: &Arc<LogicalPlan>,
+    memo: &mut HashMap<*const LogicalPlan, Option<usize>>,
+) -> Option<usize> {
+    let mut stack: Vec<(&Arc<LogicalPlan>, bool)> = vec![(plan, false)];
+    while let Some((node, inputs_done)) = stack.pop() {
+        let key = Arc::as_ptr(node);
+        if memo.contains_key(&key) {
+            continue;
+        }
+        let inputs = node.inputs();
+        if !inputs_done {
+            stack.push((node, true));
+            stack.extend(
+                inputs
+                    .into_iter()
+                    .filter(|i| !memo.contains_key(&Arc::as_ptr(i)))
+                    .map(|i| (i, false)),
+            );
+            continue;
+        }
+        let input_bytes: Vec<Option<usize>> = inputs
+            .iter()
+            .map(|i| memo.get(&Arc::as_ptr(i)).copied().flatten())
+            .collect();
+        memo.insert(key, node_bytes(node, &input_bytes));
+    }
+    memo.get(&Arc::as_ptr(plan)).copied().flatten()
+}
+
+/// One node's estimate from its inputs' estimates (in `inputs()` order).
+fn node_bytes(plan: &LogicalPlan, inputs: &[Option<usize>]) -> Option<usize> {
+    let input = |i: usize| inputs.get(i).copied().flatten();
     Some(match plan {
         LogicalPlan::TableScan(s) => {
             let bytes = s.source.statistics().total_bytes?;
@@ -488,24 +530,17 @@ fn estimated_bytes(plan: &LogicalPlan) -> Option<usize> {
                 projected / 2
             }
         }
-        LogicalPlan::Filter(f) => estimated_bytes(&f.input)? / 2,
+        LogicalPlan::Filter(_) => input(0)? / 2,
         LogicalPlan::Values(v) => v.rows.len() * 64,
         LogicalPlan::EmptyRelation(_) => 0,
-        LogicalPlan::Join(j) => estimated_bytes(&j.left)?.max(estimated_bytes(&j.right)?),
-        LogicalPlan::CrossJoin(j) => {
-            estimated_bytes(&j.left)?.saturating_mul(estimated_bytes(&j.right)?.max(1))
-        }
-        LogicalPlan::Union(u) => u
-            .inputs
+        LogicalPlan::Join(_) => input(0)?.max(input(1)?),
+        LogicalPlan::CrossJoin(_) => input(0)?.saturating_mul(input(1)?.max(1)),
+        // Saturating: a loop unioning its previous result with itself doubles the estimate
+        // at every iteration.
+        LogicalPlan::Union(_) => inputs
             .iter()
-            .map(|i| estimated_bytes(i))
-            .sum::<Option<usize>>()?,
-        other => other
-            .inputs()
-            .iter()
-            .map(|i| estimated_bytes(i))
-            .max()
-            .flatten()?,
+            .try_fold(0usize, |total, b| Some(total.saturating_add((*b)?)))?,
+        _ => inputs.iter().copied().max().flatten()?,
     })
 }
 
@@ -742,5 +777,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ShuffleRead: stage=0"), "{text}");
+    }
+
+    /// A union of the previous plan with itself, 3,000 times: a DAG of 3,001 nodes whose
+    /// tree would have 2^3000 leaves. The size estimate visits each node once, saturates
+    /// instead of overflowing, and runs on a 2 MiB test thread without recursion.
+    #[test]
+    fn size_estimates_are_memoised_iterative_and_saturating_on_deep_shared_dags() {
+        let mut plan = scan("t", 1, 10);
+        for _ in 0..3000 {
+            plan = Arc::new(LogicalPlan::Union(
+                crate::logical::Union::try_new(vec![plan.clone(), plan]).unwrap(),
+            ));
+        }
+        let mut memo = HashMap::new();
+        assert_eq!(estimated_bytes(&plan, &mut memo), Some(usize::MAX));
+        assert_eq!(memo.len(), 3001);
+        // Planning the whole chain (recursive, stack grown on demand) also finishes.
+        let physical = create_physical_plan(&plan, &config()).unwrap();
+        assert_eq!(physical.inputs().len(), 2);
     }
 }

@@ -107,6 +107,9 @@ struct StageCutter {
 
 impl StageCutter {
     /// Returns `plan` with Exchanges replaced by ShuffleReads, and the stages it reads.
+    /// Recursion depth is the plan's depth (thousands of nodes for a long DataFrame loop),
+    /// so the stack grows on demand.
+    #[recursive::recursive]
     fn cut(&mut self, plan: &Arc<PhysicalPlan>) -> Result<(Arc<PhysicalPlan>, Vec<usize>)> {
         if let PhysicalPlan::Exchange { input, kind } = plan.as_ref() {
             let key = Arc::as_ptr(plan);
