@@ -11,6 +11,8 @@ use ember_storage::tpch::{write_tpch_parquet, TPCH_TABLES};
 /// Written after all eight tables, so an interrupted generation is redone, not reused.
 pub mod recovery;
 
+pub mod lineage;
+
 const COMPLETE_MARKER: &str = "_COMPLETE";
 
 /// The scale factor to benchmark at: `EMBER_TPCH_SF`, else 0.1.

@@ -1,0 +1,303 @@
+//! Lineage costs (issue 3).
+//!
+//! - `checkpoint_overhead/{plain, checkpoint, local_checkpoint}`: a Q1-like aggregate over
+//!   lineitem (`EMBER_TPCH_SF`, default 0.1; the issue's figures are at SF 1) reading the
+//!   filtered Q1 columns plainly, through a reliable checkpoint, or through a local
+//!   checkpoint. The checkpoint sits on the aggregate's input — the filtered, projected
+//!   lineitem rows — because that is what a user checkpoints: the expensive-to-rebuild data
+//!   several analyses will read, not the small aggregate result. Each sample writes a fresh
+//!   checkpoint (its own checkpoint folder; a new local-checkpoint id), so the figure is the
+//!   eager write cost. Spark: checkpoint 1.68×, localCheckpoint 1.23×; target ≤ 1.10×.
+//!   Also printed: the checkpoint's files vs the same rows written with
+//!   `COPY … STORED AS PARQUET` (Spark 1.64×; target ≤ 1.0×).
+//! - `long_lineage/plan_per_iteration/{100,1000}`: planning (optimize, physical plan, stage
+//!   cutting) iteration n of the join + aggregate loop, divided by n: flat if every pass is
+//!   linear in the lineage.
+//! - `long_lineage/{run_1000, fail_at_10, fail_at_990}` (`EMBER_LINEAGE_ITERATIONS`
+//!   overrides 1000; fault points scale with it): the loop run once, with a reliable
+//!   checkpoint every `CHECKPOINT_EVERY` iterations (what automatic placement with a depth
+//!   cap does; the scheduler does not yet act on automatic decisions by itself); then an
+//!   executor killed half-way through iteration 10's and iteration 990's last stage. These
+//!   runs take seconds each, so they are timed directly (`RUN_SAMPLES` each, median) rather
+//!   than through criterion's sampling; the recovery figure is each killed run minus the
+//!   fault-free median, and the 990 / 10 ratio is printed.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ember_benches::lineage::{dir_bytes, is_answer, iterate, loop_session, stage_of_prefix};
+use ember_benches::recovery::median;
+use ember_benches::{scale_factor, tpch_session_with};
+use ember_frontend::prelude::*;
+use ember_frontend::Session;
+
+/// The Q1 input: its columns, its filter.
+const Q1_INPUT: &str = "SELECT l_returnflag, l_linestatus, l_quantity, l_extendedprice, \
+     l_discount, l_tax FROM lineitem WHERE l_shipdate <= DATE '1998-09-02'";
+const CHECKPOINT_EVERY: usize = 10;
+const RUN_SAMPLES: usize = 3;
+
+fn q1_aggregate(input: &DataFrame) -> DataFrame {
+    let price = col("l_extendedprice");
+    let disc_price = price.clone().mul(lit(1i64).sub(col("l_discount")));
+    input
+        .group_by(vec![col("l_returnflag"), col("l_linestatus")])
+        .agg(vec![
+            sum(col("l_quantity")).alias("sum_qty"),
+            sum(price).alias("sum_base_price"),
+            sum(disc_price.clone()).alias("sum_disc_price"),
+            sum(disc_price.mul(lit(1i64).add(col("l_tax")))).alias("sum_charge"),
+            avg(col("l_discount")).alias("avg_disc"),
+            count_star().alias("count_order"),
+        ])
+        .expect("Q1 aggregate")
+}
+
+fn checkpoint_overhead(c: &mut Criterion) {
+    let sf = scale_factor().expect("EMBER_TPCH_SF");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let session = tpch_session_with(sf, &[]).expect("TPC-H session");
+    let input = session.sql(Q1_INPUT).expect("Q1 input");
+    let reference = q1_aggregate(&input).collect().expect("plain run");
+    let rows: usize = reference.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 4, "Q1 has four groups");
+
+    let mut group = c.benchmark_group("checkpoint_overhead");
+    group.sample_size(10);
+    let mut times: Vec<(&str, Duration)> = Vec::new();
+    let mut timed = |name: &'static str, run: &mut dyn FnMut() -> Duration| {
+        let mut samples = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = run();
+                    samples.push(t);
+                    total += t;
+                }
+                total
+            })
+        });
+        times.push((name, median(&samples).unwrap_or_default()));
+    };
+
+    timed("plain", &mut || {
+        let start = Instant::now();
+        let out = q1_aggregate(&input).collect().expect("plain");
+        let t = start.elapsed();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+        t
+    });
+
+    let mut sample = 0usize;
+    let mut checkpoint_bytes = 0u64;
+    timed("checkpoint", &mut || {
+        // A fresh folder per sample: a committed checkpoint of the same plan would be
+        // reused, and the write is what is measured.
+        sample += 1;
+        let dir = scratch.path().join(format!("ckpt-{sample}"));
+        session
+            .set_config("ember.checkpoint.dir", &dir.to_string_lossy())
+            .expect("checkpoint dir");
+        let checkpointed = input.checkpoint();
+        let start = Instant::now();
+        let out = q1_aggregate(&checkpointed).collect().expect("checkpoint");
+        let t = start.elapsed();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+        checkpoint_bytes = dir_bytes(&dir);
+        assert!(
+            checkpoint_bytes > 0,
+            "no checkpoint written under {}",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        t
+    });
+
+    timed("local_checkpoint", &mut || {
+        let kept = input.local_checkpoint();
+        let start = Instant::now();
+        let out = q1_aggregate(&kept).collect().expect("local checkpoint");
+        let t = start.elapsed();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+        kept.unpersist();
+        t
+    });
+    group.finish();
+
+    // The same rows as plain Parquet, through the output commit protocol.
+    let parquet_dir = scratch.path().join("plain-parquet");
+    session
+        .sql(&format!(
+            "COPY ({Q1_INPUT}) TO '{}' STORED AS PARQUET",
+            parquet_dir.display()
+        ))
+        .and_then(|df| df.collect())
+        .expect("COPY to Parquet");
+    let parquet_bytes = dir_bytes(&parquet_dir);
+
+    let plain = times[0].1.as_secs_f64();
+    println!("checkpoint_overhead at SF {sf} (medians):");
+    for (name, t) in &times {
+        println!(
+            "  {name:<17} {:>9.1} ms  {:.2}×",
+            t.as_secs_f64() * 1e3,
+            t.as_secs_f64() / plain
+        );
+    }
+    println!(
+        "  checkpoint files {checkpoint_bytes} B vs COPY … STORED AS PARQUET {parquet_bytes} B: {:.2}×",
+        checkpoint_bytes as f64 / parquet_bytes.max(1) as f64
+    );
+}
+
+fn iterations() -> usize {
+    std::env::var("EMBER_LINEAGE_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 20)
+        .unwrap_or(1000)
+}
+
+fn loop_settings() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("ember.executor.instances", "4"),
+        ("ember.executor.cores", "1"),
+        ("ember.sql.shuffle.partitions", "4"),
+        ("ember.sql.autoBroadcastJoinThreshold", "0"),
+    ]
+}
+
+fn plan_per_iteration(c: &mut Criterion) {
+    let session = loop_session(4, &loop_settings()).expect("loop session");
+    let mut group = c.benchmark_group("long_lineage/plan_per_iteration");
+    group.sample_size(10);
+    for n in [100usize, 1000] {
+        let df = iterate(&session, n, None).expect("loop");
+        let mut per_iteration = Vec::new();
+        group.bench_function(n.to_string(), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    session.prepare(df.plan()).expect("plan");
+                }
+                let t = start.elapsed();
+                per_iteration.push(t / (iters as u32 * n as u32));
+                t
+            })
+        });
+        println!(
+            "  plan time per iteration at n={n}: {:.1} µs (median)",
+            median(&per_iteration).unwrap_or_default().as_secs_f64() * 1e6
+        );
+    }
+    group.finish();
+}
+
+/// Runs the loop (`n` iterations, checkpoints every `CHECKPOINT_EVERY`) in a fresh session
+/// with its own checkpoint folder under `fault_plan` and returns the wall time.
+fn run_loop(n: usize, fault_plan: Option<&str>, scratch: &std::path::Path, tag: &str) -> Duration {
+    let dir = scratch.join(tag);
+    let dir_text = dir.to_string_lossy().into_owned();
+    let mut settings = loop_settings();
+    settings.push(("ember.checkpoint.dir", &dir_text));
+    let session = loop_session(4, &settings).expect("loop session");
+    let df = iterate(&session, n, Some(CHECKPOINT_EVERY)).expect("loop");
+    if let Some(plan) = fault_plan {
+        session
+            .set_config("ember.fault.plan", plan)
+            .expect("fault plan");
+    }
+    let start = Instant::now();
+    let batches = df
+        .collect()
+        .unwrap_or_else(|e| panic!("loop failed under {fault_plan:?}: {e}"));
+    let t = start.elapsed();
+    assert!(is_answer(&batches, n), "wrong answer under {fault_plan:?}");
+    drop(df);
+    drop(session);
+    let _ = std::fs::remove_dir_all(&dir);
+    t
+}
+
+/// The fault plan killing executor 1 half-way through iteration `at`'s last stage of an
+/// `n`-iteration loop.
+fn kill_at_iteration(session: &Session, n: usize, at: usize) -> String {
+    let whole = session
+        .prepare(
+            iterate(session, n, Some(CHECKPOINT_EVERY))
+                .expect("loop")
+                .plan(),
+        )
+        .expect("plan")
+        .stages;
+    let prefix = session
+        .prepare(
+            iterate(session, at, Some(CHECKPOINT_EVERY))
+                .expect("loop")
+                .plan(),
+        )
+        .expect("plan")
+        .stages;
+    let stage = stage_of_prefix(&prefix, &whole)
+        .expect("fingerprints")
+        .unwrap_or_else(|| panic!("iteration {at}'s stage not found"));
+    format!("kill-executor executor=1 stage={stage} at=50%")
+}
+
+fn long_lineage_runs(_c: &mut Criterion) {
+    let n = iterations();
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let planner = loop_session(4, &loop_settings()).expect("loop session");
+    let (early, late) = (10usize, n - 10);
+    let plans = [
+        ("fail_at_10", kill_at_iteration(&planner, n, early)),
+        (
+            if n == 1000 {
+                "fail_at_990"
+            } else {
+                "fail_late"
+            },
+            kill_at_iteration(&planner, n, late),
+        ),
+    ];
+    let mut free = Vec::new();
+    let mut faulty: Vec<Vec<Duration>> = vec![Vec::new(), Vec::new()];
+    for s in 0..RUN_SAMPLES {
+        free.push(run_loop(n, None, scratch.path(), &format!("free-{s}")));
+        for (i, (name, plan)) in plans.iter().enumerate() {
+            faulty[i].push(run_loop(
+                n,
+                Some(plan),
+                scratch.path(),
+                &format!("{name}-{s}"),
+            ));
+        }
+    }
+    let base = median(&free).unwrap_or_default();
+    println!("long_lineage ({n} iterations, checkpoint every {CHECKPOINT_EVERY}, medians of {RUN_SAMPLES}):");
+    println!("  run_{n:<12} {:>9.0} ms", base.as_secs_f64() * 1e3);
+    let mut recovery = Vec::new();
+    for (i, (name, plan)) in plans.iter().enumerate() {
+        let t = median(&faulty[i]).unwrap_or_default();
+        let extra = t.saturating_sub(base);
+        recovery.push(extra.as_secs_f64());
+        println!(
+            "  {name:<16} {:>9.0} ms  recovery {:>7.0} ms  ({plan})",
+            t.as_secs_f64() * 1e3,
+            extra.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "  recovery late / early: {:.2}×",
+        recovery[1] / recovery[0].max(1e-3)
+    );
+}
+
+criterion_group!(
+    benches,
+    checkpoint_overhead,
+    plan_per_iteration,
+    long_lineage_runs
+);
+criterion_main!(benches);
