@@ -22,12 +22,14 @@
 //!   than through criterion's sampling; the recovery figure is each killed run minus the
 //!   fault-free median, and the 990 / 10 ratio is printed.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ember_benches::lineage::{dir_bytes, is_answer, iterate, loop_session, stage_of_prefix};
-use ember_benches::recovery::median;
+use ember_benches::recovery::{event_log_file, median, read_events};
 use ember_benches::{scale_factor, tpch_session_with};
+use ember_exec::events::EventKind;
 use ember_frontend::prelude::*;
 use ember_frontend::Session;
 
@@ -36,6 +38,19 @@ const Q1_INPUT: &str = "SELECT l_returnflag, l_linestatus, l_quantity, l_extende
      l_discount, l_tax FROM lineitem WHERE l_shipdate <= DATE '1998-09-02'";
 const CHECKPOINT_EVERY: usize = 10;
 const RUN_SAMPLES: usize = 3;
+
+/// Whether criterion's command-line filter (`cargo bench --bench lineage -- FILTER`) selects
+/// `group`: the set-up of each group (TPC-H data, long runs) is skipped when it does not.
+fn selected(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| group.contains(f.as_str()) || f.contains(group))
+}
 
 fn q1_aggregate(input: &DataFrame) -> DataFrame {
     let price = col("l_extendedprice");
@@ -54,6 +69,9 @@ fn q1_aggregate(input: &DataFrame) -> DataFrame {
 }
 
 fn checkpoint_overhead(c: &mut Criterion) {
+    if !selected("checkpoint_overhead") {
+        return;
+    }
     let sf = scale_factor().expect("EMBER_TPCH_SF");
     let scratch = tempfile::tempdir().expect("scratch dir");
     let session = tpch_session_with(sf, &[]).expect("TPC-H session");
@@ -169,6 +187,9 @@ fn loop_settings() -> Vec<(&'static str, &'static str)> {
 }
 
 fn plan_per_iteration(c: &mut Criterion) {
+    if !selected("long_lineage/plan_per_iteration") {
+        return;
+    }
     let session = loop_session(4, &loop_settings()).expect("loop session");
     let mut group = c.benchmark_group("long_lineage/plan_per_iteration");
     group.sample_size(10);
@@ -194,13 +215,25 @@ fn plan_per_iteration(c: &mut Criterion) {
     group.finish();
 }
 
+/// What one run of the loop took: wall time, and from its event log the partitions
+/// recomputed after a loss and the distinct stages they belong to.
+struct LoopRun {
+    time: Duration,
+    recomputed_partitions: usize,
+    recomputed_stages: usize,
+}
+
 /// Runs the loop (`n` iterations, checkpoints every `CHECKPOINT_EVERY`) in a fresh session
-/// with its own checkpoint folder under `fault_plan` and returns the wall time.
-fn run_loop(n: usize, fault_plan: Option<&str>, scratch: &std::path::Path, tag: &str) -> Duration {
+/// with its own checkpoint and event-log folders under `fault_plan`.
+fn run_loop(n: usize, fault_plan: Option<&str>, scratch: &std::path::Path, tag: &str) -> LoopRun {
     let dir = scratch.join(tag);
-    let dir_text = dir.to_string_lossy().into_owned();
+    let checkpoints = dir.join("checkpoints").to_string_lossy().into_owned();
+    let logs = dir.join("events");
+    let logs_text = logs.to_string_lossy().into_owned();
     let mut settings = loop_settings();
-    settings.push(("ember.checkpoint.dir", &dir_text));
+    settings.push(("ember.checkpoint.dir", &checkpoints));
+    settings.push(("ember.eventLog.enabled", "true"));
+    settings.push(("ember.eventLog.dir", &logs_text));
     let session = loop_session(4, &settings).expect("loop session");
     let df = iterate(&session, n, Some(CHECKPOINT_EVERY)).expect("loop");
     if let Some(plan) = fault_plan {
@@ -212,12 +245,30 @@ fn run_loop(n: usize, fault_plan: Option<&str>, scratch: &std::path::Path, tag: 
     let batches = df
         .collect()
         .unwrap_or_else(|e| panic!("loop failed under {fault_plan:?}: {e}"));
-    let t = start.elapsed();
+    let time = start.elapsed();
     assert!(is_answer(&batches, n), "wrong answer under {fault_plan:?}");
     drop(df);
     drop(session);
+    let events = event_log_file(&logs)
+        .and_then(|f| read_events(&f))
+        .expect("event log");
+    let mut stages = HashSet::new();
+    let mut recomputed_partitions = 0;
+    for e in &events {
+        if let EventKind::PartitionsRecomputed {
+            stage, partitions, ..
+        } = &e.kind
+        {
+            stages.insert(*stage);
+            recomputed_partitions += partitions.len();
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    t
+    LoopRun {
+        time,
+        recomputed_partitions,
+        recomputed_stages: stages.len(),
+    }
 }
 
 /// The fault plan killing executor 1 half-way through iteration `at`'s last stage of an
@@ -246,6 +297,9 @@ fn kill_at_iteration(session: &Session, n: usize, at: usize) -> String {
 }
 
 fn long_lineage_runs(_c: &mut Criterion) {
+    if !selected("long_lineage/runs") {
+        return;
+    }
     let n = iterations();
     let scratch = tempfile::tempdir().expect("scratch dir");
     let planner = loop_session(4, &loop_settings()).expect("loop session");
@@ -262,9 +316,9 @@ fn long_lineage_runs(_c: &mut Criterion) {
         ),
     ];
     let mut free = Vec::new();
-    let mut faulty: Vec<Vec<Duration>> = vec![Vec::new(), Vec::new()];
+    let mut faulty: Vec<Vec<LoopRun>> = vec![Vec::new(), Vec::new()];
     for s in 0..RUN_SAMPLES {
-        free.push(run_loop(n, None, scratch.path(), &format!("free-{s}")));
+        free.push(run_loop(n, None, scratch.path(), &format!("free-{s}")).time);
         for (i, (name, plan)) in plans.iter().enumerate() {
             faulty[i].push(run_loop(
                 n,
@@ -275,17 +329,25 @@ fn long_lineage_runs(_c: &mut Criterion) {
         }
     }
     let base = median(&free).unwrap_or_default();
-    println!("long_lineage ({n} iterations, checkpoint every {CHECKPOINT_EVERY}, medians of {RUN_SAMPLES}):");
+    println!(
+        "long_lineage ({n} iterations, checkpoint every {CHECKPOINT_EVERY}, medians of {RUN_SAMPLES}):"
+    );
     println!("  run_{n:<12} {:>9.0} ms", base.as_secs_f64() * 1e3);
     let mut recovery = Vec::new();
     for (i, (name, plan)) in plans.iter().enumerate() {
-        let t = median(&faulty[i]).unwrap_or_default();
+        let times: Vec<Duration> = faulty[i].iter().map(|r| r.time).collect();
+        let t = median(&times).unwrap_or_default();
         let extra = t.saturating_sub(base);
         recovery.push(extra.as_secs_f64());
+        let parts: Vec<String> = faulty[i]
+            .iter()
+            .map(|r| format!("{}p/{}s", r.recomputed_partitions, r.recomputed_stages))
+            .collect();
         println!(
-            "  {name:<16} {:>9.0} ms  recovery {:>7.0} ms  ({plan})",
+            "  {name:<16} {:>9.0} ms  recovery {:>7.0} ms  recomputed [{}]  ({plan})",
             t.as_secs_f64() * 1e3,
-            extra.as_secs_f64() * 1e3
+            extra.as_secs_f64() * 1e3,
+            parts.join(", ")
         );
     }
     println!(
