@@ -8,6 +8,7 @@ use ember_planner::table::BatchIter;
 use ember_planner::Result;
 
 use crate::memory::TaskMemory;
+use crate::persist::{NoPersisted, PersistedReader};
 use crate::udf::FunctionRegistry;
 
 /// Reads shuffle blocks written by an earlier stage (implemented by the shuffle layer).
@@ -32,6 +33,8 @@ pub struct TaskContext {
     pub batch_size: usize,
     pub functions: Arc<FunctionRegistry>,
     pub shuffle: Arc<dyn ShuffleReader>,
+    /// Reads partitions of persisted plans (cache, checkpoints).
+    pub persisted: Arc<dyn PersistedReader>,
     /// Set when the task is killed (speculation loser, executor lost); operators check it
     /// between batches.
     pub cancelled: Arc<AtomicBool>,
@@ -66,6 +69,7 @@ impl TaskContext {
             batch_size: 8192,
             functions,
             shuffle: Arc::new(NoShuffle),
+            persisted: Arc::new(NoPersisted),
             cancelled: Arc::new(AtomicBool::new(false)),
             memory: TaskMemory::unbounded(),
         }

@@ -8,6 +8,7 @@ pub mod expr;
 pub mod fault;
 pub mod memory;
 pub mod operators;
+pub mod persist;
 pub mod scheduler;
 pub mod shuffle;
 pub mod spill;

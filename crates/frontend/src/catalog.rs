@@ -31,6 +31,9 @@ impl CatalogEntry {
 pub struct Catalog {
     /// Lower-cased name → (name as registered, entry).
     entries: BTreeMap<String, (String, CatalogEntry)>,
+    /// Lower-cased name → the persisted plan (`CACHE TABLE`, `CHECKPOINT TABLE`) queries
+    /// read instead of the entry, until `UNCACHE TABLE`.
+    persisted: BTreeMap<String, Arc<LogicalPlan>>,
 }
 
 impl Catalog {
@@ -83,7 +86,35 @@ impl Catalog {
         Ok(())
     }
 
+    /// Makes queries of `name` read `plan` (a `Persist` over the entry's plan). Returns the
+    /// plan it replaces, if the name was persisted already.
+    pub fn set_persisted(&mut self, name: &str, plan: Arc<LogicalPlan>) -> Option<Arc<LogicalPlan>> {
+        self.persisted.insert(Self::key(name), plan)
+    }
+
+    /// Stops reading `name` from its persisted plan; returns that plan.
+    pub fn remove_persisted(&mut self, name: &str) -> Option<Arc<LogicalPlan>> {
+        self.persisted.remove(&Self::key(name))
+    }
+
+    /// Every persisted plan (to keep their checkpoints in `VACUUM CHECKPOINTS`).
+    pub fn persisted_plans(&self) -> Vec<Arc<LogicalPlan>> {
+        self.persisted.values().cloned().collect()
+    }
+
+    /// The plan queries of `name` read: its persisted plan, else the view's plan. `None`
+    /// for an unpersisted table (read through its source).
+    pub fn plan_of(&self, name: &str) -> Option<Arc<LogicalPlan>> {
+        self.persisted
+            .get(&Self::key(name))
+            .cloned()
+            .or_else(|| self.view(name))
+    }
+
     pub fn table(&self, name: &str) -> Option<Arc<dyn TableSource>> {
+        if self.persisted.contains_key(&Self::key(name)) {
+            return None;
+        }
         match self.entries.get(&Self::key(name)) {
             Some((_, CatalogEntry::Table(t))) => Some(t.clone()),
             _ => None,
@@ -123,6 +154,7 @@ impl Catalog {
             ))),
             Some(_) => {
                 self.entries.remove(&key);
+                self.persisted.remove(&key);
                 Ok(true)
             }
         }

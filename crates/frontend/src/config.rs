@@ -45,6 +45,7 @@ pub const TASK_MAX_FAILURES: &str = "ember.task.maxFailures";
 pub const STAGE_MAX_ATTEMPTS: &str = "ember.stage.maxConsecutiveAttempts";
 pub const CHECKPOINT_DIR: &str = "ember.checkpoint.dir";
 pub const SPECULATION: &str = "ember.speculation";
+pub const CHECKPOINT_CLEANUP: &str = "ember.checkpoint.cleanup";
 
 const KNOWN_KEYS: &[KnownKey] = &[
     KnownKey {
@@ -101,6 +102,13 @@ const KNOWN_KEYS: &[KnownKey] = &[
         default: Some("ember-checkpoints"),
         kind: ValueKind::Text,
         doc: "where checkpoints are written",
+    },
+    KnownKey {
+        key: CHECKPOINT_CLEANUP,
+        default: Some("true"),
+        kind: ValueKind::Bool,
+        doc: "remove this session's checkpoints when it ends normally (a crashed \
+              application's checkpoints stay, so a restart resumes from them)",
     },
     KnownKey {
         key: SPECULATION,

@@ -39,6 +39,7 @@ use ember_planner::logical::{
     Aggregate, Distinct, Filter, Join, JoinType, Limit, LogicalPlan, Partitioning, Projection,
     Repartition, Sort, SubqueryAlias, Union,
 };
+use ember_planner::persist::{PersistMode, StorageLevel};
 use ember_planner::schema::{Column, PlanSchemaRef};
 use ember_planner::types::common_type;
 use ember_planner::{EmberError, Result};
@@ -388,6 +389,58 @@ impl DataFrame {
             input: self.plan.clone(),
             partitioning,
         })))
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Persisting: keep the partitions once computed (see `crate::persist`).
+
+    /// Keeps the partitions in executor memory once the first query computes them
+    /// (`persist(StorageLevel::MemoryOnly)`); later queries read them. A partition lost with
+    /// its executor is recomputed from lineage. Lazy, as in Spark.
+    ///
+    /// ```
+    /// use ember_frontend::prelude::*;
+    ///
+    /// let session = Session::new();
+    /// let df = session.sql("SELECT * FROM (VALUES (1), (2), (3)) AS t(x)").unwrap().cache();
+    /// assert_eq!(df.count().unwrap(), 3); // computes and caches
+    /// assert_eq!(df.filter(col("x").gt(lit(1i64))).unwrap().count().unwrap(), 2); // reads the cache
+    /// ```
+    pub fn cache(&self) -> DataFrame {
+        self.persist(StorageLevel::MemoryOnly)
+    }
+
+    /// Keeps the partitions at `level` in the executors' block stores once computed.
+    pub fn persist(&self, level: StorageLevel) -> DataFrame {
+        self.with_plan(self.session.persisted_plan(&self.plan, PersistMode::Cache(level)))
+    }
+
+    /// Drops the kept partitions (of `cache`/`persist`/`local_checkpoint`) and returns the
+    /// DataFrame that computes them from lineage again.
+    pub fn unpersist(&self) -> DataFrame {
+        self.with_plan(self.session.unpersisted_plan(&self.plan))
+    }
+
+    /// A reliable checkpoint: each partition is written as Parquet under
+    /// `ember.checkpoint.dir` (a path or object-store URL) while the first query computes it,
+    /// with a manifest committed atomically; later queries (and recovery, and a restarted
+    /// application with the same plan and inputs) read it instead of the lineage below.
+    pub fn checkpoint(&self) -> DataFrame {
+        self.with_plan(self.session.persisted_plan(&self.plan, PersistMode::Checkpoint))
+    }
+
+    /// Keeps the partitions in executor storage (memory and local disk) to cut lineage
+    /// cheaply. If an executor dies, Ember recomputes its partitions from the lineage it
+    /// kept (where Spark fails the job).
+    pub fn local_checkpoint(&self) -> DataFrame {
+        self.with_plan(
+            self.session
+                .persisted_plan(&self.plan, PersistMode::LocalCheckpoint),
+        )
+    }
+
+    fn with_plan(&self, plan: Arc<LogicalPlan>) -> DataFrame {
+        DataFrame::new(self.session.clone(), plan)
     }
 
     // ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ pub mod dataframe;
 pub mod execution;
 pub mod explain_analyze;
 pub mod format;
+pub mod persist;
 pub mod repl;
 pub mod runtime;
 pub mod session;
@@ -44,5 +45,6 @@ pub mod prelude {
         BuiltinFunction, Expr, SortExpr,
     };
     pub use ember_planner::logical::JoinType;
+    pub use ember_planner::persist::StorageLevel;
     pub use ember_planner::{EmberError, Result};
 }

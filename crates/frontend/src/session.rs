@@ -4,6 +4,7 @@
 //! A `Session` is a cheap handle (`Clone` shares the same state), so every [`DataFrame`] can
 //! carry the session it was built in and run itself.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -14,6 +15,7 @@ use ember_exec::udf::{FunctionRegistry, ScalarFunctionImpl, ScalarUdf};
 use ember_planner::error::closest_name;
 use ember_planner::expr::Expr;
 use ember_planner::logical::{EmptyRelation, LogicalPlan, TableScan, Values};
+use ember_planner::persist::{PersistId, PersistMode, StorageLevel};
 use ember_planner::schema::PlanSchema;
 use ember_planner::table::TableSource;
 use ember_planner::{EmberError, Result};
@@ -71,6 +73,25 @@ struct SessionState {
     catalog: RwLock<Catalog>,
     functions: Arc<FunctionRegistry>,
     runtime: Runtime,
+    /// The next id for a persisted plan (`cache()`, `checkpoint()`, `CACHE TABLE`, ...).
+    next_persist_id: AtomicU64,
+}
+
+impl Drop for SessionState {
+    /// `ember.checkpoint.cleanup`: a session that ends normally removes the checkpoints it
+    /// wrote. A crashed application never gets here, so its checkpoints stay for a restart.
+    fn drop(&mut self) {
+        let config = self.config.read();
+        if config.get(crate::config::CHECKPOINT_CLEANUP) != Some("true") {
+            return;
+        }
+        if let Some(cluster) = self.runtime.current_cluster() {
+            let dir = config
+                .get(crate::config::CHECKPOINT_DIR)
+                .unwrap_or(ember_storage::checkpoint::DEFAULT_CHECKPOINT_DIR);
+            crate::persist::remove_session_checkpoints(&cluster, dir);
+        }
+    }
 }
 
 /// An Ember session.
@@ -119,8 +140,22 @@ impl Session {
                 catalog: RwLock::new(Catalog::new()),
                 functions: Arc::new(FunctionRegistry::default()),
                 runtime: Runtime::default(),
+                next_persist_id: AtomicU64::new(1),
             }),
         }
+    }
+
+    pub(crate) fn catalog(&self) -> &RwLock<Catalog> {
+        &self.state.catalog
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.state.runtime
+    }
+
+    /// A fresh id for a persisted plan, unique in this session.
+    pub(crate) fn next_persist_id(&self) -> PersistId {
+        self.state.next_persist_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A snapshot of the configuration.
@@ -199,6 +234,9 @@ impl Session {
     /// The DataFrame reading table or view `name`.
     pub fn table(&self, name: &str) -> Result<DataFrame> {
         let catalog = self.state.catalog.read();
+        if let Some(plan) = catalog.plan_of(name) {
+            return Ok(DataFrame::new(self.clone(), plan));
+        }
         match catalog.get(name) {
             Some(CatalogEntry::Table(source)) => {
                 let scan =
@@ -564,18 +602,34 @@ impl Session {
                     written.files
                 )))
             }
-            S::CacheTable { name, .. } => Err(EmberError::NotImplemented(format!(
-                "CACHE TABLE {name}: caching is not available yet; the table is read from its source on every query"
-            ))),
-            S::UncacheTable { name } => Err(EmberError::NotImplemented(format!(
-                "UNCACHE TABLE {name}: caching is not available yet"
-            ))),
-            S::CheckpointTable { name } => Err(EmberError::NotImplemented(format!(
-                "CHECKPOINT TABLE {name}: checkpoints are not available yet"
-            ))),
-            S::VacuumCheckpoints => Err(EmberError::NotImplemented(
-                "VACUUM CHECKPOINTS: checkpoints are not available yet".into(),
-            )),
+            S::CacheTable { name, plan } => {
+                let mode = PersistMode::Cache(StorageLevel::MemoryOnly);
+                let rows = self.persist_table(&name, plan, mode)?;
+                Ok(CommandOutput::Message(format!(
+                    "Table '{name}' cached ({}).",
+                    crate::format::rows_label(rows)
+                )))
+            }
+            S::UncacheTable { name } => {
+                self.unpersist_table(&name)?;
+                Ok(CommandOutput::Message(format!("Table '{name}' uncached.")))
+            }
+            S::CheckpointTable { name } => {
+                let rows = self.persist_table(&name, None, PersistMode::Checkpoint)?;
+                Ok(CommandOutput::Message(format!(
+                    "Table '{name}' checkpointed ({}) under {}.",
+                    crate::format::rows_label(rows),
+                    self.checkpoint_dir()
+                )))
+            }
+            S::VacuumCheckpoints => {
+                let removed = self.vacuum_checkpoints()?;
+                Ok(CommandOutput::Message(format!(
+                    "Removed {removed} unused checkpoint{} from {}.",
+                    if removed == 1 { "" } else { "s" },
+                    self.checkpoint_dir()
+                )))
+            }
         }
     }
 
@@ -713,7 +767,7 @@ impl ContextProvider for Session {
     }
 
     fn get_view(&self, name: &str) -> Option<Arc<LogicalPlan>> {
-        self.state.catalog.read().view(name)
+        self.state.catalog.read().plan_of(name)
     }
 
     fn get_udf(&self, name: &str) -> Option<(Vec<DataType>, DataType)> {

@@ -18,6 +18,7 @@ use super::local::LocalExecutor;
 use super::session_dir::SessionDir;
 use crate::events::{EventKind, EventLog};
 use crate::memory::{default_executor_memory, parse_memory_size, EXECUTOR_MEMORY_KEY};
+use crate::persist::PersistRegistry;
 
 pub const EXECUTOR_INSTANCES_KEY: &str = "ember.executor.instances";
 pub const EXECUTOR_CORES_KEY: &str = "ember.executor.cores";
@@ -138,6 +139,8 @@ pub struct LocalCluster {
     events: Arc<EventLog>,
     pool: rayon::ThreadPool,
     next_job: AtomicUsize,
+    /// Where the partitions of the session's persisted plans are (outlives jobs).
+    persisted: Arc<PersistRegistry>,
     /// Declared last so it is dropped after the executors and the pool.
     dir: SessionDir,
 }
@@ -187,6 +190,7 @@ impl LocalCluster {
             events,
             pool,
             next_job: AtomicUsize::new(0),
+            persisted: Arc::new(PersistRegistry::new()),
             dir,
         };
         for _ in 0..instances {
@@ -222,6 +226,20 @@ impl LocalCluster {
 
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// The session's persisted plans (cached blocks, checkpoints).
+    pub fn persisted(&self) -> &Arc<PersistRegistry> {
+        &self.persisted
+    }
+
+    /// Drops persisted plan `id` everywhere (`unpersist`): its blocks on every executor and
+    /// its registry entry. A reliable checkpoint's files stay for `VACUUM CHECKPOINTS`.
+    pub fn unpersist(&self, id: ember_planner::persist::PersistId) -> bool {
+        for executor in self.executors() {
+            executor.blocks().remove_all_for(id);
+        }
+        self.persisted.remove(id)
     }
 
     /// The cluster's event log (disabled unless built with [`Self::with_event_log`]).

@@ -12,6 +12,11 @@ use ember_planner::{EmberError, Result};
 
 use super::heartbeat::HeartbeatReceiver;
 use crate::memory::MemoryPool;
+use ember_storage::block_store::BlockStore;
+
+/// Memory for cached blocks per executor when the session does not say otherwise; larger
+/// `MemoryAndDisk` blocks go to the executor's disk, larger `MemoryOnly` ones are not kept.
+pub const DEFAULT_STORAGE_MEMORY: usize = 1 << 30;
 
 /// Where an executor is in its life.
 ///
@@ -41,6 +46,8 @@ pub struct LocalExecutor {
     heartbeat: Mutex<Option<JoinHandle<()>>>,
     /// `ember.executor.memory`, shared by the tasks running here.
     memory: Arc<MemoryPool>,
+    /// Cached partitions and local checkpoints kept here; they die with the executor.
+    blocks: BlockStore,
 }
 
 impl LocalExecutor {
@@ -52,11 +59,12 @@ impl LocalExecutor {
         Ok(LocalExecutor {
             id,
             cores: cores.max(1),
-            shuffle_dir,
             state: Mutex::new(ExecutorState::Alive),
             changed: Condvar::new(),
             heartbeat: Mutex::new(None),
             memory: MemoryPool::unbounded(id),
+            blocks: BlockStore::new(shuffle_dir.join("blocks"), DEFAULT_STORAGE_MEMORY),
+            shuffle_dir,
         })
     }
 
@@ -65,6 +73,17 @@ impl LocalExecutor {
     pub fn with_memory_budget(mut self, budget: usize) -> Self {
         self.memory = MemoryPool::new(self.id, budget);
         self
+    }
+
+    /// The same executor keeping at most `bytes` of cached blocks in memory.
+    pub fn with_storage_memory(mut self, bytes: usize) -> Self {
+        self.blocks = BlockStore::new(self.shuffle_dir.join("blocks"), bytes);
+        self
+    }
+
+    /// Cached partitions and local checkpoints held by this executor.
+    pub fn blocks(&self) -> &BlockStore {
+        &self.blocks
     }
 
     /// The memory pool shared by the tasks of this executor.
@@ -168,6 +187,7 @@ impl LocalExecutor {
             was_alive
         };
         self.changed.notify_all();
+        self.blocks.clear();
         let _ = std::fs::remove_dir_all(&self.shuffle_dir);
         if let Some(handle) = self.heartbeat.lock().take() {
             // The heartbeat thread never calls back into `kill`, so this cannot deadlock;

@@ -57,6 +57,11 @@ pub fn execute(
             map_partitions,
             ..
         } => ctx.shuffle.read(*stage, kind, *map_partitions, partition)?,
+        PhysicalPlan::PersistRead { stage, id, .. } => {
+            ctx.persisted.read(*stage, *id, partition)?
+        }
+        // Not cut into its own stage (a plan run directly): nothing to keep, pass through.
+        PhysicalPlan::Persist { input, .. } => execute(input, partition, ctx)?,
         PhysicalPlan::Filter { input, predicate } => {
             filter::execute_filter(input, predicate, partition, ctx)?
         }

@@ -17,6 +17,8 @@
 //!                                (and report stage progress to the fault injector)
 //! ```
 
+mod persist;
+
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +38,9 @@ use super::{JobContext, JobResult};
 use crate::events::{EventKind, JobResult as JobOutcome, RecomputeCause, TaskEndReason};
 use crate::executor::{LocalCluster, LocalExecutor};
 use crate::fault::FaultAction;
+use crate::persist::{Kept, PersistRegistry};
 use crate::shuffle::tracker::{MapOutputTracker, MapStatus};
+use ember_storage::checkpoint::CheckpointStore;
 
 /// Why an output was lost, and the executor that took it along (for `ExecutorLost`).
 type LossCause = (RecomputeCause, Option<usize>);
@@ -94,6 +98,10 @@ pub(crate) struct DagScheduler<'a> {
     executors_lost: Vec<usize>,
     started: Instant,
     last_speculation: Instant,
+    /// The session's persisted plans (shared with later jobs).
+    registry: Arc<PersistRegistry>,
+    /// `ember.checkpoint.dir`, opened when the job first needs it.
+    checkpoints: Option<CheckpointStore>,
 }
 
 impl<'a> DagScheduler<'a> {
@@ -146,6 +154,8 @@ impl<'a> DagScheduler<'a> {
             executors_lost: Vec::new(),
             started: Instant::now(),
             last_speculation: Instant::now(),
+            registry: cluster.persisted().clone(),
+            checkpoints: None,
         };
         scheduler.sync_executors();
         Ok(scheduler)
@@ -159,7 +169,7 @@ impl<'a> DagScheduler<'a> {
             stages: self.graph.stages.iter().map(|s| s.id).collect(),
             description: None,
         });
-        let outcome = self.drive();
+        let outcome = self.prepare_persisted().and_then(|()| self.drive());
         if let Err(error) = &outcome {
             let message = error.to_string();
             for i in 0..self.runs.len() {
@@ -269,6 +279,7 @@ impl<'a> DagScheduler<'a> {
         let stage = &self.graph.stages[i];
         match stage.output {
             StageOutput::Shuffle(_) => self.tracker.missing_partitions(stage.id, stage.partitions),
+            StageOutput::Persist { id, .. } => self.registry.missing(id, stage.partitions),
             StageOutput::Result => (0..self.results.len())
                 .filter(|p| self.results[*p].is_none())
                 .collect(),
@@ -279,6 +290,7 @@ impl<'a> DagScheduler<'a> {
         let stage = &self.graph.stages[i];
         match stage.output {
             StageOutput::Shuffle(_) => self.tracker.get(stage.id, partition).is_none(),
+            StageOutput::Persist { id, .. } => !self.registry.is_available(id, partition),
             StageOutput::Result => self.results.get(partition).is_some_and(Option::is_none),
         }
     }
@@ -287,6 +299,7 @@ impl<'a> DagScheduler<'a> {
     /// submissions and completions, and queues the missing partitions of stages that can
     /// run (posting `PartitionsRecomputed` for those whose output had been lost).
     fn advance(&mut self) -> Result<()> {
+        self.commit_ready_checkpoints()?;
         let n = self.graph.stages.len();
         let missing: Vec<Vec<usize>> = (0..n).map(|i| self.missing(i)).collect();
         // A stage is needed if it is incomplete and the result stage depends on it through
@@ -492,6 +505,8 @@ impl<'a> DagScheduler<'a> {
             hook: self.ctx.hook.clone(),
             faults: self.ctx.faults.clone(),
             cancelled: cancelled.clone(),
+            persisted: self.registry.clone(),
+            executors: self.executors.clone(),
         };
         let uid = self.next_uid;
         self.next_uid += 1;
@@ -613,7 +628,11 @@ impl<'a> DagScheduler<'a> {
         let executor_lost = self.dead[task.executor] || !self.executors[task.executor].is_alive();
         let duration = event.duration;
         match event.result {
-            Ok(TaskOutput::Map(_)) if executor_lost => {
+            Ok(TaskOutput::Map(_))
+            | Ok(TaskOutput::Persisted {
+                kept: Kept::Block { .. },
+                ..
+            }) if executor_lost => {
                 let why = "output discarded: its executor was lost".to_string();
                 self.record(&task, duration, 0, 0, TaskStatus::ExecutorLost, Some(why));
             }
@@ -635,6 +654,7 @@ impl<'a> DagScheduler<'a> {
                             blocks: out.blocks,
                         },
                     ),
+                    TaskOutput::Persisted { kept, .. } => self.on_persisted(&task, kept)?,
                     TaskOutput::Result(batches) => {
                         if let Some(slot) = self.results.get_mut(task.partition) {
                             slot.get_or_insert(batches);
@@ -712,7 +732,9 @@ impl<'a> DagScheduler<'a> {
                  {map_stage}, which is not one of its parents"
             )));
         };
-        if self
+        if self.persist_of(parent).is_some() {
+            self.on_persisted_unreadable(parent, map_partition, &error.to_string())?;
+        } else if self
             .tracker
             .registered_at(map_stage, map_partition)
             .is_some_and(|at| at >= task.launch_epoch)
@@ -721,8 +743,7 @@ impl<'a> DagScheduler<'a> {
             // old copy. Keep the fresh one: the reducer simply runs again (if it fails again,
             // that attempt started after the registration and is believed).
             return Ok(());
-        }
-        if self.tracker.unregister(map_stage, map_partition) {
+        } else if self.tracker.unregister(map_stage, map_partition) {
             self.runs[parent]
                 .lost
                 .insert(map_partition, (RecomputeCause::FetchFailed, None));
@@ -810,6 +831,7 @@ impl<'a> DagScheduler<'a> {
             // Releases tasks the injector holds on a hung executor.
             faults.executor_lost(executor);
         }
+        self.on_executor_blocks_lost(executor);
         for (stage_id, partition) in self.tracker.unregister_executor(executor) {
             if let Some(&i) = self.index_of.get(&stage_id) {
                 self.runs[i]
@@ -922,16 +944,18 @@ fn validate(graph: &StageGraph) -> Result<(Vec<Vec<usize>>, Vec<Vec<usize>>)> {
     for (i, stage) in graph.stages.iter().enumerate() {
         let is_last = i == n - 1;
         match (&stage.output, is_last) {
-            (StageOutput::Result, true) | (StageOutput::Shuffle(_), false) => {}
+            (StageOutput::Result, true)
+            | (StageOutput::Shuffle(_), false)
+            | (StageOutput::Persist { .. }, false) => {}
             (StageOutput::Result, false) => {
                 return Err(EmberError::Internal(format!(
                     "stage {} is a result stage but not the last stage",
                     stage.id
                 )))
             }
-            (StageOutput::Shuffle(_), true) => {
+            (StageOutput::Shuffle(_) | StageOutput::Persist { .. }, true) => {
                 return Err(EmberError::Internal(format!(
-                    "the last stage {} writes a shuffle instead of the result",
+                    "the last stage {} keeps its output instead of returning the result",
                     stage.id
                 )))
             }

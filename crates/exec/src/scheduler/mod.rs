@@ -45,6 +45,10 @@ pub use stage::StageState;
 pub use task::{TaskHook, TaskInfo};
 
 use crate::events::EventLog;
+use ember_storage::checkpoint::DEFAULT_CHECKPOINT_DIR;
+
+/// Where reliable checkpoints go (an object_store URL or a local path).
+pub const CHECKPOINT_DIR_KEY: &str = "ember.checkpoint.dir";
 use crate::executor::LocalCluster;
 use crate::fault::FaultInjector;
 use crate::udf::FunctionRegistry;
@@ -61,6 +65,8 @@ pub struct JobContext {
     pub faults: Option<Arc<FaultInjector>>,
     /// Where job, stage and task events go (disabled: nothing is recorded).
     pub events: Arc<EventLog>,
+    /// `ember.checkpoint.dir`: where reliable checkpoints are written and looked up.
+    pub checkpoint_dir: String,
 }
 
 impl JobContext {
@@ -71,6 +77,7 @@ impl JobContext {
             hook: None,
             faults: None,
             events: Arc::new(EventLog::disabled()),
+            checkpoint_dir: DEFAULT_CHECKPOINT_DIR.to_string(),
         }
     }
 
@@ -90,6 +97,9 @@ impl JobContext {
             .with_events(cluster.events().clone());
         if let Some(faults) = faults {
             ctx = ctx.with_faults(Arc::new(faults));
+        }
+        if let Some(dir) = get(CHECKPOINT_DIR_KEY) {
+            ctx.checkpoint_dir = dir;
         }
         Ok(ctx)
     }

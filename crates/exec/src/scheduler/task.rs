@@ -7,6 +7,7 @@ use arrow::record_batch::RecordBatch;
 
 use ember_planner::physical::PhysicalPlan;
 use ember_planner::stages::StageOutput;
+use ember_planner::table::BatchIter;
 use ember_planner::{EmberError, Result};
 
 use crate::context::TaskContext;
@@ -14,6 +15,7 @@ use crate::executor::LocalExecutor;
 use crate::fault::FaultInjector;
 use crate::memory::TaskMemory;
 use crate::operators;
+use crate::persist::{store_partition, Kept, PersistRegistry, RegistryReader};
 use crate::shuffle::reader::TrackerShuffleReader;
 use crate::shuffle::tracker::MapOutputTracker;
 use crate::shuffle::writer::{write_map_output, MapOutput};
@@ -51,6 +53,10 @@ pub(crate) struct TaskSpec {
     /// The job's fault injector; it runs before `hook`.
     pub faults: Option<Arc<FaultInjector>>,
     pub cancelled: Arc<AtomicBool>,
+    /// The session's persisted plans: where persist tasks register output and reads look.
+    pub persisted: Arc<PersistRegistry>,
+    /// Every executor of the cluster (persisted blocks are read from their owners).
+    pub executors: Vec<Arc<LocalExecutor>>,
 }
 
 /// What a successful task hands back to the driver.
@@ -58,6 +64,8 @@ pub(crate) struct TaskSpec {
 pub(crate) enum TaskOutput {
     /// Blocks written by a map task (registered by the driver, not the task).
     Map(MapOutput),
+    /// A partition of a persisted plan, kept where [`Kept`] says.
+    Persisted { kept: Kept, rows: usize, bytes: u64 },
     /// A result partition's rows.
     Result(Vec<RecordBatch>),
 }
@@ -66,6 +74,7 @@ impl TaskOutput {
     pub fn rows(&self) -> usize {
         match self {
             TaskOutput::Map(m) => m.rows,
+            TaskOutput::Persisted { rows, .. } => *rows,
             TaskOutput::Result(batches) => batches.iter().map(|b| b.num_rows()).sum(),
         }
     }
@@ -73,6 +82,7 @@ impl TaskOutput {
     pub fn bytes(&self) -> u64 {
         match self {
             TaskOutput::Map(m) => m.bytes,
+            TaskOutput::Persisted { bytes, .. } => *bytes,
             TaskOutput::Result(_) => 0,
         }
     }
@@ -100,6 +110,10 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
         batch_size: spec.batch_size,
         functions: spec.functions.clone(),
         shuffle: Arc::new(TrackerShuffleReader::new(spec.tracker.clone())),
+        persisted: Arc::new(RegistryReader::new(
+            spec.persisted.clone(),
+            spec.executors.clone(),
+        )),
         cancelled: spec.cancelled.clone(),
         memory: TaskMemory::new(spec.executor.memory().clone(), spec.executor.spill_dir()),
     });
@@ -111,19 +125,25 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
             let dir = spec.executor.job_shuffle_dir(info.job);
             TaskOutput::Map(write_map_output(input, partitioner, &dir, &ctx)?)
         }
-        StageOutput::Result => {
-            let mut batches = Vec::new();
-            for batch in input {
-                if ctx.is_cancelled() {
-                    return Err(cancelled(info));
-                }
-                let batch = batch?;
-                if batch.num_rows() > 0 {
-                    batches.push(batch);
-                }
-            }
-            TaskOutput::Result(batches)
+        StageOutput::Persist { id, mode } => {
+            let batches = collect(input, &ctx, info)?;
+            let rows = batches.iter().map(|b| b.num_rows()).sum();
+            let bytes = batches
+                .iter()
+                .map(|b| b.get_array_memory_size() as u64)
+                .sum();
+            let kept = store_partition(
+                &spec.persisted,
+                &spec.executor,
+                *id,
+                *mode,
+                info.partition,
+                info.attempt,
+                batches,
+            )?;
+            TaskOutput::Persisted { kept, rows, bytes }
         }
+        StageOutput::Result => TaskOutput::Result(collect(input, &ctx, info)?),
     };
     // A hung executor sends nothing: the result is held until the driver gives up on the
     // executor, and then, like output made on any executor that died meanwhile (its files
@@ -131,6 +151,21 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
     spec.executor.wait_while_hung();
     spec.executor.check_alive()?;
     Ok(output)
+}
+
+/// Drains a task's pipeline into its non-empty batches, stopping if the task is killed.
+fn collect(input: BatchIter, ctx: &TaskContext, info: &TaskInfo) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for batch in input {
+        if ctx.is_cancelled() {
+            return Err(cancelled(info));
+        }
+        let batch = batch?;
+        if batch.num_rows() > 0 {
+            batches.push(batch);
+        }
+    }
+    Ok(batches)
 }
 
 fn cancelled(info: &TaskInfo) -> EmberError {

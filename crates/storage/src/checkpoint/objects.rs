@@ -42,9 +42,15 @@ fn runtime() -> Result<&'static Runtime> {
 fn wait<T: Send + 'static>(
     fut: impl Future<Output = object_store::Result<T>> + Send + 'static,
 ) -> Result<object_store::Result<T>> {
-    let handle = runtime()?.spawn(fut);
-    futures::executor::block_on(handle)
-        .map_err(|e| EmberError::Internal(format!("object store call did not finish: {e}")))
+    // A plain channel, not an executor's `block_on`: callers may themselves run inside an
+    // async executor (a test harness, an embedding application), where nesting one panics.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime()?.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().map_err(|_| {
+        EmberError::Internal("object store call did not finish: its task was dropped".into())
+    })
 }
 
 /// One folder of an object store (a local directory, `file://…`, `memory://…`, or a cloud

@@ -1,0 +1,153 @@
+//! Persisted plans at run time: `cache()` / `persist(level)` / `local_checkpoint()` blocks in
+//! executors' block stores, and reliable checkpoints in the checkpoint store.
+//!
+//! A persist stage (`StageOutput::Persist`) runs like any stage; its task keeps its partition
+//! ([`store_partition`]) instead of shuffling it, and the driver records where
+//! ([`PersistRegistry`]). Consumers read partition `p` through [`PersistedReader`]; a
+//! partition that is not where the registry says (its executor died, the block was evicted,
+//! a checkpoint file fails its checksum) surfaces as a fetch failure of the persist stage,
+//! so the scheduler's ordinary recovery recomputes exactly the lost partitions from the
+//! lineage the plan still holds.
+
+mod registry;
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+use ember_planner::persist::{PersistId, PersistMode, StorageLevel};
+use ember_planner::table::BatchIter;
+use ember_planner::{EmberError, Result};
+use ember_storage::block_store::{BlockId, BlockLocation};
+use ember_storage::checkpoint::PartitionInfo;
+
+pub use registry::{PersistRegistry, PersistedLocation};
+
+use crate::executor::LocalExecutor;
+
+/// Reads kept partitions of persisted plans (what `PhysicalPlan::PersistRead` runs).
+pub trait PersistedReader: Send + Sync {
+    /// All rows of partition `partition` of persisted plan `id`, computed by stage `stage`.
+    /// Anything unreadable is `EmberError::FetchFailed` for that stage and partition.
+    fn read(&self, stage: usize, id: PersistId, partition: usize) -> Result<BatchIter>;
+}
+
+/// For tasks that read no persisted plan (tests, standalone plans).
+pub struct NoPersisted;
+
+impl PersistedReader for NoPersisted {
+    fn read(&self, stage: usize, id: PersistId, _: usize) -> Result<BatchIter> {
+        Err(EmberError::Internal(format!(
+            "plan reads persisted plan {id} (stage {stage}) but this task has no persisted reader"
+        )))
+    }
+}
+
+/// Reads through the session's registry from any executor's block store or the committed
+/// checkpoint.
+pub struct RegistryReader {
+    registry: Arc<PersistRegistry>,
+    executors: Vec<Arc<LocalExecutor>>,
+}
+
+impl RegistryReader {
+    pub fn new(registry: Arc<PersistRegistry>, executors: Vec<Arc<LocalExecutor>>) -> Self {
+        RegistryReader {
+            registry,
+            executors,
+        }
+    }
+}
+
+fn lost(stage: usize, id: PersistId, partition: usize, why: String) -> EmberError {
+    EmberError::FetchFailed {
+        stage,
+        map_partition: partition,
+        reduce_partition: partition,
+        message: format!("persisted plan {id} partition {partition}: {why}"),
+    }
+}
+
+impl PersistedReader for RegistryReader {
+    fn read(&self, stage: usize, id: PersistId, partition: usize) -> Result<BatchIter> {
+        let batches = match self.registry.locate(id, partition) {
+            None => return Err(lost(stage, id, partition, "not available".into())),
+            Some(PersistedLocation::Block { executor }) => {
+                let block = self
+                    .executors
+                    .get(executor)
+                    .filter(|e| e.is_alive())
+                    .and_then(|e| e.blocks().get(BlockId::new(id, partition)));
+                block.ok_or_else(|| {
+                    lost(
+                        stage,
+                        id,
+                        partition,
+                        format!("block missing on executor {executor}"),
+                    )
+                })?
+            }
+            Some(PersistedLocation::Checkpoint(checkpoint)) => checkpoint
+                .read_partition(partition)
+                .map_err(|e| lost(stage, id, partition, format!("checkpoint rejected: {e}")))?,
+        };
+        Ok(Box::new(batches.into_iter().map(Ok)))
+    }
+}
+
+/// What a persist task kept, for the driver to register.
+#[derive(Debug)]
+pub enum Kept {
+    /// In the executor's block store; `dropped` are `MemoryOnly` blocks evicted for it.
+    Block { dropped: Vec<BlockId> },
+    /// Written as a file of the reliable checkpoint being built.
+    Checkpoint(PartitionInfo),
+}
+
+/// Keeps partition `partition` of persisted plan `id` on `executor` (or in the checkpoint
+/// being written) as the task that computed it finishes.
+pub fn store_partition(
+    registry: &PersistRegistry,
+    executor: &LocalExecutor,
+    id: PersistId,
+    mode: PersistMode,
+    partition: usize,
+    attempt: usize,
+    batches: Vec<RecordBatch>,
+) -> Result<Kept> {
+    let level = match mode {
+        PersistMode::Cache(level) => level,
+        // Spark keeps local checkpoints in memory and on disk as well.
+        PersistMode::LocalCheckpoint => StorageLevel::MemoryAndDisk,
+        PersistMode::Checkpoint => {
+            let writer = registry.writer(id).ok_or_else(|| {
+                EmberError::Internal(format!(
+                    "no checkpoint writer for persisted plan {id}: the job did not begin it"
+                ))
+            })?;
+            return Ok(Kept::Checkpoint(writer.write_partition(
+                partition, attempt, &batches,
+            )?));
+        }
+    };
+    let block = BlockId::new(id, partition);
+    let outcome = executor.blocks().put(block, batches.clone(), level)?;
+    if outcome.stored.is_some() {
+        return Ok(Kept::Block {
+            dropped: outcome.dropped,
+        });
+    }
+    // A MEMORY_ONLY block larger than the whole storage memory: Spark would not cache it and
+    // recompute it on every read. The consumer of this stage reads it right after, so it goes
+    // to local disk instead of being recomputed in a loop.
+    let fallback = executor.blocks().put(block, batches, StorageLevel::DiskOnly)?;
+    match fallback.stored {
+        Some(BlockLocation::Disk | BlockLocation::Memory) => Ok(Kept::Block {
+            dropped: outcome.dropped,
+        }),
+        None => Err(EmberError::ExecutorLost {
+            executor: executor.id(),
+            message: format!("executor lost while storing {block}"),
+        }),
+    }
+}

@@ -1,0 +1,226 @@
+//! The scheduler's side of persisted plans (see `crate::persist`): preparing their stages at
+//! job start (reusing committed checkpoints), registering what persist tasks kept,
+//! committing reliable checkpoints once every partition is written, and turning lost blocks
+//! and rejected checkpoints into recomputation.
+
+use std::sync::Arc;
+
+use ember_planner::fingerprint::stage_fingerprints;
+use ember_planner::persist::{PersistId, PersistMode};
+use ember_planner::stages::StageOutput;
+use ember_planner::{EmberError, Result};
+use ember_storage::checkpoint::{CheckpointStore, Fingerprint, LookupOutcome};
+
+use super::{DagScheduler, RunningTask};
+use crate::events::{EventKind, RecomputeCause};
+use crate::persist::Kept;
+
+impl DagScheduler<'_> {
+    /// The persisted plan stage `i` keeps, if it is a persist stage.
+    pub(super) fn persist_of(&self, i: usize) -> Option<(PersistId, PersistMode)> {
+        match self.graph.stages[i].output {
+            StageOutput::Persist { id, mode } => Some((id, mode)),
+            _ => None,
+        }
+    }
+
+    fn checkpoint_store(&mut self) -> Result<CheckpointStore> {
+        if let Some(store) = &self.checkpoints {
+            return Ok(store.clone());
+        }
+        let store = CheckpointStore::open(&self.ctx.checkpoint_dir)
+            .map_err(|e| e.context("cannot open ember.checkpoint.dir"))?;
+        self.checkpoints = Some(store.clone());
+        Ok(store)
+    }
+
+    /// Registers every persist stage of the graph. A reliable checkpoint already committed
+    /// (earlier in this session, or by an earlier application with the same plan and inputs)
+    /// replaces its lineage; anything else under that fingerprint is rejected and the
+    /// checkpoint is written afresh by this job.
+    pub(super) fn prepare_persisted(&mut self) -> Result<()> {
+        let stages: Vec<(usize, PersistId, PersistMode)> = (0..self.graph.stages.len())
+            .filter_map(|i| self.persist_of(i).map(|(id, mode)| (i, id, mode)))
+            .collect();
+        if stages.is_empty() {
+            return Ok(());
+        }
+        let fingerprints = stage_fingerprints(self.graph)?;
+        for (i, id, mode) in stages {
+            let partitions = self.graph.stages[i].partitions;
+            self.registry.prepare(id, mode, partitions);
+            if mode != PersistMode::Checkpoint {
+                continue;
+            }
+            let fingerprint = Fingerprint(fingerprints[i].1 .0);
+            let store = self.checkpoint_store()?;
+            let path = format!("{}/{fingerprint}", store.url());
+            if self.registry.committed(id).is_some() {
+                self.post_reused(&path, fingerprint);
+                continue;
+            }
+            match store.lookup(fingerprint)? {
+                LookupOutcome::Valid(checkpoint) if checkpoint.num_partitions() == partitions => {
+                    self.registry.set_committed(id, Arc::new(checkpoint));
+                    self.post_reused(&path, fingerprint);
+                    continue;
+                }
+                LookupOutcome::Valid(checkpoint) => self.post_rejected(
+                    &path,
+                    format!(
+                        "it has {} partitions, the plan now has {partitions}",
+                        checkpoint.num_partitions()
+                    ),
+                ),
+                LookupOutcome::Rejected { reason } => self.post_rejected(&path, reason),
+                LookupOutcome::Absent => {}
+            }
+            let schema = self.graph.stages[i].plan.schema().to_arrow_ref();
+            let writer = store.begin(fingerprint, schema)?;
+            self.registry.set_writer(id, writer);
+        }
+        Ok(())
+    }
+
+    fn post_reused(&self, path: &str, fingerprint: Fingerprint) {
+        self.ctx.events.post(EventKind::CheckpointReused {
+            job: Some(self.job),
+            path: path.to_string(),
+            fingerprint: fingerprint.to_string(),
+        });
+    }
+
+    fn post_rejected(&self, path: &str, message: String) {
+        self.ctx.events.post(EventKind::CheckpointRejected {
+            job: Some(self.job),
+            path: path.to_string(),
+            message,
+        });
+    }
+
+    /// Registers what a successful persist task kept.
+    pub(super) fn on_persisted(&mut self, task: &RunningTask, kept: Kept) -> Result<()> {
+        let Some((id, _)) = self.persist_of(task.stage) else {
+            return Err(EmberError::Internal(format!(
+                "stage {} returned persisted output but is not a persist stage",
+                self.graph.stages[task.stage].id
+            )));
+        };
+        match kept {
+            Kept::Block { dropped } => {
+                self.registry.register_block(id, task.partition, task.executor);
+                for block in dropped {
+                    if let Some(executor) =
+                        self.registry.forget_block(block.cache_id, block.partition)
+                    {
+                        self.block_lost(block.cache_id, block.partition, executor, None);
+                    }
+                }
+            }
+            Kept::Checkpoint(info) => {
+                if let (Some(faults), Some(store)) = (&self.ctx.faults, &self.checkpoints) {
+                    if let Some(writer) = self.registry.writer(id) {
+                        let fingerprint = writer.fingerprint();
+                        let file = format!("{fingerprint}/{}", info.partition);
+                        if faults.corrupt_checkpoint(&file) {
+                            store.corrupt_partition_file(fingerprint, info.partition)?;
+                        }
+                    }
+                }
+                self.registry.record_written(id, info);
+            }
+        }
+        Ok(())
+    }
+
+    /// A cached block is gone: post `CacheBlockLost`, and if this job computes it, remember
+    /// why its partition will be recomputed.
+    fn block_lost(
+        &mut self,
+        id: PersistId,
+        partition: usize,
+        executor: usize,
+        cause: Option<RecomputeCause>,
+    ) {
+        self.ctx.events.post(EventKind::CacheBlockLost {
+            job: Some(self.job),
+            cache: id.to_string(),
+            partition,
+            executor,
+        });
+        let stage = (0..self.graph.stages.len())
+            .find(|&i| self.persist_of(i).is_some_and(|(pid, _)| pid == id));
+        if let Some(i) = stage {
+            let cause = cause.unwrap_or(RecomputeCause::CacheBlockLost);
+            let from = (cause == RecomputeCause::ExecutorLost).then_some(executor);
+            self.runs[i].lost.insert(partition, (cause, from));
+        }
+    }
+
+    /// Commits every reliable checkpoint whose partitions are all written, before any
+    /// consumer reads it; posts `CheckpointWritten`.
+    pub(super) fn commit_ready_checkpoints(&mut self) -> Result<()> {
+        for i in 0..self.graph.stages.len() {
+            let Some((id, PersistMode::Checkpoint)) = self.persist_of(i) else {
+                continue;
+            };
+            let Some((writer, infos)) = self.registry.ready_to_commit(id) else {
+                continue;
+            };
+            let stage = &self.graph.stages[i];
+            let checkpoint = writer.commit(infos, &stage.plan.display_indent())?;
+            self.ctx.events.post(EventKind::CheckpointWritten {
+                job: Some(self.job),
+                stage: Some(stage.id),
+                path: format!("{}/{}", self.ctx.checkpoint_dir, checkpoint.fingerprint()),
+                fingerprint: checkpoint.fingerprint().to_string(),
+                num_partitions: checkpoint.num_partitions(),
+                rows: checkpoint.total_rows() as u64,
+                bytes: checkpoint.manifest().total_bytes(),
+            });
+            self.registry.set_committed(id, Arc::new(checkpoint));
+        }
+        Ok(())
+    }
+
+    /// A consumer could not read partition `partition` of persist stage `parent`: the block
+    /// is forgotten (`CacheBlockLost`) or the whole checkpoint rejected
+    /// (`CheckpointRejected`: it is written again from lineage).
+    pub(super) fn on_persisted_unreadable(
+        &mut self,
+        parent: usize,
+        partition: usize,
+        why: &str,
+    ) -> Result<()> {
+        let Some((id, mode)) = self.persist_of(parent) else {
+            return Ok(());
+        };
+        if mode == PersistMode::Checkpoint {
+            let Some(rejected) = self.registry.reject(id) else {
+                return Ok(());
+            };
+            let store = self.checkpoint_store()?;
+            let fingerprint = rejected.fingerprint();
+            self.post_rejected(&format!("{}/{fingerprint}", store.url()), why.to_string());
+            let schema = rejected.schema().clone();
+            self.registry.set_writer(id, store.begin(fingerprint, schema)?);
+            for p in 0..self.graph.stages[parent].partitions {
+                self.runs[parent]
+                    .lost
+                    .insert(p, (RecomputeCause::CheckpointRejected, None));
+            }
+            return Ok(());
+        }
+        if let Some(executor) = self.registry.forget_block(id, partition) {
+            self.block_lost(id, partition, executor, None);
+        }
+        Ok(())
+    }
+
+    /// `executor` is lost: so are the blocks it kept.
+    pub(super) fn on_executor_blocks_lost(&mut self, executor: usize) {
+        for (id, partition) in self.registry.remove_executor(executor) {
+            self.block_lost(id, partition, executor, Some(RecomputeCause::ExecutorLost));
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Cache, local checkpoints and reliable checkpoints end to end: the same answers as without
+//! them, and — read from the event log — that kept partitions are read instead of
+//! recomputed, that lost ones are recomputed (only those), that a corrupt checkpoint is
+//! rejected, and that a restarted session reuses a committed checkpoint.
+
+use std::path::Path;
+
+use ember_frontend::prelude::*;
+use ember_planner::stages::{StageGraph, StageOutput};
+use serde_json::Value;
+
+const QUERY: &str = "SELECT l_orderkey, l_partkey, l_quantity FROM lineitem WHERE l_quantity > 10";
+
+fn session(log_dir: &Path, checkpoint_dir: &Path) -> Session {
+    let session = Session::builder()
+        .config("ember.eventLog.enabled", "true")
+        .config("ember.eventLog.dir", log_dir.to_str().unwrap())
+        .config("ember.checkpoint.dir", checkpoint_dir.to_str().unwrap())
+        .build()
+        .unwrap();
+    session.register_tpch(0.01).unwrap();
+    session
+}
+
+/// Every event of every log file under `dir`, in order.
+fn events(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+/// The last job id in the log.
+fn last_job(events: &[Value]) -> u64 {
+    named(events, "JobStart")
+        .last()
+        .and_then(|e| e["job"].as_u64())
+        .expect("a job ran")
+}
+
+/// Stage ids submitted in `job`.
+fn submitted(events: &[Value], job: u64) -> Vec<u64> {
+    named(events, "StageSubmitted")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .map(|e| e["stage"].as_u64().unwrap())
+        .collect()
+}
+
+/// The persist stage of a DataFrame's stage graph, and the stages reading it.
+fn persist_stage(df: &DataFrame) -> (usize, Vec<usize>) {
+    let graph: StageGraph = df.session().prepare(df.plan()).unwrap().stages;
+    let stage = graph
+        .stages
+        .iter()
+        .find(|s| matches!(s.output, StageOutput::Persist { .. }))
+        .expect("a persist stage");
+    (stage.id, graph.children_of(stage.id))
+}
+
+fn sorted_rows(df: &DataFrame) -> Vec<String> {
+    let batches = df.collect().unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_cached_dataframe_is_read_not_recomputed_and_lost_blocks_are_recomputed() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let plain = session.sql(QUERY).unwrap();
+    let expected = sorted_rows(&plain);
+    let cached = plain.cache();
+    let (persist, consumers) = persist_stage(&cached);
+
+    assert_eq!(sorted_rows(&cached), expected);
+    let first = events(logs.path());
+    let caching_job = last_job(&first);
+    assert!(submitted(&first, caching_job).contains(&(persist as u64)));
+
+    // The second query reads the blocks: the persist stage (the scan) does not run.
+    assert_eq!(sorted_rows(&cached), expected);
+    let second = events(logs.path());
+    let job = last_job(&second);
+    assert!(
+        !submitted(&second, job).contains(&(persist as u64)),
+        "the cached stage ran again: {:?}",
+        submitted(&second, job)
+    );
+
+    // Which partitions did executor 0 hold? They are lost with it, and only they are
+    // recomputed.
+    let held: Vec<u64> = named(&second, "TaskEnd")
+        .into_iter()
+        .filter(|e| {
+            e["job"] == caching_job
+                && e["stage"] == persist as u64
+                && e["reason"] == "Success"
+                && e["executor"] == 0
+        })
+        .map(|e| e["partition"].as_u64().unwrap())
+        .collect();
+    assert!(!held.is_empty(), "executor 0 computed no cached partition");
+    let consumer = consumers[0];
+    session
+        .sql(&format!(
+            "SET ember.fault.plan = 'kill-executor executor=0 stage={consumer} at=0%'"
+        ))
+        .unwrap();
+    assert_eq!(sorted_rows(&cached), expected, "answer changed after losing blocks");
+    session.sql("SET ember.fault.plan = ''").unwrap();
+
+    let third = events(logs.path());
+    let job = last_job(&third);
+    let mut lost: Vec<u64> = named(&third, "CacheBlockLost")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .map(|e| e["partition"].as_u64().unwrap())
+        .collect();
+    lost.sort_unstable();
+    let mut held = held;
+    held.sort_unstable();
+    assert_eq!(lost, held, "CacheBlockLost must name exactly executor 0's blocks");
+    let mut recomputed: Vec<u64> = named(&third, "PartitionsRecomputed")
+        .into_iter()
+        .filter(|e| e["job"] == job && e["stage"] == persist as u64)
+        .flat_map(|e| e["partitions"].as_array().unwrap().clone())
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    recomputed.sort_unstable();
+    assert_eq!(recomputed, held, "only the lost partitions are recomputed");
+
+    // unpersist: the scan runs again.
+    let plain_again = cached.unpersist();
+    assert_eq!(sorted_rows(&plain_again), expected);
+    let fourth = events(logs.path());
+    assert!(!named(&fourth, "JobStart").is_empty());
+}
+
+#[test]
+fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let expected = sorted_rows(&session.sql(QUERY).unwrap());
+
+    let checkpointed = session.sql(QUERY).unwrap().checkpoint();
+    let (persist, _) = persist_stage(&checkpointed);
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    let log = events(logs.path());
+    let written = named(&log, "CheckpointWritten");
+    assert_eq!(written.len(), 1, "{written:?}");
+    let folder = checkpoints
+        .path()
+        .join(written[0]["fingerprint"].as_str().unwrap());
+    assert!(folder.join("_SUCCESS").exists());
+    assert!(folder.join("_manifest.json").exists());
+    assert!(folder.join("part-00000.parquet").exists());
+
+    // Read, not recomputed: the lineage below the checkpoint does not run.
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    assert!(!submitted(&log, job).contains(&(persist as u64)));
+    assert!(named(&log, "CheckpointReused")
+        .iter()
+        .any(|e| e["job"] == job));
+
+    // A checkpoint damaged on write is rejected on read and written again from lineage.
+    session
+        .sql("SET ember.fault.plan = 'corrupt-checkpoint'")
+        .unwrap();
+    let damaged = session
+        .sql("SELECT l_orderkey, l_quantity FROM lineitem WHERE l_quantity < 5")
+        .unwrap();
+    let expected_damaged = sorted_rows(&damaged);
+    assert_eq!(sorted_rows(&damaged.checkpoint()), expected_damaged);
+    session.sql("SET ember.fault.plan = ''").unwrap();
+    let log = events(logs.path());
+    let job = last_job(&log);
+    let rejected: Vec<_> = named(&log, "CheckpointRejected")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .collect();
+    assert_eq!(rejected.len(), 1, "{log:?}");
+    let recomputed: Vec<_> = named(&log, "PartitionsRecomputed")
+        .into_iter()
+        .filter(|e| e["job"] == job && e["cause"] == "CheckpointRejected")
+        .collect();
+    assert!(!recomputed.is_empty(), "no recomputation after the rejection");
+    // Written twice in that job: the damaged attempt, then the good one.
+    let written: Vec<_> = named(&log, "CheckpointWritten")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+}
+
+#[test]
+fn a_restarted_session_reuses_committed_checkpoints_and_vacuum_removes_unused_ones() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    // Inputs with a stable identity (files): generated in-memory tables differ per session.
+    let data = tempfile::tempdir().unwrap();
+    let lineitem = data.path().join("lineitem");
+    let session_over_files = |logs: &Path| {
+        let s = session(logs, checkpoints.path());
+        s.register_parquet("lineitem", lineitem.to_str().unwrap())
+            .unwrap();
+        s
+    };
+    {
+        let writer = session(logs.path(), checkpoints.path());
+        writer
+            .sql(&format!(
+                "COPY (SELECT * FROM lineitem) TO '{}' STORED AS PARQUET",
+                lineitem.display()
+            ))
+            .unwrap()
+            .collect()
+            .unwrap();
+    }
+    let expected;
+    {
+        // A session that "crashes": no cleanup of its checkpoints.
+        let first = session_over_files(logs.path());
+        first.sql("SET ember.checkpoint.cleanup = false").unwrap();
+        let df = first.sql(QUERY).unwrap();
+        expected = sorted_rows(&df);
+        assert_eq!(sorted_rows(&df.checkpoint()), expected);
+    }
+    let folders = |dir: &Path| std::fs::read_dir(dir).unwrap().count();
+    assert_eq!(folders(checkpoints.path()), 1);
+
+    let restarted_logs = tempfile::tempdir().unwrap();
+    let second = session_over_files(restarted_logs.path());
+    let df = second.sql(QUERY).unwrap().checkpoint();
+    let (persist, _) = persist_stage(&df);
+    assert_eq!(sorted_rows(&df), expected);
+    let log = events(restarted_logs.path());
+    assert_eq!(named(&log, "CheckpointReused").len(), 1, "{log:?}");
+    assert!(named(&log, "CheckpointWritten").is_empty());
+    assert!(!submitted(&log, last_job(&log)).contains(&(persist as u64)));
+
+    // A checkpoint of another plan, then VACUUM in a session that uses only the first.
+    let other = second
+        .sql("SELECT count(*) AS n FROM lineitem")
+        .unwrap()
+        .checkpoint();
+    other.collect().unwrap();
+    assert_eq!(folders(checkpoints.path()), 2);
+    let other_plan_only = session_over_files(tempfile::tempdir().unwrap().path());
+    let keep = other_plan_only.sql(QUERY).unwrap().checkpoint();
+    keep.collect().unwrap();
+    let message = other_plan_only.sql("VACUUM CHECKPOINTS").unwrap().collect();
+    assert!(message.is_ok());
+    assert_eq!(folders(checkpoints.path()), 1, "vacuum keeps only the one in use");
+    assert_eq!(sorted_rows(&keep), expected);
+
+    // Session end (cleanup on by default) removes the session's checkpoints.
+    drop(keep);
+    drop(other_plan_only);
+    drop(df);
+    drop(other);
+    drop(second);
+    assert_eq!(folders(checkpoints.path()), 0, "cleanup at session end");
+}
+
+#[test]
+fn sql_cache_uncache_and_checkpoint_table() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let message = |sql: &str| -> String {
+        match session.execute_sql(sql).unwrap().pop() {
+            Some(StatementResult::Message(m)) => m,
+            other => panic!("{sql}: expected a message, got {other:?}"),
+        }
+    };
+    let rows = |sql: &str| -> String {
+        let batches = session.sql(sql).unwrap().collect().unwrap();
+        arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    };
+    let totals = "SELECT count(*) AS n, sum(l_quantity) AS q FROM big";
+    let agg = "SELECT l_returnflag, count(*) AS n FROM lineitem GROUP BY l_returnflag";
+
+    let m = message(&format!("CACHE TABLE big AS {QUERY}"));
+    assert!(m.starts_with("Table 'big' cached ("), "{m}");
+    let cached_answer = rows(totals);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    // The query read the cache: only the aggregation stages ran.
+    let first_job = named(&log, "JobStart")[0]["job"].as_u64().unwrap();
+    assert!(submitted(&log, job).len() < submitted(&log, first_job).len());
+
+    assert_eq!(message("UNCACHE TABLE big"), "Table 'big' uncached.");
+    assert_eq!(rows(totals), cached_answer, "the view still answers after UNCACHE");
+    let err = session.execute_sql("UNCACHE TABLE big").unwrap_err();
+    assert!(err.to_string().contains("not cached"), "{err}");
+    let err = session.execute_sql("UNCACHE TABLE nope").unwrap_err();
+    assert!(err.to_string().contains("unknown table 'nope'"), "{err}");
+
+    // CACHE TABLE of an existing table, and CHECKPOINT TABLE of a view.
+    let before = rows(agg);
+    assert!(message("CACHE TABLE lineitem").starts_with("Table 'lineitem' cached ("));
+    assert_eq!(rows(agg), before);
+    message("UNCACHE TABLE lineitem");
+    message(&format!("CREATE VIEW v AS {agg}"));
+    let m = message("CHECKPOINT TABLE v");
+    assert!(m.contains("checkpointed (3 rows)"), "{m}");
+    assert_eq!(rows("SELECT * FROM v ORDER BY l_returnflag"), rows(&format!("{agg} ORDER BY l_returnflag")));
+    let log = events(logs.path());
+    assert_eq!(named(&log, "CheckpointWritten").len(), 1);
+    assert!(!named(&log, "CheckpointReused").is_empty());
+    let m = message("VACUUM CHECKPOINTS");
+    assert!(m.starts_with("Removed 0 unused checkpoints"), "{m}");
+}
+
+#[test]
+fn a_local_checkpoint_lost_with_its_executor_is_recomputed_from_lineage() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let grouped = "SELECT l_partkey, sum(l_quantity) AS q FROM lineitem GROUP BY l_partkey";
+    let plain = session.sql(grouped).unwrap();
+    let expected = sorted_rows(&plain);
+    let local = plain.local_checkpoint();
+    let (persist, consumers) = persist_stage(&local);
+    assert_eq!(sorted_rows(&local), expected);
+    session
+        .sql(&format!(
+            "SET ember.fault.plan = 'kill-executor executor=1 stage={} at=0%'",
+            consumers[0]
+        ))
+        .unwrap();
+    assert_eq!(sorted_rows(&local), expected, "Spark fails here; Ember recomputes");
+    let log = events(logs.path());
+    let job = last_job(&log);
+    assert!(named(&log, "CacheBlockLost").iter().any(|e| e["job"] == job));
+    let recomputed: Vec<_> = named(&log, "PartitionsRecomputed")
+        .into_iter()
+        .filter(|e| e["job"] == job && e["stage"] == persist as u64)
+        .collect();
+    assert!(!recomputed.is_empty(), "{log:?}");
+    assert!(recomputed.iter().all(|e| e["cause"] == "ExecutorLost"));
+}
