@@ -1,6 +1,7 @@
 //! Ember's planner: expressions, logical plans, the optimizer, physical plans and the stage
 //! graph (lineage). It knows tables only through [`table::TableSource`].
 
+mod deep_drop;
 pub mod display;
 pub mod error;
 pub mod expr;
