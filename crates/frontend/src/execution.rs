@@ -2,6 +2,7 @@
 //! API: optimize the logical plan, plan it physically, cut it into stages, run the stages on
 //! the session's executors.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -11,7 +12,9 @@ use ember_planner::logical::LogicalPlan;
 use ember_planner::optimizer::Optimizer;
 use ember_planner::physical::planner::{create_physical_plan, PhysicalPlannerConfig};
 use ember_planner::physical::PhysicalPlan;
-use ember_planner::stages::{build_stage_graph, StageGraph};
+use ember_planner::lineage::{plan_checkpoints, CheckpointPolicy, CheckpointReason, CostInputs, LineageReport};
+use ember_planner::persist::PersistId;
+use ember_planner::stages::{build_stage_graph, insert_checkpoints, StageGraph, StageOutput};
 use ember_planner::Result;
 
 use crate::config::SessionConfig;
@@ -23,6 +26,39 @@ pub struct PreparedQuery {
     pub optimized: Arc<LogicalPlan>,
     pub physical: Arc<PhysicalPlan>,
     pub stages: StageGraph,
+    /// Per stage: recompute cost, write cost and whether (and why) it is checkpointed.
+    pub lineage: LineageReport,
+}
+
+/// Cuts `physical` into stages and places automatic checkpoints (`ember.checkpoint.auto`,
+/// DESIGN.md "Checkpoint placement"): every map stage the cost model picks gets a reliable
+/// checkpoint below its shuffle, keyed by the stage's fingerprint so later jobs and restarted
+/// applications reuse it. Returns the final plan, its stages and the placement report.
+fn place_automatic_checkpoints(
+    physical: Arc<PhysicalPlan>,
+    config: &SessionConfig,
+) -> Result<(Arc<PhysicalPlan>, StageGraph, LineageReport)> {
+    let policy = CheckpointPolicy::from_settings(|k| config.get(k).map(str::to_string))?;
+    let mut stages = build_stage_graph(&physical)?;
+    let report = plan_checkpoints(&mut stages, &policy, &CostInputs::default())?;
+    let automatic: HashMap<usize, PersistId> = stages
+        .stages
+        .iter()
+        .filter_map(|s| match (&s.output, &s.checkpoint) {
+            (StageOutput::Shuffle(_), Some(d)) if d.reason != CheckpointReason::Requested => {
+                // The high bit keeps these ids apart from the session's counter.
+                Some((s.id, d.fingerprint.0 | (1 << 63)))
+            }
+            _ => None,
+        })
+        .collect();
+    if automatic.is_empty() {
+        return Ok((physical, stages, report));
+    }
+    let physical = insert_checkpoints(&physical, &automatic)?;
+    let mut stages = build_stage_graph(&physical)?;
+    let report = plan_checkpoints(&mut stages, &policy, &CostInputs::default())?;
+    Ok((physical, stages, report))
 }
 
 impl PreparedQuery {
@@ -43,12 +79,13 @@ impl PreparedQuery {
             .optimize(plan.clone())
             .map_err(|e| e.context("while optimizing the query"))?;
         let physical = root(create_physical_plan(&optimized, &physical_config(config))?);
-        let stages = build_stage_graph(&physical)?;
+        let (physical, stages, lineage) = place_automatic_checkpoints(physical, config)?;
         Ok(PreparedQuery {
             logical: plan.clone(),
             optimized,
             physical,
             stages,
+            lineage,
         })
     }
 
@@ -64,6 +101,7 @@ impl PreparedQuery {
             ("optimized_logical_plan", self.optimized.display_indent()),
             ("physical_plan", self.physical.display_indent()),
             ("stage_graph", self.stages.to_string()),
+            ("checkpoints", self.lineage.explain()),
         ]
     }
 }

@@ -367,3 +367,47 @@ fn a_local_checkpoint_lost_with_its_executor_is_recomputed_from_lineage() {
     assert!(!recomputed.is_empty(), "{log:?}");
     assert!(recomputed.iter().all(|e| e["cause"] == "ExecutorLost"));
 }
+
+#[test]
+fn automatic_checkpoints_cut_deep_lineage_and_are_reused() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let query = "SELECT o_orderpriority, count(*) AS n FROM \
+                 (SELECT o_orderkey, o_orderpriority, sum(l_quantity) AS q \
+                  FROM orders JOIN lineitem ON o_orderkey = l_orderkey \
+                  GROUP BY o_orderkey, o_orderpriority) t \
+                 WHERE q > 100 GROUP BY o_orderpriority ORDER BY o_orderpriority";
+    let expected = sorted_rows(&session.sql(query).unwrap());
+    assert!(named(&events(logs.path()), "CheckpointWritten").is_empty());
+
+    // A depth cap of 1 stage: every stage above the first is beyond it.
+    session
+        .sql("SET ember.checkpoint.maxLineageDepth = 1")
+        .unwrap();
+    let df = session.sql(query).unwrap();
+    let explain = df.explain().unwrap();
+    assert!(explain.contains("== checkpoints =="), "{explain}");
+    assert!(explain.contains("Persist: id="), "{explain}");
+    assert_eq!(sorted_rows(&df), expected);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    let written = named(&log, "CheckpointWritten")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .count();
+    assert!(written > 0, "no automatic checkpoint was written");
+
+    // The same query again reads them instead of recomputing their lineage.
+    assert_eq!(sorted_rows(&session.sql(query).unwrap()), expected);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    let reused = named(&log, "CheckpointReused")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .count();
+    assert_eq!(reused, written);
+    assert!(named(&log, "CheckpointWritten")
+        .iter()
+        .all(|e| e["job"] != job));
+}

@@ -219,3 +219,85 @@ impl fmt::Display for StageGraph {
         Ok(())
     }
 }
+
+/// `plan` with a reliable checkpoint (`PhysicalPlan::Persist`, mode `Checkpoint`) inserted
+/// below every Exchange whose stage — numbered as [`build_stage_graph`] numbers them — is a
+/// key of `checkpoints`; the value is the persist id to use (stable across jobs, e.g. from
+/// the stage's fingerprint, so a later job or a restarted application finds the checkpoint).
+///
+/// This is how automatic checkpoints run: the map side of the chosen shuffle becomes a
+/// persist stage whose partitions are written to the checkpoint store as they are first
+/// computed; the shuffle then reads them, and recovery and later jobs read the checkpoint
+/// instead of the lineage below it.
+pub fn insert_checkpoints(
+    plan: &Arc<PhysicalPlan>,
+    checkpoints: &HashMap<usize, PersistId>,
+) -> Result<Arc<PhysicalPlan>> {
+    let mut inserter = CheckpointInserter {
+        checkpoints,
+        next_stage: 0,
+        done: HashMap::new(),
+        persists_seen: HashMap::new(),
+    };
+    inserter.rewrite(plan)
+}
+
+struct CheckpointInserter<'a> {
+    checkpoints: &'a HashMap<usize, PersistId>,
+    /// The id the cutter would give the next stage.
+    next_stage: usize,
+    /// Rewritten nodes by identity (shared subplans stay shared, exchanges count once).
+    done: HashMap<*const PhysicalPlan, Arc<PhysicalPlan>>,
+    /// Persist ids already counted as a stage (the cutter makes one stage per id).
+    persists_seen: HashMap<PersistId, ()>,
+}
+
+impl CheckpointInserter<'_> {
+    /// Mirrors `StageCutter::cut`'s traversal order so stage numbers agree.
+    fn rewrite(&mut self, plan: &Arc<PhysicalPlan>) -> Result<Arc<PhysicalPlan>> {
+        let key = Arc::as_ptr(plan);
+        if let Some(done) = self.done.get(&key) {
+            return Ok(done.clone());
+        }
+        let rewritten = match plan.as_ref() {
+            PhysicalPlan::Exchange { input, kind } => {
+                let input = self.rewrite(input)?;
+                let stage = self.next_stage;
+                self.next_stage += 1;
+                let input = match self.checkpoints.get(&stage) {
+                    Some(id) => Arc::new(PhysicalPlan::Persist {
+                        input,
+                        id: *id,
+                        mode: PersistMode::Checkpoint,
+                    }),
+                    None => input,
+                };
+                Arc::new(PhysicalPlan::Exchange {
+                    input,
+                    kind: kind.clone(),
+                })
+            }
+            PhysicalPlan::Persist { input, id, .. } => {
+                let new_input = self.rewrite(input)?;
+                if self.persists_seen.insert(*id, ()).is_none() {
+                    self.next_stage += 1;
+                }
+                Arc::new(plan.with_new_inputs(vec![new_input])?)
+            }
+            _ => {
+                let inputs = plan.inputs();
+                if inputs.is_empty() {
+                    plan.clone()
+                } else {
+                    let new_inputs = inputs
+                        .into_iter()
+                        .map(|i| self.rewrite(i))
+                        .collect::<Result<Vec<_>>>()?;
+                    Arc::new(plan.with_new_inputs(new_inputs)?)
+                }
+            }
+        };
+        self.done.insert(key, rewritten.clone());
+        Ok(rewritten)
+    }
+}
