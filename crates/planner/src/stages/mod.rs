@@ -253,7 +253,9 @@ struct CheckpointInserter<'a> {
 }
 
 impl CheckpointInserter<'_> {
-    /// Mirrors `StageCutter::cut`'s traversal order so stage numbers agree.
+    /// Mirrors `StageCutter::cut`'s traversal order so stage numbers agree. Recursion
+    /// depth is the plan's depth, so the stack grows on demand.
+    #[recursive::recursive]
     fn rewrite(&mut self, plan: &Arc<PhysicalPlan>) -> Result<Arc<PhysicalPlan>> {
         let key = Arc::as_ptr(plan);
         if let Some(done) = self.done.get(&key) {
