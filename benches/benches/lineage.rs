@@ -15,11 +15,13 @@
 //!   linear in the lineage.
 //! - `long_lineage/{run_1000, fail_at_10, fail_at_990}` (`EMBER_LINEAGE_ITERATIONS`
 //!   overrides 1000; fault points scale with it): the loop run once, with a reliable
-//!   checkpoint every `CHECKPOINT_EVERY` iterations (what automatic placement with a depth
-//!   cap does; the scheduler does not yet act on automatic decisions by itself); then an
-//!   executor killed half-way through iteration 10's and iteration 990's last stage. These
-//!   runs take seconds each, so they are timed directly (`RUN_SAMPLES` each, median) rather
-//!   than through criterion's sampling; the recovery figure is each killed run minus the
+//!   checkpoint every `CHECKPOINT_EVERY` iterations (automatic checkpoints, on by
+//!   default, add theirs at the lineage-depth cap); then an executor killed half-way
+//!   through iteration 10's and iteration 990's last stage. These runs take a minute or
+//!   more each, so they are timed directly (`RUN_SAMPLES` each, median) rather than
+//!   through criterion's sampling, and the partitions and stages each killed run recomputed
+//!   (from the event log) are printed: wall times on a shared 2-core machine are noisy,
+//!   recomputed work is not. The recovery figure is each killed run minus the
 //!   fault-free median, and the 990 / 10 ratio is printed.
 
 use std::collections::HashSet;
