@@ -102,6 +102,9 @@ pub(crate) struct DagScheduler<'a> {
     registry: Arc<PersistRegistry>,
     /// `ember.checkpoint.dir`, opened when the job first needs it.
     checkpoints: Option<CheckpointStore>,
+    /// When this job committed each reliable checkpoint: a read failure reported by a task
+    /// that started before is about an older (rejected) copy and must not reject this one.
+    committed_at: HashMap<u64, Instant>,
 }
 
 impl<'a> DagScheduler<'a> {
@@ -156,6 +159,7 @@ impl<'a> DagScheduler<'a> {
             last_speculation: Instant::now(),
             registry: cluster.persisted().clone(),
             checkpoints: None,
+            committed_at: HashMap::new(),
         };
         scheduler.sync_executors();
         Ok(scheduler)
@@ -238,10 +242,15 @@ impl<'a> DagScheduler<'a> {
         if self.executors.len() == self.cluster.executor_count() {
             return;
         }
+        let known = self.dead.len();
         self.executors = self.cluster.executors();
         let n = self.executors.len();
         self.busy.resize(n, 0);
-        self.dead.resize(n, false);
+        // Executors already gone when this job first sees them (lost in an earlier job) are
+        // not this job's losses.
+        for e in known..n {
+            self.dead.push(!self.executors[e].is_alive());
+        }
     }
 
     /// Why nothing can run although the job is not done.
@@ -358,7 +367,12 @@ impl<'a> DagScheduler<'a> {
                 }
                 StageState::Waiting => {
                     if let Some(attempt) = self.runs[i].active_attempt.take() {
-                        let why = "a parent stage's output was lost".to_string();
+                        let why = if needed[i] {
+                            "a parent stage's output was lost"
+                        } else {
+                            "its output is no longer needed"
+                        }
+                        .to_string();
                         self.post_stage_completed(i, attempt, false, Some(why));
                     }
                 }
@@ -733,7 +747,7 @@ impl<'a> DagScheduler<'a> {
             )));
         };
         if self.persist_of(parent).is_some() {
-            self.on_persisted_unreadable(parent, map_partition, &error.to_string())?;
+            self.on_persisted_unreadable(task, parent, map_partition, &error.to_string())?;
         } else if self
             .tracker
             .registered_at(map_stage, map_partition)

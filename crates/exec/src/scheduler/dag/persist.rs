@@ -4,6 +4,7 @@
 //! and rejected checkpoints into recomputation.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ember_planner::fingerprint::stage_fingerprints;
 use ember_planner::persist::{PersistId, PersistMode};
@@ -179,6 +180,7 @@ impl DagScheduler<'_> {
                 bytes: checkpoint.manifest().total_bytes(),
             });
             self.registry.set_committed(id, Arc::new(checkpoint));
+            self.committed_at.insert(id, Instant::now());
         }
         Ok(())
     }
@@ -188,6 +190,7 @@ impl DagScheduler<'_> {
     /// (`CheckpointRejected`: it is written again from lineage).
     pub(super) fn on_persisted_unreadable(
         &mut self,
+        task: &RunningTask,
         parent: usize,
         partition: usize,
         why: &str,
@@ -196,6 +199,14 @@ impl DagScheduler<'_> {
             return Ok(());
         };
         if mode == PersistMode::Checkpoint {
+            if self
+                .committed_at
+                .get(&id)
+                .is_some_and(|at| task.started < *at)
+            {
+                // Stale: the reader started before the current checkpoint was committed.
+                return Ok(());
+            }
             let Some(rejected) = self.registry.reject(id) else {
                 return Ok(());
             };
