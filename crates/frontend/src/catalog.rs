@@ -88,7 +88,11 @@ impl Catalog {
 
     /// Makes queries of `name` read `plan` (a `Persist` over the entry's plan). Returns the
     /// plan it replaces, if the name was persisted already.
-    pub fn set_persisted(&mut self, name: &str, plan: Arc<LogicalPlan>) -> Option<Arc<LogicalPlan>> {
+    pub fn set_persisted(
+        &mut self,
+        name: &str,
+        plan: Arc<LogicalPlan>,
+    ) -> Option<Arc<LogicalPlan>> {
         self.persisted.insert(Self::key(name), plan)
     }
 

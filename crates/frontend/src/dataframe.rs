@@ -412,7 +412,10 @@ impl DataFrame {
 
     /// Keeps the partitions at `level` in the executors' block stores once computed.
     pub fn persist(&self, level: StorageLevel) -> DataFrame {
-        self.with_plan(self.session.persisted_plan(&self.plan, PersistMode::Cache(level)))
+        self.with_plan(
+            self.session
+                .persisted_plan(&self.plan, PersistMode::Cache(level)),
+        )
     }
 
     /// Drops the kept partitions (of `cache`/`persist`/`local_checkpoint`) and returns the
@@ -426,7 +429,10 @@ impl DataFrame {
     /// with a manifest committed atomically; later queries (and recovery, and a restarted
     /// application with the same plan and inputs) read it instead of the lineage below.
     pub fn checkpoint(&self) -> DataFrame {
-        self.with_plan(self.session.persisted_plan(&self.plan, PersistMode::Checkpoint))
+        self.with_plan(
+            self.session
+                .persisted_plan(&self.plan, PersistMode::Checkpoint),
+        )
     }
 
     /// Keeps the partitions in executor storage (memory and local disk) to cut lineage

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use ember_exec::scheduler::JobMetrics;
+use ember_planner::lineage::{
+    plan_checkpoints, CheckpointPolicy, CheckpointReason, CostInputs, LineageReport,
+};
 use ember_planner::logical::LogicalPlan;
 use ember_planner::optimizer::Optimizer;
+use ember_planner::persist::PersistId;
 use ember_planner::physical::planner::{create_physical_plan, PhysicalPlannerConfig};
 use ember_planner::physical::PhysicalPlan;
-use ember_planner::lineage::{plan_checkpoints, CheckpointPolicy, CheckpointReason, CostInputs, LineageReport};
-use ember_planner::persist::PersistId;
 use ember_planner::stages::{build_stage_graph, insert_checkpoints, StageGraph, StageOutput};
 use ember_planner::Result;
 

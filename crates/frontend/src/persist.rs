@@ -25,7 +25,11 @@ use crate::session::Session;
 impl Session {
     /// `plan` wrapped in a new `Persist` node, or `plan` itself if it already persists the
     /// same way (persisting twice keeps one copy).
-    pub(crate) fn persisted_plan(&self, plan: &Arc<LogicalPlan>, mode: PersistMode) -> Arc<LogicalPlan> {
+    pub(crate) fn persisted_plan(
+        &self,
+        plan: &Arc<LogicalPlan>,
+        mode: PersistMode,
+    ) -> Arc<LogicalPlan> {
         if let LogicalPlan::Persist(p) = plan.as_ref() {
             if p.mode == mode {
                 return plan.clone();
@@ -63,7 +67,9 @@ impl Session {
     ) -> Result<usize> {
         let source = match plan {
             Some(plan) => {
-                self.catalog().write().register_view(name, plan.clone(), true)?;
+                self.catalog()
+                    .write()
+                    .register_view(name, plan.clone(), true)?;
                 plan
             }
             None => {
@@ -78,7 +84,10 @@ impl Session {
         let persisted = self.persisted_plan(&source, mode);
         // (Each catalog guard is dropped before anything else runs: no lock is held across
         // a query.)
-        let previous = self.catalog().write().set_persisted(name, persisted.clone());
+        let previous = self
+            .catalog()
+            .write()
+            .set_persisted(name, persisted.clone());
         if let Some(previous) = previous {
             self.unpersisted_plan(&previous);
         }
@@ -103,9 +112,15 @@ impl Session {
                 self.unpersisted_plan(&plan);
                 Ok(())
             }
-            None if self.table_names().iter().any(|n| n.eq_ignore_ascii_case(name)) => Err(
-                EmberError::Plan(format!("table '{name}' is not cached: nothing to uncache")),
-            ),
+            None if self
+                .table_names()
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name)) =>
+            {
+                Err(EmberError::Plan(format!(
+                    "table '{name}' is not cached: nothing to uncache"
+                )))
+            }
             None => Err(EmberError::Plan(format!("unknown table '{name}'"))),
         }
     }

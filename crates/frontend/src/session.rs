@@ -441,7 +441,9 @@ impl Session {
                 if_not_exists,
             } => {
                 if if_not_exists && self.exists(&name) {
-                    return Ok(CommandOutput::Message(format!("Table '{name}' already exists.")));
+                    return Ok(CommandOutput::Message(format!(
+                        "Table '{name}' already exists."
+                    )));
                 }
                 let source = sources::open(format, &location)?;
                 self.state
@@ -468,7 +470,9 @@ impl Session {
                 or_replace,
             } => {
                 if if_not_exists && self.exists(&name) {
-                    return Ok(CommandOutput::Message(format!("Table '{name}' already exists.")));
+                    return Ok(CommandOutput::Message(format!(
+                        "Table '{name}' already exists."
+                    )));
                 }
                 if !or_replace && self.exists(&name) {
                     return Err(EmberError::Plan(format!("table '{name}' already exists")));
@@ -491,7 +495,9 @@ impl Session {
                 if_not_exists,
             } => {
                 if if_not_exists && self.exists(&name) {
-                    return Ok(CommandOutput::Message(format!("Table '{name}' already exists.")));
+                    return Ok(CommandOutput::Message(format!(
+                        "Table '{name}' already exists."
+                    )));
                 }
                 let source = sources::memory(schema, vec![])?;
                 self.state
@@ -560,7 +566,10 @@ impl Session {
                         .into_iter()
                         .map(|(k, v)| vec![k.to_string(), v.trim_end().to_string()])
                         .collect();
-                    Ok(CommandOutput::Rows(StringTable::new(&["plan_type", "plan"], rows)))
+                    Ok(CommandOutput::Rows(StringTable::new(
+                        &["plan_type", "plan"],
+                        rows,
+                    )))
                 }
                 ExplainKind::Analyze => {
                     let rows = crate::explain_analyze::explain_analyze(self, &plan)?
@@ -568,7 +577,10 @@ impl Session {
                         .into_iter()
                         .map(|(k, v)| vec![k.to_string(), v.trim_end().to_string()])
                         .collect();
-                    Ok(CommandOutput::Rows(StringTable::new(&["plan_type", "plan"], rows)))
+                    Ok(CommandOutput::Rows(StringTable::new(
+                        &["plan_type", "plan"],
+                        rows,
+                    )))
                 }
             },
             S::Set { key, value } => {
@@ -592,7 +604,10 @@ impl Session {
                         }
                     },
                 };
-                Ok(CommandOutput::Rows(StringTable::new(&["key", "value"], rows)))
+                Ok(CommandOutput::Rows(StringTable::new(
+                    &["key", "value"],
+                    rows,
+                )))
             }
             S::Copy { plan, path, format } => {
                 let written = self.write_plan(&plan, &path, format)?;

@@ -74,13 +74,23 @@ fn corrupt_checkpoints_are_rejected_rewritten_and_then_reused_for_every_query() 
         }
         checkpointed += 1;
         // Every checkpoint was damaged once: each was rejected on read and written again.
-        assert!(rejected >= 1, "{name}: nothing rejected of {written} written");
-        assert_eq!(written, 2 * rejected, "{name}: {written} written, {rejected} rejected");
+        assert!(
+            rejected >= 1,
+            "{name}: nothing rejected of {written} written"
+        );
+        assert_eq!(
+            written,
+            2 * rejected,
+            "{name}: {written} written, {rejected} rejected"
+        );
         let recomputed = log
             .iter()
             .filter(|e| e["event"] == "PartitionsRecomputed" && e["cause"] == "CheckpointRejected")
             .count();
-        assert!(recomputed >= rejected, "{name}: rejected but not recomputed");
+        assert!(
+            recomputed >= rejected,
+            "{name}: rejected but not recomputed"
+        );
 
         // Without faults the good checkpoints are read instead of their lineage.
         session.sql("SET ember.fault.plan = ''").unwrap();
@@ -90,5 +100,8 @@ fn corrupt_checkpoints_are_rejected_rewritten_and_then_reused_for_every_query() 
         assert_eq!(count(&log, "CheckpointRejected", 1), 0, "{name}");
         assert_eq!(count(&log, "CheckpointReused", 1), rejected, "{name}");
     }
-    assert!(checkpointed >= 15, "only {checkpointed} queries had a checkpoint");
+    assert!(
+        checkpointed >= 15,
+        "only {checkpointed} queries had a checkpoint"
+    );
 }

@@ -128,7 +128,11 @@ fn a_cached_dataframe_is_read_not_recomputed_and_lost_blocks_are_recomputed() {
             "SET ember.fault.plan = 'kill-executor executor=0 stage={consumer} at=0%'"
         ))
         .unwrap();
-    assert_eq!(sorted_rows(&cached), expected, "answer changed after losing blocks");
+    assert_eq!(
+        sorted_rows(&cached),
+        expected,
+        "answer changed after losing blocks"
+    );
     session.sql("SET ember.fault.plan = ''").unwrap();
 
     let third = events(logs.path());
@@ -141,7 +145,10 @@ fn a_cached_dataframe_is_read_not_recomputed_and_lost_blocks_are_recomputed() {
     lost.sort_unstable();
     let mut held = held;
     held.sort_unstable();
-    assert_eq!(lost, held, "CacheBlockLost must name exactly executor 0's blocks");
+    assert_eq!(
+        lost, held,
+        "CacheBlockLost must name exactly executor 0's blocks"
+    );
     let mut recomputed: Vec<u64> = named(&third, "PartitionsRecomputed")
         .into_iter()
         .filter(|e| e["job"] == job && e["stage"] == persist as u64)
@@ -208,7 +215,10 @@ fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
         .into_iter()
         .filter(|e| e["job"] == job && e["cause"] == "CheckpointRejected")
         .collect();
-    assert!(!recomputed.is_empty(), "no recomputation after the rejection");
+    assert!(
+        !recomputed.is_empty(),
+        "no recomputation after the rejection"
+    );
     // Written twice in that job: the damaged attempt, then the good one.
     let written: Vec<_> = named(&log, "CheckpointWritten")
         .into_iter()
@@ -275,7 +285,11 @@ fn a_restarted_session_reuses_committed_checkpoints_and_vacuum_removes_unused_on
     keep.collect().unwrap();
     let message = other_plan_only.sql("VACUUM CHECKPOINTS").unwrap().collect();
     assert!(message.is_ok());
-    assert_eq!(folders(checkpoints.path()), 1, "vacuum keeps only the one in use");
+    assert_eq!(
+        folders(checkpoints.path()),
+        1,
+        "vacuum keeps only the one in use"
+    );
     assert_eq!(sorted_rows(&keep), expected);
 
     // Session end (cleanup on by default) removes the session's checkpoints.
@@ -317,7 +331,11 @@ fn sql_cache_uncache_and_checkpoint_table() {
     assert!(submitted(&log, job).len() < submitted(&log, first_job).len());
 
     assert_eq!(message("UNCACHE TABLE big"), "Table 'big' uncached.");
-    assert_eq!(rows(totals), cached_answer, "the view still answers after UNCACHE");
+    assert_eq!(
+        rows(totals),
+        cached_answer,
+        "the view still answers after UNCACHE"
+    );
     let err = session.execute_sql("UNCACHE TABLE big").unwrap_err();
     assert!(err.to_string().contains("not cached"), "{err}");
     let err = session.execute_sql("UNCACHE TABLE nope").unwrap_err();
@@ -331,7 +349,10 @@ fn sql_cache_uncache_and_checkpoint_table() {
     message(&format!("CREATE VIEW v AS {agg}"));
     let m = message("CHECKPOINT TABLE v");
     assert!(m.contains("checkpointed (3 rows)"), "{m}");
-    assert_eq!(rows("SELECT * FROM v ORDER BY l_returnflag"), rows(&format!("{agg} ORDER BY l_returnflag")));
+    assert_eq!(
+        rows("SELECT * FROM v ORDER BY l_returnflag"),
+        rows(&format!("{agg} ORDER BY l_returnflag"))
+    );
     let log = events(logs.path());
     assert_eq!(named(&log, "CheckpointWritten").len(), 1);
     assert!(!named(&log, "CheckpointReused").is_empty());
@@ -356,10 +377,16 @@ fn a_local_checkpoint_lost_with_its_executor_is_recomputed_from_lineage() {
             consumers[0]
         ))
         .unwrap();
-    assert_eq!(sorted_rows(&local), expected, "Spark fails here; Ember recomputes");
+    assert_eq!(
+        sorted_rows(&local),
+        expected,
+        "Spark fails here; Ember recomputes"
+    );
     let log = events(logs.path());
     let job = last_job(&log);
-    assert!(named(&log, "CacheBlockLost").iter().any(|e| e["job"] == job));
+    assert!(named(&log, "CacheBlockLost")
+        .iter()
+        .any(|e| e["job"] == job));
     let recomputed: Vec<_> = named(&log, "PartitionsRecomputed")
         .into_iter()
         .filter(|e| e["job"] == job && e["stage"] == persist as u64)

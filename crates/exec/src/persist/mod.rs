@@ -125,9 +125,9 @@ pub fn store_partition(
                     "no checkpoint writer for persisted plan {id}: the job did not begin it"
                 ))
             })?;
-            return Ok(Kept::Checkpoint(writer.write_partition(
-                partition, attempt, &batches,
-            )?));
+            return Ok(Kept::Checkpoint(
+                writer.write_partition(partition, attempt, &batches)?,
+            ));
         }
     };
     let block = BlockId::new(id, partition);
@@ -140,7 +140,9 @@ pub fn store_partition(
     // A MEMORY_ONLY block larger than the whole storage memory: Spark would not cache it and
     // recompute it on every read. The consumer of this stage reads it right after, so it goes
     // to local disk instead of being recomputed in a loop.
-    let fallback = executor.blocks().put(block, batches, StorageLevel::DiskOnly)?;
+    let fallback = executor
+        .blocks()
+        .put(block, batches, StorageLevel::DiskOnly)?;
     match fallback.stored {
         Some(BlockLocation::Disk | BlockLocation::Memory) => Ok(Kept::Block {
             dropped: outcome.dropped,

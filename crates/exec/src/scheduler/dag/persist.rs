@@ -109,7 +109,8 @@ impl DagScheduler<'_> {
         };
         match kept {
             Kept::Block { dropped } => {
-                self.registry.register_block(id, task.partition, task.executor);
+                self.registry
+                    .register_block(id, task.partition, task.executor);
                 for block in dropped {
                     if let Some(executor) =
                         self.registry.forget_block(block.cache_id, block.partition)
@@ -214,7 +215,8 @@ impl DagScheduler<'_> {
             let fingerprint = rejected.fingerprint();
             self.post_rejected(&format!("{}/{fingerprint}", store.url()), why.to_string());
             let schema = rejected.schema().clone();
-            self.registry.set_writer(id, store.begin(fingerprint, schema)?);
+            self.registry
+                .set_writer(id, store.begin(fingerprint, schema)?);
             for p in 0..self.graph.stages[parent].partitions {
                 self.runs[parent]
                     .lost
