@@ -2,8 +2,9 @@
 //! hold, TPC-H queries still return the reference answers (shared/tpch/answers/sf0.01), the
 //! operators really spilled, and every reserved byte is released afterwards.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ember_exec::executor::{ClusterConfig, LocalCluster};
@@ -12,10 +13,7 @@ use ember_frontend::execution::PreparedQuery;
 use ember_frontend::format::cell_strings;
 use ember_frontend::Session;
 
-fn tpch_dir() -> PathBuf {
-    // The repository is checked out with `shared/` next to its root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tpch")
-}
+use common::tpch::{assert_matches_answer, sql};
 
 /// One session with the TPC-H SF 0.01 tables and a 1 MiB executor budget.
 fn small_memory_session() -> &'static Session {
@@ -32,78 +30,12 @@ fn small_memory_session() -> &'static Session {
     })
 }
 
-fn read(path: PathBuf) -> String {
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// DuckDB's CSV: a header, `"`-quoted fields with `""` escapes.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.is_empty() => quoted = true,
-            (',', false) => row.push(std::mem::take(&mut field)),
-            ('\n', false) => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            ('\r', false) => {}
-            (c, _) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
-}
-
-fn cells_match(actual: &str, expected: &str) -> bool {
-    actual == expected
-        || matches!(
-            (actual.parse::<f64>(), expected.parse::<f64>()),
-            (Ok(a), Ok(e)) if (a - e).abs() <= 0.01 + 1e-12 * e.abs()
-        )
-}
-
-/// Asserts `actual` is the reference answer of `name` (in order when the query sorts).
-fn assert_answer(name: &str, sql: &str, actual: Vec<Vec<String>>) {
-    let mut expected = parse_csv(&read(tpch_dir().join(format!("answers/sf0.01/{name}.csv"))));
-    expected.remove(0);
-    let mut actual = actual;
-    if !sql.to_ascii_lowercase().contains("order by") {
-        actual.sort();
-        expected.sort();
-    }
-    assert_eq!(actual.len(), expected.len(), "{name}: row count");
-    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
-        assert!(
-            a.len() == e.len() && a.iter().zip(e).all(|(x, y)| cells_match(x, y)),
-            "{name}: row {i} differs\n  actual:   {a:?}\n  expected: {e:?}"
-        );
-    }
-}
-
-fn query(name: &str) -> String {
-    read(tpch_dir().join(format!("queries/{name}.sql")))
-}
-
 fn run_with_small_memory(name: &str) {
-    let sql = query(name);
     let batches = small_memory_session()
-        .sql(&sql)
+        .sql(&sql(name))
         .and_then(|df| df.collect())
         .unwrap_or_else(|e| panic!("{name} failed with ember.executor.memory = 1m: {e}"));
-    assert_answer(name, &sql, cell_strings(&batches).expect("format result"));
+    assert_matches_answer(name, &cell_strings(&batches).expect("format result"));
 }
 
 #[test]
@@ -170,11 +102,10 @@ fn run_on_cluster(sql: &str, memory: &str) -> (Vec<Vec<String>>, usize, usize) {
 #[test]
 fn sorts_and_aggregations_spill_under_the_budget_and_release_it() {
     // Q18 aggregates lineitem by order key: thousands of groups per task.
-    let sql = query("q18");
-    let (rows, spilled, held) = run_on_cluster(&sql, "64k");
+    let (rows, spilled, held) = run_on_cluster(&sql("q18"), "64k");
     assert!(spilled > 0, "Q18 under 64 KiB per executor spilled nothing");
     assert_eq!(held, 0, "reservations are released when tasks end");
-    assert_answer("q18", &sql, rows);
+    assert_matches_answer("q18", &rows);
 
     // A full sort of lineitem by a text column: many runs, merged back in order.
     let sort = "SELECT l_comment, l_orderkey, l_linenumber FROM lineitem \

@@ -53,13 +53,6 @@ pub enum PersistMode {
     Checkpoint,
 }
 
-impl PersistMode {
-    /// Whether the partitions outlive executors (and the application).
-    pub fn is_reliable(self) -> bool {
-        matches!(self, PersistMode::Checkpoint)
-    }
-}
-
 impl fmt::Display for PersistMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

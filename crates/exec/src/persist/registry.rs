@@ -152,13 +152,6 @@ impl PersistRegistry {
         self.entries.lock().remove(&id).is_some()
     }
 
-    /// Ids currently registered.
-    pub fn ids(&self) -> Vec<PersistId> {
-        let mut ids: Vec<PersistId> = self.entries.lock().keys().copied().collect();
-        ids.sort_unstable();
-        ids
-    }
-
     // ----- reliable checkpoints -----
 
     /// Fingerprints of the committed reliable checkpoints (in use by this session).
@@ -217,17 +210,6 @@ impl PersistRegistry {
             .and_then(|e| e.written.get_mut(info.partition))
         {
             *slot = Some(info);
-        }
-    }
-
-    /// Partitions of the uncommitted checkpoint of `id` not written yet.
-    pub fn unwritten(&self, id: PersistId, partitions: usize) -> Vec<usize> {
-        let entries = self.entries.lock();
-        match entries.get(&id) {
-            Some(entry) => (0..partitions)
-                .filter(|&p| entry.written.get(p).is_none_or(Option::is_none))
-                .collect(),
-            None => (0..partitions).collect(),
         }
     }
 

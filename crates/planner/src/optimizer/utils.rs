@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::expr::{conjunction, Expr};
+use crate::expr::{conjunction, Expr, Operator};
 use crate::logical::{LogicalPlan, Projection};
 use crate::schema::{Column, PlanSchema};
 
@@ -128,6 +128,30 @@ pub fn is_identity_projection(p: &Projection) -> bool {
 /// subqueries or outer references.
 pub fn is_movable(expr: &Expr) -> bool {
     !expr.contains_subquery() && !expr.contains_outer_column() && !expr.contains_aggregate()
+}
+
+/// `(joined side, leaf side)` of an equality connecting `joined` and `leaf` (both sides
+/// must name columns): how join rules turn a predicate into hash-join keys.
+pub fn connecting_keys(e: &Expr, joined: &LogicalPlan, leaf: &LogicalPlan) -> Option<(Expr, Expr)> {
+    let Expr::BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    } = e
+    else {
+        return None;
+    };
+    if left.column_refs().is_empty() || right.column_refs().is_empty() {
+        return None;
+    }
+    let (js, ls) = (joined.schema(), leaf.schema());
+    if columns_in(left, js) && columns_in(right, ls) {
+        Some((left.as_ref().clone(), right.as_ref().clone()))
+    } else if columns_in(right, js) && columns_in(left, ls) {
+        Some((right.as_ref().clone(), left.as_ref().clone()))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -22,9 +22,9 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::expr::{Expr, Operator};
+use crate::expr::Expr;
 use crate::logical::{CrossJoin, Join, JoinType, LogicalPlan};
-use crate::optimizer::utils::{columns_in, filter_over, project_columns, split_conjuncts};
+use crate::optimizer::utils::{connecting_keys, filter_over, project_columns, split_conjuncts};
 use crate::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule, Transformed};
 
 pub struct EliminateCrossJoin;
@@ -87,29 +87,6 @@ fn flatten(
         }
     }
     (crosses > 0).then_some((leaves, crosses))
-}
-
-/// `(joined side, leaf side)` of an equality connecting `joined` and `leaf`.
-fn connecting_keys(e: &Expr, joined: &LogicalPlan, leaf: &LogicalPlan) -> Option<(Expr, Expr)> {
-    let Expr::BinaryExpr {
-        left,
-        op: Operator::Eq,
-        right,
-    } = e
-    else {
-        return None;
-    };
-    if left.column_refs().is_empty() || right.column_refs().is_empty() {
-        return None;
-    }
-    let (js, ls) = (joined.schema(), leaf.schema());
-    if columns_in(left, js) && columns_in(right, ls) {
-        Some((left.as_ref().clone(), right.as_ref().clone()))
-    } else if columns_in(right, js) && columns_in(left, ls) {
-        Some((right.as_ref().clone(), left.as_ref().clone()))
-    } else {
-        None
-    }
 }
 
 fn reorder(

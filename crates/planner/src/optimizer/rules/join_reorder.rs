@@ -37,7 +37,7 @@ use crate::expr::{conjunction, disjunction, Expr, Operator};
 use crate::logical::{CrossJoin, Filter, Join, JoinType, LogicalPlan};
 use crate::optimizer::stats::{column_origin_rows, StatsCache};
 use crate::optimizer::utils::{
-    columns_in, filter_over, is_movable, project_columns, split_conjuncts,
+    columns_in, connecting_keys, filter_over, is_movable, project_columns, split_conjuncts,
 };
 use crate::optimizer::{transform_down, OptimizerConfig, OptimizerRule, Transformed};
 
@@ -429,29 +429,6 @@ fn same_order(a: &[usize], b: &[usize]) -> bool {
         && a.len() >= 2
         && ((a[0] == b[0] && a[1] == b[1]) || (a[0] == b[1] && a[1] == b[0]))
         && a[2..] == b[2..]
-}
-
-/// `(joined side, leaf side)` of an equality connecting `joined` and `leaf`.
-fn connecting_keys(e: &Expr, joined: &LogicalPlan, leaf: &LogicalPlan) -> Option<(Expr, Expr)> {
-    let Expr::BinaryExpr {
-        left,
-        op: Operator::Eq,
-        right,
-    } = e
-    else {
-        return None;
-    };
-    if left.column_refs().is_empty() || right.column_refs().is_empty() {
-        return None;
-    }
-    let (js, ls) = (joined.schema(), leaf.schema());
-    if columns_in(left, js) && columns_in(right, ls) {
-        Some((left.as_ref().clone(), right.as_ref().clone()))
-    } else if columns_in(right, js) && columns_in(left, ls) {
-        Some((right.as_ref().clone(), left.as_ref().clone()))
-    } else {
-        None
-    }
 }
 
 /// Whether a leaf is a bare table (under aliases and projections) with no filter yet: only
