@@ -45,6 +45,11 @@ impl Default for PhysicalPlannerConfig {
     }
 }
 
+/// A build side above the broadcast threshold is still broadcast against a much larger
+/// probe side, up to this multiple of the threshold (see `broadcast_pays`): it bounds the
+/// hash table every probe task holds.
+const RELATIVE_BROADCAST_CAP: usize = 16;
+
 /// Plans `plan` for execution.
 pub fn create_physical_plan(
     plan: &Arc<LogicalPlan>,
@@ -265,6 +270,24 @@ impl PhysicalPlanner<'_> {
         }
     }
 
+    /// Whether to broadcast a join's build side of `right` estimated bytes against a probe
+    /// side of `left`: always below the threshold; above it, while the threshold allows
+    /// broadcasts at all, when shipping the build side to every probe partition moves fewer
+    /// bytes than shuffling the probe side (`n × right ≤ left`), up to
+    /// [`RELATIVE_BROADCAST_CAP`] × the threshold. Without the relative rule a fixed
+    /// threshold makes plans change with the data size: at TPC-H SF 10 the filtered
+    /// orders ⋈ customer side of Q8 (about 1 M rows) no longer fits 10 MiB, and the join
+    /// shuffled all 60 M lineitem rows (3.1 GiB) instead of broadcasting 10 MiB.
+    fn broadcast_pays(&self, right: usize, left: Option<usize>) -> bool {
+        let threshold = self.config.broadcast_threshold_bytes;
+        if right <= threshold {
+            return true;
+        }
+        threshold > 0
+            && right <= threshold.saturating_mul(RELATIVE_BROADCAST_CAP)
+            && left.is_some_and(|left| right.saturating_mul(self.partitions()) <= left)
+    }
+
     fn plan_aggregate(&mut self, agg: &logical::Aggregate) -> Result<Arc<PhysicalPlan>> {
         let input = self.plan(&agg.input)?;
         let n = self.partitions();
@@ -349,8 +372,10 @@ impl PhysicalPlanner<'_> {
             join.join_type,
             JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
         );
-        let small_right = estimated_bytes(&join.right, &mut self.estimates)
-            .is_some_and(|b| b <= self.config.broadcast_threshold_bytes);
+        let small_right = estimated_bytes(&join.right, &mut self.estimates).is_some_and(|right| {
+            let left = estimated_bytes(&join.left, &mut self.estimates);
+            self.broadcast_pays(right, left)
+        });
         let both_single = left.output_partitions() <= 1 && right.output_partitions() <= 1;
         let (left, right, mode) = if broadcastable && (small_right || both_single) {
             let right = self.broadcast_for(&left, right);
@@ -708,6 +733,38 @@ mod tests {
         );
         assert!(large.contains("Exchange: Hash([a.k], 3)"), "{large}");
         assert!(large.contains("Exchange: Hash([b.k], 3)"), "{large}");
+    }
+
+    #[test]
+    fn build_side_above_the_threshold_is_broadcast_only_against_a_much_larger_probe_side() {
+        let mode = |left_bytes, right_bytes, threshold| {
+            let j = Join::try_new(
+                scan("a", 2, left_bytes),
+                scan("b", 2, right_bytes),
+                vec![(col("a.k"), col("b.k"))],
+                None,
+                JoinType::Inner,
+                false,
+            )
+            .unwrap();
+            let config = PhysicalPlannerConfig {
+                broadcast_threshold_bytes: threshold,
+                ..config()
+            };
+            let plan = create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config).unwrap();
+            match plan.as_ref() {
+                PhysicalPlan::HashJoin { mode, .. } => *mode,
+                other => panic!("expected a hash join, got {}", other.display_indent()),
+            }
+        };
+        // 5 × the threshold, against a probe side 200 × larger: 3 partitions × 5000 ≤ 1 M.
+        assert_eq!(mode(1_000_000, 5_000, 1000), JoinMode::Broadcast);
+        // The same build side against a probe side only 2 × larger: shuffling is cheaper.
+        assert_eq!(mode(10_000, 5_000, 1000), JoinMode::Partitioned);
+        // Beyond RELATIVE_BROADCAST_CAP × the threshold, never.
+        assert_eq!(mode(1_000_000_000, 20_000, 1000), JoinMode::Partitioned);
+        // A disabled threshold disables the relative rule too.
+        assert_eq!(mode(1_000_000_000, 1, 0), JoinMode::Partitioned);
     }
 
     #[test]

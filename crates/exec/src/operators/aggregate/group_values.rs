@@ -93,7 +93,14 @@ impl GroupValues for RowGroupValues {
             random,
             ..
         } = self;
-        for row in rows.iter() {
+        for (i, row) in rows.iter().enumerate() {
+            // A key repeated on consecutive rows (clustered input) reuses the previous group.
+            if i > 0 && rows.row(i - 1) == row {
+                if let Some(&g) = groups.last() {
+                    groups.push(g);
+                    continue;
+                }
+            }
             let hash = random.hash_one(row.data());
             let group = match table.find(hash, |&(h, g)| h == hash && keys.row(g) == row) {
                 Some(&(_, g)) => g,
@@ -168,7 +175,6 @@ where
         }
         groups.clear();
         groups.reserve(keys.len());
-        let nulls = keys.nulls().filter(|n| n.null_count() > 0);
         let PrimitiveGroupValues {
             values,
             null_group,
@@ -176,14 +182,15 @@ where
             random,
             ..
         } = self;
-        for (i, &v) in keys.values().iter().enumerate() {
-            if nulls.is_some_and(|n| n.is_null(i)) {
-                let g = *null_group.get_or_insert_with(|| {
-                    values.push(T::Native::default());
-                    values.len() - 1
-                });
-                groups.push(g);
-                continue;
+        // Sorted or clustered input (lineitem by l_orderkey) repeats a key on consecutive
+        // rows: the previous row's group is reused without hashing or probing, which also
+        // keeps a table larger than the cache off the path.
+        let mut previous: Option<(T::Native, usize)> = None;
+        let mut lookup = |values: &mut Vec<T::Native>, v: T::Native| -> usize {
+            if let Some((k, g)) = previous {
+                if k == v {
+                    return g;
+                }
             }
             let hash = random.hash_one(v);
             let group = match table.find(hash, |&(k, _)| k == v) {
@@ -195,7 +202,24 @@ where
                     g
                 }
             };
-            groups.push(group);
+            previous = Some((v, group));
+            group
+        };
+        match keys.nulls().filter(|n| n.null_count() > 0) {
+            None => groups.extend(keys.values().iter().map(|&v| lookup(values, v))),
+            Some(nulls) => {
+                for (i, &v) in keys.values().iter().enumerate() {
+                    let group = if nulls.is_null(i) {
+                        *null_group.get_or_insert_with(|| {
+                            values.push(T::Native::default());
+                            values.len() - 1
+                        })
+                    } else {
+                        lookup(values, v)
+                    };
+                    groups.push(group);
+                }
+            }
         }
         Ok(())
     }
@@ -257,6 +281,35 @@ mod tests {
             names.iter().collect::<Vec<_>>(),
             vec![Some("x"), Some("y"), None, Some("x")]
         );
+    }
+
+    #[test]
+    fn repeated_consecutive_keys_reuse_their_group_and_nulls_do_not_confuse_it() {
+        for key_types in [
+            vec![DataType::Int64],
+            vec![DataType::Int64, DataType::Int64],
+        ] {
+            let mut g = new_group_values(&key_types).unwrap();
+            let mut out = Vec::new();
+            let b1: ArrayRef = Arc::new(Int64Array::from(vec![
+                Some(7),
+                Some(7),
+                None,
+                Some(7),
+                Some(3),
+                Some(3),
+                Some(7),
+            ]));
+            let columns = vec![b1; key_types.len()];
+            g.intern(&columns, &mut out).unwrap();
+            assert_eq!(out, vec![0, 0, 1, 0, 2, 2, 0], "{key_types:?}");
+            // The next batch starts without a previous row: 3 is found in the table.
+            let b2: ArrayRef = Arc::new(Int64Array::from(vec![3, 3, 9]));
+            let columns = vec![b2; key_types.len()];
+            g.intern(&columns, &mut out).unwrap();
+            assert_eq!(out, vec![2, 2, 3], "{key_types:?}");
+            assert_eq!(g.num_groups(), 4);
+        }
     }
 
     #[test]
