@@ -18,6 +18,8 @@ use hashbrown::HashTable;
 
 use ember_planner::{EmberError, Result};
 
+use super::group_columns::{self, ColumnGroupValues};
+
 /// Maps key rows to group indices.
 pub trait GroupValues: Send {
     /// Writes the group index of every row of `columns` into `groups`, creating groups for
@@ -36,7 +38,8 @@ fn random_state() -> ahash::RandomState {
 }
 
 /// The fastest group table for `key_types`: a single integer or date key is hashed as
-/// its native value; anything else goes through the row format.
+/// its native value; integers, dates, decimals, strings and binaries in any combination
+/// are kept column-wise ([`ColumnGroupValues`]); anything else goes through the row format.
 pub fn new_group_values(key_types: &[DataType]) -> Result<Box<dyn GroupValues>> {
     Ok(match key_types {
         [DataType::Int8] => Box::new(PrimitiveGroupValues::<Int8Type>::default()),
@@ -49,6 +52,7 @@ pub fn new_group_values(key_types: &[DataType]) -> Result<Box<dyn GroupValues>> 
         [DataType::UInt64] => Box::new(PrimitiveGroupValues::<UInt64Type>::default()),
         [DataType::Date32] => Box::new(PrimitiveGroupValues::<Date32Type>::default()),
         [DataType::Date64] => Box::new(PrimitiveGroupValues::<Date64Type>::default()),
+        _ if group_columns::supports(key_types) => Box::new(ColumnGroupValues::try_new(key_types)?),
         _ => Box::new(RowGroupValues::try_new(key_types)?),
     })
 }

@@ -17,6 +17,7 @@
 pub mod accumulator;
 pub mod count;
 pub mod distinct;
+pub mod group_columns;
 pub mod group_values;
 pub mod min_max;
 mod stream;
