@@ -14,6 +14,7 @@ use ember_planner::lineage::{
 use ember_planner::logical::LogicalPlan;
 use ember_planner::optimizer::Optimizer;
 use ember_planner::persist::PersistId;
+use ember_planner::physical::dynamic_filter::add_dynamic_filters;
 use ember_planner::physical::planner::{create_physical_plan, PhysicalPlannerConfig};
 use ember_planner::physical::PhysicalPlan;
 use ember_planner::stages::{build_stage_graph, insert_checkpoints, StageGraph, StageOutput};
@@ -80,7 +81,11 @@ impl PreparedQuery {
         let optimized = Optimizer::default()
             .optimize(plan.clone())
             .map_err(|e| e.context("while optimizing the query"))?;
-        let physical = root(create_physical_plan(&optimized, &physical_config(config))?);
+        let mut physical = create_physical_plan(&optimized, &physical_config(config))?;
+        if config.dynamic_filters() {
+            physical = add_dynamic_filters(&physical)?;
+        }
+        let physical = root(physical);
         let (physical, stages, lineage) = place_automatic_checkpoints(physical, config)?;
         Ok(PreparedQuery {
             logical: plan.clone(),
@@ -113,6 +118,8 @@ pub fn physical_config(config: &SessionConfig) -> PhysicalPlannerConfig {
     PhysicalPlannerConfig {
         target_partitions: config.shuffle_partitions(),
         broadcast_threshold_bytes: config.broadcast_threshold_bytes(),
+        // A broadcast build side is held whole by every task: at most 1/16 of a set budget.
+        relative_broadcast_max_bytes: config.executor_memory().map_or(usize::MAX, |m| m / 16),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct PhysicalPlannerConfig {
     /// Broadcast a join's build side when its estimated size is below this
     /// (`ember.sql.autoBroadcastJoinThreshold`).
     pub broadcast_threshold_bytes: usize,
+    /// The largest build side broadcast above the threshold by the relative rule (see
+    /// `broadcast_pays`); a fraction of the executor memory when that is set, since a
+    /// broadcast build side cannot be split across tasks like a partitioned one.
+    pub relative_broadcast_max_bytes: usize,
 }
 
 impl Default for PhysicalPlannerConfig {
@@ -41,6 +45,7 @@ impl Default for PhysicalPlannerConfig {
         PhysicalPlannerConfig {
             target_partitions: 4,
             broadcast_threshold_bytes: 10 * 1024 * 1024,
+            relative_broadcast_max_bytes: usize::MAX,
         }
     }
 }
@@ -285,6 +290,7 @@ impl PhysicalPlanner<'_> {
         }
         threshold > 0
             && right <= threshold.saturating_mul(RELATIVE_BROADCAST_CAP)
+            && right <= self.config.relative_broadcast_max_bytes
             && left.is_some_and(|left| right.saturating_mul(self.partitions()) <= left)
     }
 
@@ -646,6 +652,7 @@ mod tests {
         PhysicalPlannerConfig {
             target_partitions: 3,
             broadcast_threshold_bytes: 1000,
+            relative_broadcast_max_bytes: usize::MAX,
         }
     }
 
@@ -765,6 +772,32 @@ mod tests {
         assert_eq!(mode(1_000_000_000, 20_000, 1000), JoinMode::Partitioned);
         // A disabled threshold disables the relative rule too.
         assert_eq!(mode(1_000_000_000, 1, 0), JoinMode::Partitioned);
+        // And so does an executor memory too small to hold the build side.
+        let config = PhysicalPlannerConfig {
+            relative_broadcast_max_bytes: 4_000,
+            ..config()
+        };
+        let j = Join::try_new(
+            scan("a", 2, 1_000_000),
+            scan("b", 2, 5_000),
+            vec![(col("a.k"), col("b.k"))],
+            None,
+            JoinType::Inner,
+            false,
+        )
+        .unwrap();
+        let plan = create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config).unwrap();
+        assert!(
+            matches!(
+                plan.as_ref(),
+                PhysicalPlan::HashJoin {
+                    mode: JoinMode::Partitioned,
+                    ..
+                }
+            ),
+            "{}",
+            plan.display_indent()
+        );
     }
 
     #[test]
