@@ -1,8 +1,7 @@
 //! Executor memory: one [`MemoryPool`] per executor, shared by the tasks running on it, and
 //! [`MemoryReservation`]s through which operators that buffer rows claim part of it. Sort
-//! and hash aggregate reserve and spill; hash join build sides are not accounted yet (a
-//! join can call `try_grow` and pass its error on: it names the executor, the sizes and the
-//! key to raise).
+//! and hash aggregate reserve and spill; hash joins reserve their build side and switch to
+//! a grace hash join (both inputs partitioned to disk) when it does not fit.
 //!
 //! Why a pool at all: an operator that holds its whole input (a sort, a hash aggregate with
 //! many groups) grows without bound at large scale factors, and the first sign of trouble
@@ -183,6 +182,9 @@ pub struct MemoryPool {
     budget: usize,
     state: Mutex<PoolState>,
     spills: SpillCounters,
+    /// The part of `spills` written by operators that name themselves (the hash join), so
+    /// tests and metrics can tell which operator spilled.
+    operator_spills: Mutex<Vec<(&'static str, Arc<SpillCounters>)>>,
 }
 
 impl MemoryPool {
@@ -193,6 +195,7 @@ impl MemoryPool {
             budget,
             state: Mutex::new(PoolState::default()),
             spills: SpillCounters::default(),
+            operator_spills: Mutex::new(Vec::new()),
         })
     }
 
@@ -222,6 +225,27 @@ impl MemoryPool {
     /// Everything spilled by the tasks of this executor.
     pub fn spills(&self) -> &SpillCounters {
         &self.spills
+    }
+
+    /// What `operator` (e.g. `"HashJoin"`) spilled on this executor; zero counters if it
+    /// never did.
+    pub fn operator_spills(&self, operator: &str) -> Arc<SpillCounters> {
+        self.operator_spills
+            .lock()
+            .iter()
+            .find(|(name, _)| *name == operator)
+            .map(|(_, c)| Arc::clone(c))
+            .unwrap_or_default()
+    }
+
+    fn operator_counters(&self, operator: &'static str) -> Arc<SpillCounters> {
+        let mut all = self.operator_spills.lock();
+        if let Some((_, c)) = all.iter().find(|(name, _)| *name == operator) {
+            return Arc::clone(c);
+        }
+        let counters = Arc::new(SpillCounters::default());
+        all.push((operator, Arc::clone(&counters)));
+        counters
     }
 
     /// A new, empty reservation for `consumer` (an operator name, used in errors). The pool
@@ -391,6 +415,12 @@ impl TaskMemory {
     pub fn record_spill(&self, bytes: u64, rows: usize) {
         self.spills.record(bytes, rows);
         self.pool.spills.record(bytes, rows);
+    }
+
+    /// Counts a spill file already recorded by [`Self::record_spill`] under `operator` in
+    /// the executor's pool as well.
+    pub fn record_operator_spill(&self, operator: &'static str, bytes: u64, rows: usize) {
+        self.pool.operator_counters(operator).record(bytes, rows);
     }
 }
 

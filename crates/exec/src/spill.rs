@@ -7,7 +7,7 @@
 //! the executor dies first, the files go with its directory.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,37 +95,100 @@ pub fn write_spill(
     schema: &SchemaRef,
     batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<SpillFile> {
-    let dir = &memory.spill_dir;
-    std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir.display().to_string(), e))?;
-    let n = NEXT_SPILL.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!("spill-{}-{n}.arrow", std::process::id()));
-    let shown = path.display().to_string();
-    let io_err = |e: std::io::Error| EmberError::io(shown.clone(), e);
-    let arrow_err =
-        |e: arrow::error::ArrowError| exec_err_at(&shown, format!("cannot write spill file: {e}"));
-    let file = File::create(&path).map_err(io_err)?;
-    // Owned from here on, so that a failed write still deletes the partial file.
-    let mut spill = SpillFile {
-        path,
-        rows: 0,
-        bytes: 0,
-    };
-    let mut writer = StreamWriter::try_new(BufWriter::new(file), schema).map_err(arrow_err)?;
+    let mut writer = SpillWriter::try_new(memory, schema)?;
     for batch in batches {
-        let batch = compact_views(batch?)?;
-        spill.rows += batch.num_rows();
-        writer.write(&batch).map_err(arrow_err)?;
+        writer.write(&batch?)?;
     }
-    writer.finish().map_err(arrow_err)?;
-    // Flush the buffer now: an error here (disk full) must fail the task, not vanish in Drop.
-    writer
-        .into_inner()
-        .map_err(arrow_err)?
-        .into_inner()
-        .map_err(|e| io_err(e.into_error()))?;
-    spill.bytes = std::fs::metadata(&spill.path).map_err(io_err)?.len();
-    memory.record_spill(spill.bytes, spill.rows);
-    Ok(spill)
+    writer.finish()
+}
+
+/// A spill run written a batch at a time, for operators that fill several runs at once
+/// (the hash join's grace partitions). The partial file is deleted if the writer is dropped
+/// before [`SpillWriter::finish`].
+pub struct SpillWriter {
+    writer: StreamWriter<BufWriter<File>>,
+    /// Owned from creation on, so that a failed or abandoned write still deletes the file.
+    file: SpillFile,
+    memory: TaskMemory,
+    /// Also counted under this operator's name in the executor's pool (see
+    /// [`crate::memory::MemoryPool::operator_spills`]).
+    operator: Option<&'static str>,
+}
+
+impl SpillWriter {
+    /// Creates a new run of `schema` in the task's spill directory.
+    pub fn try_new(memory: &TaskMemory, schema: &SchemaRef) -> Result<Self> {
+        let dir = &memory.spill_dir;
+        std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir.display().to_string(), e))?;
+        let n = NEXT_SPILL.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("spill-{}-{n}.arrow", std::process::id()));
+        let shown = path.display().to_string();
+        let handle = File::create(&path).map_err(|e| EmberError::io(shown.clone(), e))?;
+        let file = SpillFile {
+            path,
+            rows: 0,
+            bytes: 0,
+        };
+        let writer = StreamWriter::try_new(BufWriter::new(handle), schema)
+            .map_err(|e| exec_err_at(&shown, format!("cannot write spill file: {e}")))?;
+        Ok(SpillWriter {
+            writer,
+            file,
+            memory: memory.clone(),
+            operator: None,
+        })
+    }
+
+    /// Counts the run under `operator` too, so tests and metrics can tell which operator
+    /// spilled.
+    pub fn for_operator(mut self, operator: &'static str) -> Self {
+        self.operator = Some(operator);
+        self
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.file.rows
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = compact_views(batch.clone())?;
+        self.file.rows += batch.num_rows();
+        self.writer.write(&batch).map_err(|e| self.arrow_err(e))
+    }
+
+    /// Ends the run, flushes it to disk and counts it in the spill metrics.
+    pub fn finish(mut self) -> Result<SpillFile> {
+        self.writer.finish().map_err(|e| self.arrow_err(e))?;
+        let shown = self.file.path.display().to_string();
+        // Flush the buffer now: an error here (disk full) must fail the task, not vanish in
+        // Drop.
+        self.writer
+            .get_mut()
+            .flush()
+            .map_err(|e| EmberError::io(shown.clone(), e))?;
+        let SpillWriter {
+            mut file,
+            memory,
+            operator,
+            ..
+        } = self;
+        file.bytes = std::fs::metadata(&file.path)
+            .map_err(|e| EmberError::io(shown, e))?
+            .len();
+        memory.record_spill(file.bytes, file.rows);
+        if let Some(operator) = operator {
+            memory.record_operator_spill(operator, file.bytes, file.rows);
+        }
+        Ok(file)
+    }
+
+    fn arrow_err(&self, e: arrow::error::ArrowError) -> EmberError {
+        exec_err_at(
+            &self.file.path.display().to_string(),
+            format!("cannot write spill file: {e}"),
+        )
+    }
 }
 
 fn exec_err_at(path: &str, message: String) -> EmberError {

@@ -15,9 +15,24 @@
 //! call per key column per chunk) to discard hash collisions. NULL keys never match: rows
 //! with a NULL in any key are left out of the table and never looked up. The shared
 //! [`join_stream::JoinStream`] turns verified pairs into output for each join type.
+//!
+//! The build side is claimed from the executor's memory pool as it is read
+//! ([`build_side`]). When the claim is refused, the join becomes a grace hash join
+//! ([`grace`]): both inputs are hash-partitioned to disk and joined a partition at a time,
+//! with the same rows (in another order) for every join type. Broadcast joins share one
+//! table per stage ([`build_cache`]); each probe task charges it to its own reservation
+//! while it runs — an overcount when tasks overlap, but one that ends with the tasks (the
+//! cache outlives them) and errs towards spilling. A broadcast build side that does not fit
+//! takes the grace path in every task that probes it.
 
 mod build_cache;
+mod build_side;
+mod grace;
 pub(super) mod join_stream;
+#[cfg(test)]
+mod spill_tests;
+
+pub use grace::SPILL_OPERATOR;
 
 use std::sync::Arc;
 
@@ -37,10 +52,14 @@ use ember_planner::table::BatchIter;
 use ember_planner::types::common_type;
 use ember_planner::{internal_err, plan_err, Result};
 
+use self::build_side::{collect_build, BuildSide};
+use self::grace::{grace_join, GraceRules, GraceSpec};
 use self::join_stream::{row_count_u32, JoinFilter, JoinOutput, JoinStream, PairSource};
 use super::check_cancelled;
 use crate::context::TaskContext;
 use crate::expr::{create_physical_expr, PhysicalExprRef};
+use crate::memory::MemoryReservation;
+use crate::spill::{arrays_memory, batch_memory};
 
 /// Seed of the join's key hash. It differs from the shuffle's, so the rows of one
 /// hash partition (which share `hash % n`) still spread over the whole table.
@@ -81,28 +100,25 @@ pub fn execute_hash_join(
         JoinMode::Partitioned => (0..right.output_partitions()).collect(),
         JoinMode::Broadcast => broadcast_partitions(right),
     };
-    let build_table =
-        || JoinHashTable::try_new(collect_build_side(right, &build_partitions, ctx)?, &keys);
+    let rules = GraceRules {
+        join_type: *join_type,
+        null_aware,
+    };
+    let mut reservation = ctx.memory.reservation(format!(
+        "HashJoin build (task {}.{} attempt {})",
+        ctx.stage, ctx.partition, ctx.attempt
+    ));
+    let collect = |reservation: &mut MemoryReservation| {
+        collect_build(right, &build_partitions, &keys, rules, reservation, ctx)
+    };
     // Every probe task of a broadcast join builds the same table: share it (see
     // `build_cache`). Retries rebuild, so recovery still reads (and checks) the shuffle.
-    let table = if *mode == JoinMode::Broadcast && ctx.attempt == 0 {
-        build_cache::shared_table(plan, build_table)?
+    let build = if *mode == JoinMode::Broadcast && ctx.attempt == 0 {
+        build_cache::shared_build(plan, &mut reservation, collect)?
     } else {
-        Arc::new(build_table()?)
+        collect(&mut reservation)?
     };
 
-    // NOT IN against a set containing NULL is never true.
-    let nothing_passes = null_aware && table.has_null_key;
-    let nothing_matches = table.batch.num_rows() == 0
-        && matches!(
-            join_type,
-            JoinType::Inner | JoinType::LeftSemi | JoinType::Right
-        );
-    if nothing_passes || nothing_matches {
-        return Ok(Box::new(std::iter::empty()));
-    }
-
-    let probe = super::execute(left, partition, ctx)?;
     let output = JoinOutput {
         join_type: *join_type,
         filter,
@@ -110,14 +126,86 @@ pub fn execute_hash_join(
         left_width: left.schema().len(),
         batch_size: ctx.batch_size,
     };
-    let build = table.batch.clone();
-    let pairs = HashPairs {
-        drop_null_probe_keys: null_aware && build.num_rows() > 0,
-        table,
-        keys,
-        probe: None,
+    match build {
+        BuildSide::InMemory(table) => {
+            // NOT IN against a set containing NULL is never true.
+            let nothing_passes = null_aware && table.has_null_key;
+            let nothing_matches = table.batch.num_rows() == 0
+                && matches!(
+                    join_type,
+                    JoinType::Inner | JoinType::LeftSemi | JoinType::Right
+                );
+            if nothing_passes || nothing_matches {
+                return Ok(Box::new(std::iter::empty()));
+            }
+            let probe = super::execute(left, partition, ctx)?;
+            let build = table.batch.clone();
+            let pairs = HashPairs {
+                drop_null_probe_keys: null_aware && build.num_rows() > 0,
+                table,
+                keys,
+                probe: None,
+            };
+            let stream = JoinStream::try_new(pairs, probe, build, output)?;
+            Ok(Box::new(ReleaseAtEnd {
+                inner: stream,
+                reservation: Some(reservation),
+            }))
+        }
+        BuildSide::Spilled(spilled) => {
+            if null_aware && spilled.has_null_key {
+                return Ok(Box::new(std::iter::empty()));
+            }
+            let probe = super::execute(left, partition, ctx)?;
+            let spec = GraceSpec {
+                drop_null_probe_keys: null_aware && spilled.rows > 0,
+                keys,
+                rules,
+                output,
+                description: describe_join(*join_type, *mode, on, ctx),
+            };
+            grace_join(spilled, probe, spec, reservation, ctx)
+        }
+    }
+}
+
+/// `Inner hash join on l.a = r.b (partitioned, task 3.1)`, for errors.
+fn describe_join(
+    join_type: JoinType,
+    mode: JoinMode,
+    on: &[(Expr, Expr)],
+    ctx: &TaskContext,
+) -> String {
+    let keys: Vec<String> = on.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+    let mode = match mode {
+        JoinMode::Partitioned => "partitioned",
+        JoinMode::Broadcast => "broadcast",
     };
-    Ok(Box::new(JoinStream::try_new(pairs, probe, build, output)?))
+    format!(
+        "{join_type} hash join on {} ({mode}, task {}.{})",
+        keys.join(" AND "),
+        ctx.stage,
+        ctx.partition
+    )
+}
+
+/// Passes batches through and releases the join's reservation as soon as the last one has
+/// been produced (the iterator itself may live on in its consumer).
+struct ReleaseAtEnd<I> {
+    inner: I,
+    reservation: Option<MemoryReservation>,
+}
+
+impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for ReleaseAtEnd<I> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.inner.next();
+        if next.is_none() {
+            self.reservation = None;
+        }
+        next
+    }
 }
 
 /// The partitions of a broadcast build side to read. A broadcast Exchange (or its shuffle
@@ -177,6 +265,7 @@ pub(super) fn compile_filter(
 }
 
 /// The equi-join keys, compiled per side, and the type each pair is compared as.
+#[derive(Clone)]
 struct JoinKeys {
     left: Vec<PhysicalExprRef>,
     right: Vec<PhysicalExprRef>,
@@ -252,6 +341,8 @@ struct JoinHashTable {
     /// `next[row]` = the next row with the same hash, plus one; 0 ends the chain.
     next: Vec<u32>,
     has_null_key: bool,
+    /// Bytes held: the batch, key columns that are not batch columns, and the index.
+    memory: usize,
 }
 
 impl JoinHashTable {
@@ -282,12 +373,21 @@ impl JoinHashTable {
                 }
             }
         }
+        // Plain column keys share the batch's arrays; only computed or cast keys add bytes.
+        let own_keys: Vec<ArrayRef> = key_arrays
+            .iter()
+            .filter(|k| !batch.columns().iter().any(|c| Arc::ptr_eq(c, k)))
+            .cloned()
+            .collect();
+        let memory =
+            batch_memory(&batch) + arrays_memory(&own_keys) + build_side::index_memory(rows);
         Ok(JoinHashTable {
             batch,
             keys: key_arrays,
             map,
             next,
             has_null_key: valid.is_some_and(|v| v.null_count() > 0),
+            memory,
         })
     }
 
@@ -443,26 +543,26 @@ pub(super) mod tests {
         Arc::new(PhysicalPlan::Scan(scan))
     }
 
-    fn ints(values: &[Option<i64>]) -> ArrayRef {
+    pub(super) fn ints(values: &[Option<i64>]) -> ArrayRef {
         Arc::new(Int64Array::from(values.to_vec()))
     }
 
-    fn strs(values: &[&str]) -> ArrayRef {
+    pub(super) fn strs(values: &[&str]) -> ArrayRef {
         Arc::new(StringArray::from(values.to_vec()))
     }
 
-    struct Join {
-        left: Arc<PhysicalPlan>,
-        right: Arc<PhysicalPlan>,
-        on: Vec<(&'static str, &'static str)>,
-        filter: Option<Expr>,
-        join_type: JoinType,
-        null_aware: bool,
-        mode: JoinMode,
+    pub(super) struct Join {
+        pub left: Arc<PhysicalPlan>,
+        pub right: Arc<PhysicalPlan>,
+        pub on: Vec<(&'static str, &'static str)>,
+        pub filter: Option<Expr>,
+        pub join_type: JoinType,
+        pub null_aware: bool,
+        pub mode: JoinMode,
     }
 
     impl Join {
-        fn new(left: Arc<PhysicalPlan>, right: Arc<PhysicalPlan>, join_type: JoinType) -> Self {
+        pub fn new(left: Arc<PhysicalPlan>, right: Arc<PhysicalPlan>, join_type: JoinType) -> Self {
             Join {
                 left,
                 right,
@@ -474,7 +574,7 @@ pub(super) mod tests {
             }
         }
 
-        fn plan(&self) -> Arc<PhysicalPlan> {
+        pub fn plan(&self) -> Arc<PhysicalPlan> {
             let schema = join_schema(self.left.schema(), self.right.schema(), self.join_type);
             Arc::new(PhysicalPlan::HashJoin {
                 left: self.left.clone(),
@@ -490,7 +590,15 @@ pub(super) mod tests {
 
         fn run_partition(&self, partition: usize, batch_size: usize) -> Result<Vec<RecordBatch>> {
             let ctx = test_ctx_with_batch_size(batch_size);
-            execute_hash_join(&self.plan(), partition, &ctx)?.collect()
+            self.run_with(partition, &ctx)
+        }
+
+        pub fn run_with(
+            &self,
+            partition: usize,
+            ctx: &Arc<TaskContext>,
+        ) -> Result<Vec<RecordBatch>> {
+            execute_hash_join(&self.plan(), partition, ctx)?.collect()
         }
 
         fn run(&self) -> Vec<String> {

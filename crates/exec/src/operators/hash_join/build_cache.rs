@@ -20,10 +20,21 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use ember_planner::physical::PhysicalPlan;
 use ember_planner::Result;
 
+use super::build_side::BuildSide;
 use super::JoinHashTable;
+use crate::memory::MemoryReservation;
 
-/// One join node's table; `None` until a task has built it (or after a failed build).
-type Slot = Arc<Mutex<Option<Arc<JoinHashTable>>>>;
+/// What the first task learned about one join node's build side.
+enum Cached {
+    Table(Arc<JoinHashTable>),
+    /// The build side did not fit the first builder's memory share: it took the grace path,
+    /// so later tasks build (or spill) on their own, in parallel, instead of queueing on the
+    /// slot's lock for a table that will not come.
+    TooLarge,
+}
+
+/// One join node's entry; `None` until a task has built it (or after a failed build).
+type Slot = Arc<Mutex<Option<Cached>>>;
 
 struct Entry {
     node: Weak<PhysicalPlan>,
@@ -56,20 +67,35 @@ fn slot_for(node: &Arc<PhysicalPlan>) -> Slot {
     slot
 }
 
-/// The table of join `node`, built by `build` unless a task of the same stage already did.
-/// A failed build is not cached: the error goes to this task, the next one tries again.
-pub(super) fn shared_table(
+/// The build side of join `node`: the table a task of the same stage already built, or
+/// whatever `build` makes of it. A table found in the cache is charged to `reservation` (the
+/// memory is in use while this task probes it, whoever built it). A failed build is not
+/// cached: the error goes to this task, the next one tries again. A build that spilled is
+/// returned to this task only, and tells the tasks after it to build their own.
+pub(super) fn shared_build(
     node: &Arc<PhysicalPlan>,
-    build: impl FnOnce() -> Result<JoinHashTable>,
-) -> Result<Arc<JoinHashTable>> {
+    reservation: &mut MemoryReservation,
+    build: impl FnOnce(&mut MemoryReservation) -> Result<BuildSide>,
+) -> Result<BuildSide> {
     let slot = slot_for(node);
     let mut guard = lock(&slot);
-    if let Some(table) = guard.as_ref() {
-        return Ok(Arc::clone(table));
+    match guard.as_ref() {
+        Some(Cached::Table(table)) => {
+            reservation.grow(table.memory);
+            return Ok(BuildSide::InMemory(Arc::clone(table)));
+        }
+        Some(Cached::TooLarge) => {
+            drop(guard);
+            return build(reservation);
+        }
+        None => {}
     }
-    let table = Arc::new(build()?);
-    *guard = Some(Arc::clone(&table));
-    Ok(table)
+    let built = build(reservation)?;
+    *guard = Some(match &built {
+        BuildSide::InMemory(table) => Cached::Table(Arc::clone(table)),
+        BuildSide::Spilled(_) => Cached::TooLarge,
+    });
+    Ok(built)
 }
 
 /// Whether a table for `node` is cached (for tests).
@@ -78,61 +104,114 @@ pub(super) fn is_cached(node: &Arc<PhysicalPlan>) -> bool {
     lock(&CACHE)
         .iter()
         .find(|e| std::ptr::eq(e.node.as_ptr(), Arc::as_ptr(node)))
-        .is_some_and(|e| lock(&e.slot).is_some())
+        .is_some_and(|e| matches!(*lock(&e.slot), Some(Cached::Table(_))))
 }
 
 #[cfg(test)]
 mod tests {
     use arrow::array::RecordBatch;
+    use arrow::datatypes::Schema;
 
     use ember_planner::EmberError;
 
-    use arrow::datatypes::Schema;
-
     use super::*;
+    use crate::memory::MemoryPool;
+    use crate::operators::hash_join::grace::SpilledBuild;
     use crate::operators::test_util::mem_scan_with_schema;
 
     fn new_node() -> Arc<PhysicalPlan> {
         mem_scan_with_schema(Arc::new(Schema::empty()), vec![vec![]])
     }
 
-    fn empty_table(node: &Arc<PhysicalPlan>) -> Result<JoinHashTable> {
-        Ok(JoinHashTable {
+    fn table(node: &Arc<PhysicalPlan>, memory: usize) -> Result<BuildSide> {
+        Ok(BuildSide::InMemory(Arc::new(JoinHashTable {
             batch: RecordBatch::new_empty(node.schema().to_arrow_ref()),
             keys: vec![],
             map: hashbrown::HashTable::new(),
             next: vec![],
             has_null_key: false,
-        })
+            memory,
+        })))
+    }
+
+    fn in_memory(build: BuildSide) -> Arc<JoinHashTable> {
+        match build {
+            BuildSide::InMemory(t) => t,
+            BuildSide::Spilled(_) => panic!("expected an in-memory table"),
+        }
     }
 
     #[test]
-    fn second_task_reuses_the_first_tasks_table() {
+    fn second_task_reuses_the_first_tasks_table_and_is_charged_for_it() {
+        let pool = MemoryPool::new(0, 1 << 20);
+        let mut first_res = pool.reservation("first");
         let node = new_node();
-        let first = shared_table(&node, || empty_table(&node)).unwrap();
-        let second = shared_table(&node, || panic!("the table must not be built twice")).unwrap();
+        let first = in_memory(shared_build(&node, &mut first_res, |_| table(&node, 100)).unwrap());
+        let mut second_res = pool.reservation("second");
+        let second = in_memory(
+            shared_build(&node, &mut second_res, |_| {
+                panic!("the table must not be built twice")
+            })
+            .unwrap(),
+        );
         assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(
+            second_res.size(),
+            100,
+            "a cache hit charges the shared table"
+        );
         // Another node (another stage or job) gets its own table.
         let other = new_node();
-        let third = shared_table(&other, || empty_table(&other)).unwrap();
+        let third = in_memory(shared_build(&other, &mut first_res, |_| table(&other, 0)).unwrap());
         assert!(!Arc::ptr_eq(&first, &third));
     }
 
     #[test]
     fn failed_builds_are_not_cached_and_finished_jobs_are_dropped() {
+        let pool = MemoryPool::unbounded(0);
+        let mut res = pool.reservation("t");
         let node = new_node();
-        let err = shared_table(&node, || Err(EmberError::Execution("boom".into())));
+        let err = shared_build(&node, &mut res, |_| {
+            Err(EmberError::Execution("boom".into()))
+        });
         assert!(err.is_err());
         assert!(!is_cached(&node));
-        shared_table(&node, || empty_table(&node)).unwrap();
+        shared_build(&node, &mut res, |_| table(&node, 0)).unwrap();
         assert!(is_cached(&node));
         let weak = Arc::downgrade(&node);
         drop(node);
         // The next lookup prunes the entry, releasing the table and the node's allocation.
         let other = new_node();
-        shared_table(&other, || empty_table(&other)).unwrap();
+        shared_build(&other, &mut res, |_| table(&other, 0)).unwrap();
         assert!(lock(&CACHE)
             .iter()
             .all(|e| !std::ptr::eq(e.node.as_ptr(), weak.as_ptr())));
+    }
+
+    #[test]
+    fn a_spilled_build_makes_later_tasks_build_their_own() {
+        let pool = MemoryPool::unbounded(0);
+        let mut res = pool.reservation("t");
+        let node = new_node();
+        let spilled = || {
+            Ok(BuildSide::Spilled(SpilledBuild {
+                partitions: vec![],
+                rows: 1,
+                has_null_key: false,
+                schema: Arc::new(Schema::empty()),
+            }))
+        };
+        let first = shared_build(&node, &mut res, |_| spilled()).unwrap();
+        assert!(matches!(first, BuildSide::Spilled(_)));
+        assert!(!is_cached(&node));
+        // The next task builds again (now with room, say) and is not cached either.
+        let mut built = false;
+        let second = shared_build(&node, &mut res, |_| {
+            built = true;
+            table(&node, 0)
+        })
+        .unwrap();
+        assert!(built && matches!(second, BuildSide::InMemory(_)));
+        assert!(!is_cached(&node));
     }
 }

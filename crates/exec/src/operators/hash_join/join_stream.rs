@@ -50,6 +50,7 @@ pub(crate) trait PairSource: Send {
 }
 
 /// A join filter compiled over the joined row: the left columns, then the right columns.
+#[derive(Clone)]
 pub(crate) struct JoinFilter {
     pub expr: PhysicalExprRef,
     /// The schema of the joined row batch the filter is evaluated on (all fields nullable,
@@ -73,6 +74,7 @@ impl JoinFilter {
 }
 
 /// What a join produces, independent of how it finds candidate pairs.
+#[derive(Clone)]
 pub(crate) struct JoinOutput {
     pub join_type: JoinType,
     pub filter: Option<JoinFilter>,
