@@ -1,6 +1,7 @@
-//! Spilling end to end: with `ember.executor.memory` far below what sorts and aggregations
-//! hold, TPC-H queries still return the reference answers (shared/tpch/answers/sf0.01), the
-//! operators really spilled, and every reserved byte is released afterwards.
+//! Spilling end to end: with `ember.executor.memory` far below what sorts, aggregations and
+//! hash join build sides hold, TPC-H queries still return the reference answers
+//! (shared/tpch/answers/sf0.01), the operators really spilled, and every reserved byte is
+//! released afterwards.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use ember_exec::executor::{ClusterConfig, LocalCluster};
+use ember_exec::operators::hash_join::SPILL_OPERATOR;
 use ember_exec::scheduler::{run_job, JobContext};
 use ember_frontend::execution::PreparedQuery;
 use ember_frontend::format::cell_strings;
@@ -53,8 +55,8 @@ fn q18_with_one_megabyte_per_executor() {
     run_with_small_memory("q18");
 }
 
-/// Every other query under the same budget (joins do not reserve memory yet; sorts and
-/// aggregations spill or, for DISTINCT aggregates, hold their state over budget).
+/// Every other query under the same budget (sorts, aggregations and joins spill; DISTINCT
+/// aggregates hold their state over budget).
 #[test]
 fn the_other_tpch_queries_with_one_megabyte_per_executor() {
     for n in (2..=22).filter(|n| ![3, 18].contains(n)) {
@@ -70,10 +72,39 @@ fn bad_memory_setting_names_the_key() {
     assert!(err.to_string().contains("ember.executor.memory"), "{err}");
 }
 
-/// Runs `sql` on a fresh cluster with `memory` per executor; returns the rows, the spill
-/// files written on all executors, and the bytes still reserved afterwards.
-fn run_on_cluster(sql: &str, memory: &str) -> (Vec<Vec<String>>, usize, usize) {
-    let session = small_memory_session();
+/// What one query did on a fresh cluster.
+struct ClusterRun {
+    rows: Vec<Vec<String>>,
+    /// Spill files written on all executors, by any operator.
+    spilled: usize,
+    /// Of those, the ones hash joins wrote (grace partitions).
+    join_spilled: usize,
+    /// Bytes still reserved after the job.
+    held: usize,
+}
+
+/// Runs `sql` on a fresh cluster with `memory` per executor.
+fn run_on_cluster(sql: &str, memory: &str) -> ClusterRun {
+    run_planned_by(small_memory_session(), sql, memory)
+}
+
+/// The same TPC-H tables with broadcast joins turned off: every join shuffles both sides.
+fn shuffle_join_session() -> &'static Session {
+    static SESSION: OnceLock<Session> = OnceLock::new();
+    SESSION.get_or_init(|| {
+        let session = Session::new();
+        session
+            .register_tpch(0.01)
+            .expect("TPC-H data generation at SF 0.01");
+        session
+            .execute_sql("SET ember.sql.autoBroadcastJoinThreshold = -1")
+            .expect("SET ember.sql.autoBroadcastJoinThreshold");
+        session
+    })
+}
+
+/// Runs `sql`, planned by `session`, on a fresh cluster with `memory` per executor.
+fn run_planned_by(session: &Session, sql: &str, memory: &str) -> ClusterRun {
     let df = session.sql(sql).expect("query plans");
     let prepared = PreparedQuery::plan(df.plan(), &session.config()).expect("query plans");
     let settings: HashMap<&str, &str> = [
@@ -94,30 +125,73 @@ fn run_on_cluster(sql: &str, memory: &str) -> (Vec<Vec<String>>, usize, usize) {
         .iter()
         .map(|e| e.memory().clone())
         .collect();
-    let spilled = pools.iter().map(|p| p.spills().files()).sum();
-    let held = pools.iter().map(|p| p.used()).sum();
-    (cell_strings(&batches).expect("format"), spilled, held)
+    ClusterRun {
+        rows: cell_strings(&batches).expect("format"),
+        spilled: pools.iter().map(|p| p.spills().files()).sum(),
+        join_spilled: pools
+            .iter()
+            .map(|p| p.operator_spills(SPILL_OPERATOR).files())
+            .sum(),
+        held: pools.iter().map(|p| p.used()).sum(),
+    }
+}
+
+/// Queries whose joins have big build sides (orders, lineitem, partsupp, customer) — inner
+/// joins (Q3, Q5, Q9, Q18), semi and anti joins with a residual filter (Q21), a left outer
+/// join (Q13), an anti join (Q22). Under 16 KiB per executor their hash joins take the grace
+/// path, both as broadcast joins (SF 0.01 sides are under the broadcast threshold) and as
+/// shuffled joins, and still return the reference answers.
+#[test]
+fn joins_spill_under_the_budget_and_give_the_reference_answers() {
+    let sessions = [
+        ("broadcast", small_memory_session()),
+        ("shuffled", shuffle_join_session()),
+    ];
+    for name in ["q03", "q05", "q09", "q13", "q18", "q21", "q22"] {
+        for (how, session) in sessions {
+            let run = run_planned_by(session, &sql(name), "16k");
+            assert!(
+                run.join_spilled > 0,
+                "{name} ({how} joins): no hash join spilled under 16 KiB per executor"
+            );
+            assert_eq!(
+                run.held, 0,
+                "{name}: reservations are released when tasks end"
+            );
+            assert_matches_answer(name, &run.rows);
+        }
+    }
+    // With room to spare, the same joins stay in memory.
+    let roomy = run_planned_by(shuffle_join_session(), &sql("q03"), "4g");
+    assert_eq!(
+        roomy.join_spilled, 0,
+        "q03 spilled a join with 4 GiB per executor"
+    );
+    assert_matches_answer("q03", &roomy.rows);
 }
 
 #[test]
 fn sorts_and_aggregations_spill_under_the_budget_and_release_it() {
     // Q18 aggregates lineitem by order key: thousands of groups per task.
-    let (rows, spilled, held) = run_on_cluster(&sql("q18"), "64k");
-    assert!(spilled > 0, "Q18 under 64 KiB per executor spilled nothing");
-    assert_eq!(held, 0, "reservations are released when tasks end");
-    assert_matches_answer("q18", &rows);
+    let run = run_on_cluster(&sql("q18"), "64k");
+    assert!(
+        run.spilled > 0,
+        "Q18 under 64 KiB per executor spilled nothing"
+    );
+    assert_eq!(run.held, 0, "reservations are released when tasks end");
+    assert_matches_answer("q18", &run.rows);
 
     // A full sort of lineitem by a text column: many runs, merged back in order.
     let sort = "SELECT l_comment, l_orderkey, l_linenumber FROM lineitem \
                 ORDER BY l_comment DESC, l_orderkey, l_linenumber";
-    let (small, spilled, held) = run_on_cluster(sort, "1m");
-    assert!(spilled > 1, "the sort spilled {spilled} runs");
-    assert_eq!(held, 0);
-    let (large, spilled_large, _) = run_on_cluster(sort, "4g");
-    assert_eq!(spilled_large, 0, "nothing spills with room to spare");
-    assert_eq!(small.len(), 60175);
+    let small = run_on_cluster(sort, "1m");
+    assert!(small.spilled > 1, "the sort spilled {} runs", small.spilled);
+    assert_eq!(small.held, 0);
+    let large = run_on_cluster(sort, "4g");
+    assert_eq!(large.spilled, 0, "nothing spills with room to spare");
+    assert_eq!(small.rows.len(), 60175);
     assert!(
-        small == large,
+        small.rows == large.rows,
         "spilled sort differs from the in-memory sort"
     );
 }

@@ -150,7 +150,7 @@ impl<'a> Partitioner<'a> {
             keys,
             side,
             level,
-            state: RandomState::with_seed(GRACE_SEED.wrapping_add(level as u64)),
+            state: RandomState::with_seed(level_seed(level)),
             rules,
             accept: accept.unwrap_or_else(|| vec![true; FANOUT]),
             writers: (0..FANOUT).map(|_| None).collect(),
@@ -238,10 +238,22 @@ impl<'a> Partitioner<'a> {
     }
 }
 
-/// A partition number from the high bits of the hash (the low bits feed nothing else, but
-/// the high ones are the best mixed).
+/// The seed of level `level`. Seeds that differ in a few bits (`base + level`) give
+/// correlated partition numbers with the engine's hash, so a partition would not split at
+/// the next level: each level's seed is a full 64-bit mix (splitmix64) of its number.
+fn level_seed(level: usize) -> u64 {
+    let mut z = GRACE_SEED.wrapping_add((level as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A partition number from the top bits of the hash, multiplied once more (Fibonacci
+/// hashing) so that every bit of the hash counts.
 fn partition_of(hash: u64) -> usize {
-    ((hash >> 32) % FANOUT as u64) as usize
+    const _: () = assert!(FANOUT.is_power_of_two());
+    let bits = FANOUT.trailing_zeros();
+    (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
 }
 
 /// What every partition's join needs.
@@ -559,6 +571,54 @@ impl Iterator for Coalesce {
                 self.finished = true;
                 return Some(Err(e.into()));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, Int64Array};
+
+    use super::*;
+
+    fn partitions_at(level: usize, keys: &[i64]) -> Vec<usize> {
+        let array: ArrayRef = Arc::new(Int64Array::from(keys.to_vec()));
+        let mut hashes = vec![0u64; keys.len()];
+        create_hashes(
+            &[array],
+            &RandomState::with_seed(level_seed(level)),
+            &mut hashes,
+        )
+        .unwrap();
+        hashes.into_iter().map(partition_of).collect()
+    }
+
+    #[test]
+    fn one_partition_splits_evenly_at_the_next_level() {
+        let keys: Vec<i64> = (0..32_000).collect();
+        for level in 0..MAX_LEVELS - 1 {
+            // The keys of one partition at `level`…
+            let first = partitions_at(level, &keys);
+            let ours: Vec<i64> = keys
+                .iter()
+                .zip(&first)
+                .filter(|(_, p)| **p == 3)
+                .map(|(k, _)| *k)
+                .collect();
+            assert!(
+                (1500..2500).contains(&ours.len()),
+                "level {level}: {}",
+                ours.len()
+            );
+            // …spread over all partitions of the next level, none with more than 1/8.
+            let mut counts = [0usize; FANOUT];
+            for p in partitions_at(level + 1, &ours) {
+                counts[p] += 1;
+            }
+            assert!(
+                counts.iter().all(|&c| c > 0 && c < ours.len() / 8),
+                "level {level}: {counts:?}"
+            );
         }
     }
 }
