@@ -219,12 +219,131 @@ fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
         !recomputed.is_empty(),
         "no recomputation after the rejection"
     );
-    // Written twice in that job: the damaged attempt, then the good one.
+    // The damaged files are found when read back before the commit, so the damaged
+    // checkpoint is never committed: one commit in that job, of the rewritten files.
     let written: Vec<_> = named(&log, "CheckpointWritten")
         .into_iter()
         .filter(|e| e["job"] == job)
         .collect();
-    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(
+        rejected[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("checksum")),
+        "{:?}",
+        rejected[0]
+    );
+}
+
+/// The first byte-flipped file of the committed checkpoint under `dir`.
+fn damage_a_checkpoint_file(dir: &Path, fingerprint: &str) {
+    let file = dir.join(fingerprint).join("part-00000.parquet");
+    let mut data = std::fs::read(&file).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0xFF;
+    std::fs::write(&file, data).unwrap();
+}
+
+/// The writing job reads its partitions from memory; every later job reads the files, so a
+/// file damaged after the commit is noticed there: rejected, never read, recomputed.
+#[test]
+fn a_checkpoint_file_damaged_after_its_commit_is_rejected_by_the_next_job() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let expected = sorted_rows(&session.sql(QUERY).unwrap());
+    let checkpointed = session.sql(QUERY).unwrap().checkpoint();
+    let (persist, _) = persist_stage(&checkpointed);
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    let log = events(logs.path());
+    let written = named(&log, "CheckpointWritten");
+    assert_eq!(written.len(), 1, "{written:?}");
+    damage_a_checkpoint_file(
+        checkpoints.path(),
+        written[0]["fingerprint"].as_str().unwrap(),
+    );
+
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    let in_job = |name: &str| -> Vec<Value> {
+        named(&log, name)
+            .into_iter()
+            .filter(|e| e["job"] == job)
+            .cloned()
+            .collect()
+    };
+    let rejected = in_job("CheckpointRejected");
+    assert_eq!(rejected.len(), 1, "{log:?}");
+    assert!(
+        rejected[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("checksum")),
+        "{rejected:?}"
+    );
+    assert!(in_job("PartitionsRecomputed")
+        .iter()
+        .any(|e| e["stage"] == persist as u64 && e["cause"] == "CheckpointRejected"));
+    assert_eq!(in_job("CheckpointWritten").len(), 1);
+
+    // The rewritten checkpoint is good: the job after reads it without recomputing.
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    assert!(!submitted(&log, job).contains(&(persist as u64)));
+    assert!(!named(&log, "CheckpointRejected")
+        .iter()
+        .any(|e| e["job"] == job));
+}
+
+/// An executor lost while the writing job's consumers run takes its in-memory copies with
+/// it; its partitions are read from the committed files instead — nothing is recomputed.
+#[test]
+fn a_checkpoint_copy_lost_with_its_executor_is_read_from_the_files() {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    let grouped = "SELECT l_partkey, sum(l_quantity) AS q FROM lineitem GROUP BY l_partkey";
+    let plain = session.sql(grouped).unwrap();
+    let expected = sorted_rows(&plain);
+    let checkpointed = plain.checkpoint();
+    let (persist, consumers) = persist_stage(&checkpointed);
+    session
+        .sql(&format!(
+            "SET ember.fault.plan = 'kill-executor executor=1 stage={} at=0%'",
+            consumers[0]
+        ))
+        .unwrap();
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    session.sql("SET ember.fault.plan = ''").unwrap();
+    let log = events(logs.path());
+    let job = last_job(&log);
+    let on_lost_executor = named(&log, "TaskEnd").into_iter().any(|e| {
+        e["job"] == job
+            && e["stage"] == persist as u64
+            && e["reason"] == "Success"
+            && e["executor"] == 1
+    });
+    assert!(on_lost_executor, "executor 1 wrote no checkpoint partition");
+    assert!(named(&log, "ExecutorRemoved")
+        .iter()
+        .any(|e| e["executor"] == 1));
+    let in_job = |name: &str| {
+        named(&log, name)
+            .into_iter()
+            .filter(|e| e["job"] == job)
+            .count()
+    };
+    assert_eq!(in_job("CheckpointWritten"), 1);
+    assert_eq!(in_job("CheckpointRejected"), 0);
+    assert_eq!(
+        in_job("CacheBlockLost"),
+        0,
+        "a checkpoint copy is not a lost block"
+    );
+    assert!(!named(&log, "PartitionsRecomputed")
+        .iter()
+        .any(|e| e["job"] == job && e["stage"] == persist as u64));
 }
 
 #[test]

@@ -8,6 +8,13 @@
 //! a checkpoint file fails its checksum) surfaces as a fetch failure of the persist stage,
 //! so the scheduler's ordinary recovery recomputes exactly the lost partitions from the
 //! lineage the plan still holds.
+//!
+//! A reliable checkpoint's task writes its partition's Parquet file and also keeps the
+//! batches in its executor's memory (when they fit without evicting anything), so the
+//! consumers of the writing job read them from there instead of reading and decoding the file
+//! just written; every later reader (a later job, a restarted application, a consumer whose
+//! copy is gone with its executor) reads the committed files. The files are written and
+//! committed before any consumer runs either way, so the lineage is cut all the same.
 
 mod registry;
 
@@ -87,9 +94,18 @@ impl PersistedReader for RegistryReader {
                     )
                 })?
             }
-            Some(PersistedLocation::Checkpoint(checkpoint)) => checkpoint
-                .read_partition(partition)
-                .map_err(|e| lost(stage, id, partition, format!("checkpoint rejected: {e}")))?,
+            Some(PersistedLocation::Checkpoint { checkpoint, copy }) => {
+                let in_memory = copy
+                    .and_then(|executor| self.executors.get(executor))
+                    .filter(|e| e.is_alive())
+                    .and_then(|e| e.blocks().get(BlockId::new(id, partition)));
+                match in_memory {
+                    Some(batches) => batches,
+                    None => checkpoint.read_partition(partition).map_err(|e| {
+                        lost(stage, id, partition, format!("checkpoint rejected: {e}"))
+                    })?,
+                }
+            }
         };
         Ok(Box::new(batches.into_iter().map(Ok)))
     }
@@ -100,8 +116,33 @@ impl PersistedReader for RegistryReader {
 pub enum Kept {
     /// In the executor's block store; `dropped` are `MemoryOnly` blocks evicted for it.
     Block { dropped: Vec<BlockId> },
-    /// Written as a file of the reliable checkpoint being built.
-    Checkpoint(PartitionInfo),
+    /// Written as a file of the reliable checkpoint being built; `in_memory` when the batches
+    /// were also kept in the executor's block store for the writing job's consumers, and
+    /// `dropped` as for `Block`.
+    Checkpoint {
+        info: PartitionInfo,
+        in_memory: bool,
+        dropped: Vec<BlockId>,
+    },
+}
+
+/// Keeps the batches of a just-written checkpoint partition in `executor`'s memory when they
+/// fit beside what is there: the copy is a shortcut for this job's consumers, so it does not
+/// make room by evicting cached blocks nor go to disk (the file already is there). Returns
+/// whether it was kept, and the `MemoryOnly` blocks a concurrent put squeezed out anyway
+/// (the scheduler reports those lost, as for any put).
+fn keep_copy(
+    executor: &LocalExecutor,
+    block: BlockId,
+    batches: Vec<RecordBatch>,
+) -> Result<(bool, Vec<BlockId>)> {
+    let blocks = executor.blocks();
+    let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    if blocks.memory_used().saturating_add(bytes) > blocks.memory_limit() {
+        return Ok((false, Vec::new()));
+    }
+    let outcome = blocks.put(block, batches, StorageLevel::MemoryOnly)?;
+    Ok((outcome.stored.is_some(), outcome.dropped))
 }
 
 /// Keeps partition `partition` of persisted plan `id` on `executor` (or in the checkpoint
@@ -125,9 +166,13 @@ pub fn store_partition(
                     "no checkpoint writer for persisted plan {id}: the job did not begin it"
                 ))
             })?;
-            return Ok(Kept::Checkpoint(
-                writer.write_partition(partition, attempt, &batches)?,
-            ));
+            let info = writer.write_partition(partition, attempt, &batches)?;
+            let (in_memory, dropped) = keep_copy(executor, BlockId::new(id, partition), batches)?;
+            return Ok(Kept::Checkpoint {
+                info,
+                in_memory,
+                dropped,
+            });
         }
     };
     let block = BlockId::new(id, partition);

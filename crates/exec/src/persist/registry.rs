@@ -4,6 +4,12 @@
 //! belongs to the cluster, not to a scheduler. Only locations are kept here; the data lives
 //! in executors' block stores (cache, local checkpoint) or in the checkpoint store (reliable
 //! checkpoint).
+//!
+//! A reliable checkpoint's partitions may also have an in-memory copy: the batches the
+//! writing task just encoded, kept in its executor's block store for the rest of the writing
+//! job so its consumers need not read and decode the files again. That copy is only a
+//! shortcut: losing it (executor lost, evicted, job over) never makes a partition missing and
+//! is never reported as a lost block — the committed files are the durable copy.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +22,8 @@ use parking_lot::Mutex;
 #[derive(Debug)]
 struct Entry {
     mode: PersistMode,
-    /// Executor holding each partition's block (cache, local checkpoint).
+    /// Executor holding each partition's block (cache, local checkpoint), or for a reliable
+    /// checkpoint the executor holding the in-memory copy of the written partition.
     blocks: Vec<Option<usize>>,
     /// Partition files written for a reliable checkpoint not yet committed.
     written: Vec<Option<PartitionInfo>>,
@@ -24,6 +31,9 @@ struct Entry {
     writer: Option<CheckpointWriter>,
     /// The committed reliable checkpoint: every partition is read from it.
     committed: Option<Arc<Checkpoint>>,
+    /// How many times each partition's checkpoint file failed verification before a commit
+    /// (bounds rewriting onto a store that keeps damaging it).
+    unverified: Vec<u32>,
 }
 
 impl Entry {
@@ -34,6 +44,7 @@ impl Entry {
             written: vec![None; partitions],
             writer: None,
             committed: None,
+            unverified: vec![0; partitions],
         }
     }
 
@@ -56,8 +67,12 @@ impl Entry {
 pub enum PersistedLocation {
     /// In this executor's block store.
     Block { executor: usize },
-    /// In a committed reliable checkpoint.
-    Checkpoint(Arc<Checkpoint>),
+    /// In a committed reliable checkpoint; `copy` is the executor that may still hold the
+    /// partition in memory (read it there first, the files otherwise).
+    Checkpoint {
+        checkpoint: Arc<Checkpoint>,
+        copy: Option<usize>,
+    },
 }
 
 /// The session's persisted plans. Cheap to share (`Arc`); all methods lock briefly.
@@ -103,10 +118,18 @@ impl PersistRegistry {
     pub fn locate(&self, id: PersistId, partition: usize) -> Option<PersistedLocation> {
         let entries = self.entries.lock();
         let entry = entries.get(&id)?;
+        let block = entry.blocks.get(partition).copied().flatten();
         if let Some(checkpoint) = &entry.committed {
-            return Some(PersistedLocation::Checkpoint(checkpoint.clone()));
+            return Some(PersistedLocation::Checkpoint {
+                checkpoint: checkpoint.clone(),
+                copy: block,
+            });
         }
-        let executor = (*entry.blocks.get(partition)?)?;
+        if entry.mode == PersistMode::Checkpoint {
+            // Written but not committed: nobody reads it before the commit.
+            return None;
+        }
+        let executor = block?;
         Some(PersistedLocation::Block { executor })
     }
 
@@ -123,23 +146,28 @@ impl PersistRegistry {
     }
 
     /// Forgets a block that could not be read (evicted, or its file vanished). Returns the
-    /// executor that was supposed to hold it.
+    /// executor that was supposed to hold it, if the partition is now lost: the in-memory
+    /// copy of a reliable checkpoint's partition is forgotten but never lost (the files
+    /// still hold it).
     pub fn forget_block(&self, id: PersistId, partition: usize) -> Option<usize> {
-        self.entries
-            .lock()
-            .get_mut(&id)
-            .and_then(|e| e.blocks.get_mut(partition))
-            .and_then(Option::take)
+        let mut entries = self.entries.lock();
+        let entry = entries.get_mut(&id)?;
+        let executor = entry.blocks.get_mut(partition).and_then(Option::take);
+        executor.filter(|_| entry.mode != PersistMode::Checkpoint)
     }
 
-    /// Forgets every block `executor` held; returns them (they are lost with it).
+    /// Forgets every block `executor` held; returns the partitions lost with it (in-memory
+    /// copies of reliable checkpoint partitions are forgotten, not lost).
     pub fn remove_executor(&self, executor: usize) -> Vec<(PersistId, usize)> {
         let mut lost = Vec::new();
         for (id, entry) in self.entries.lock().iter_mut() {
+            let copies_only = entry.mode == PersistMode::Checkpoint;
             for (p, slot) in entry.blocks.iter_mut().enumerate() {
                 if *slot == Some(executor) {
                     *slot = None;
-                    lost.push((*id, p));
+                    if !copies_only {
+                        lost.push((*id, p));
+                    }
                 }
             }
         }
@@ -176,18 +204,35 @@ impl PersistRegistry {
     pub fn set_committed(&self, id: PersistId, checkpoint: Arc<Checkpoint>) {
         if let Some(entry) = self.entries.lock().get_mut(&id) {
             entry.committed = Some(checkpoint);
+            entry.unverified.iter_mut().for_each(|n| *n = 0);
             entry.writer = None;
             entry.written.iter_mut().for_each(|w| *w = None);
         }
     }
 
     /// The checkpoint of `id` cannot be trusted: nothing of it is read any more, and the
-    /// partitions are written again from lineage. Returns the dropped checkpoint.
+    /// partitions are written again from lineage (with fresh in-memory copies). Returns the
+    /// dropped checkpoint.
     pub fn reject(&self, id: PersistId) -> Option<Arc<Checkpoint>> {
         let mut entries = self.entries.lock();
         let entry = entries.get_mut(&id)?;
         entry.written.iter_mut().for_each(|w| *w = None);
+        entry.blocks.iter_mut().for_each(|b| *b = None);
         entry.committed.take()
+    }
+
+    /// Forgets the in-memory copies of the reliable checkpoint `id` (the writing job is over:
+    /// later readers use the files). Returns whether `id` is a reliable checkpoint, so the
+    /// caller knows to drop the copies from the executors' block stores.
+    pub fn forget_checkpoint_copies(&self, id: PersistId) -> bool {
+        let mut entries = self.entries.lock();
+        match entries.get_mut(&id) {
+            Some(entry) if entry.mode == PersistMode::Checkpoint => {
+                entry.blocks.iter_mut().for_each(|b| *b = None);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Starts (or continues) writing the checkpoint of `id` with `writer`.
@@ -211,6 +256,27 @@ impl PersistRegistry {
         {
             *slot = Some(info);
         }
+    }
+
+    /// The file of partition `partition` of the checkpoint of `id` failed verification before
+    /// the commit: it (and its in-memory copy) no longer counts as written, so the partition
+    /// is computed and written again. Returns how many times that partition's file has failed
+    /// verification since the checkpoint was last committed.
+    pub fn forget_written(&self, id: PersistId, partition: usize) -> u32 {
+        let mut entries = self.entries.lock();
+        let Some(entry) = entries.get_mut(&id) else {
+            return 0;
+        };
+        if let Some(slot) = entry.written.get_mut(partition) {
+            *slot = None;
+        }
+        if let Some(slot) = entry.blocks.get_mut(partition) {
+            *slot = None;
+        }
+        entry.unverified.get_mut(partition).map_or(0, |n| {
+            *n += 1;
+            *n
+        })
     }
 
     /// Every partition written and not committed yet: the writer and the partition infos
@@ -247,6 +313,27 @@ mod tests {
             registry.locate(7, 1),
             Some(PersistedLocation::Block { executor: 1 })
         ));
+    }
+
+    #[test]
+    fn checkpoint_copies_are_read_first_but_never_lost() {
+        let registry = PersistRegistry::new();
+        registry.prepare(3, PersistMode::Checkpoint, 2);
+        registry.register_block(3, 0, 1);
+        // Written but not committed: neither the copy nor the files are read yet.
+        assert!(registry.locate(3, 0).is_none());
+        assert_eq!(registry.missing(3, 2), vec![0, 1]);
+        // Losing the executor or the block loses nothing: the files are the durable copy.
+        assert!(registry.remove_executor(1).is_empty());
+        registry.register_block(3, 1, 0);
+        assert_eq!(registry.forget_block(3, 1), None);
+        registry.register_block(3, 1, 0);
+        assert!(registry.forget_checkpoint_copies(3));
+        assert!(!registry.forget_checkpoint_copies(4));
+        registry.prepare(5, PersistMode::LocalCheckpoint, 1);
+        registry.register_block(5, 0, 0);
+        assert!(!registry.forget_checkpoint_copies(5));
+        assert_eq!(registry.forget_block(5, 0), Some(0));
     }
 
     #[test]

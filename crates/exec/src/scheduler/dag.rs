@@ -183,6 +183,7 @@ impl<'a> DagScheduler<'a> {
             }
         }
         self.cancel_and_drain();
+        self.release_checkpoint_copies();
         for executor in self.cluster.executors() {
             executor.remove_job_files(self.job);
         }

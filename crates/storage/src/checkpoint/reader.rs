@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use ember_planner::error::EmberError;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use super::manifest::{Fingerprint, Manifest, PartitionInfo};
 use super::objects::Objects;
@@ -158,9 +158,15 @@ impl Checkpoint {
         Ok(batches)
     }
 
-    /// Decodes a verified Parquet file into batches of the manifest's schema.
+    /// Decodes a verified Parquet file into batches of the manifest's schema. Files whose
+    /// footer carries no Arrow schema (see `writer::parquet_types_suffice`) are read with the
+    /// manifest's schema as the hint; files that carry one (older checkpoints, types Parquet
+    /// cannot say alone) are read with it when the hint does not apply.
     fn decode(&self, data: Bytes) -> Result<Vec<RecordBatch>, String> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+        let hinted = ArrowReaderOptions::new().with_schema(self.schema.clone());
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data.clone(), hinted)
+            .or_else(|_| ParquetRecordBatchReaderBuilder::try_new(data));
+        let reader = builder
             .and_then(|b| b.with_batch_size(BATCH_SIZE).build())
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();

@@ -387,3 +387,139 @@ fn tasks_write_partitions_concurrently() {
         );
     }
 }
+
+/// TPC-H-like columns: a nearly unique price, repeated flags and quantities, dates,
+/// decimals, nulls.
+fn typed_batch(n: usize) -> RecordBatch {
+    use arrow::array::{Date32Array, Decimal128Array, Float64Array};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("price", DataType::Decimal128(15, 2), false),
+        Field::new("flag", DataType::Utf8, false),
+        Field::new("qty", DataType::Float64, true),
+        Field::new("day", DataType::Date32, false),
+    ]));
+    let price: Decimal128Array = (0..n as i128)
+        .map(|i| Some(i * 7919 % 1_000_003))
+        .collect::<Decimal128Array>()
+        .with_precision_and_scale(15, 2)
+        .unwrap();
+    let flag = StringArray::from_iter_values((0..n).map(|i| ["A", "N", "R"][i % 3]));
+    let qty: Float64Array = (0..n)
+        .map(|i| (i % 7 != 0).then_some((i % 50) as f64))
+        .collect();
+    let day = Date32Array::from_iter_values((0..n).map(|i| 9000 + (i % 2500) as i32));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(price),
+            Arc::new(flag),
+            Arc::new(qty),
+            Arc::new(day),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn only_nearly_unique_columns_lose_their_dictionary() {
+    assert_eq!(
+        writer::nearly_unique_columns(&typed_batch(20_000)),
+        vec!["price".to_string()]
+    );
+    // Too few rows to judge: every column keeps the default.
+    assert!(writer::nearly_unique_columns(&typed_batch(10)).is_empty());
+}
+
+#[test]
+fn files_skip_the_arrow_schema_only_when_parquet_types_say_it_all() {
+    use arrow::datatypes::TimeUnit;
+    let plain = typed_batch(1).schema();
+    assert!(writer::parquet_types_suffice(&plain));
+    for needs_hint in [
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        DataType::LargeUtf8,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("+01:00".into())),
+        DataType::Duration(TimeUnit::Second),
+    ] {
+        let schema = Schema::new(vec![Field::new("x", needs_hint.clone(), true)]);
+        assert!(!writer::parquet_types_suffice(&schema), "{needs_hint}");
+    }
+}
+
+/// Both kinds of file (with and without the Arrow schema in the footer) read back exactly,
+/// under the manifest's schema, after a restart.
+#[test]
+fn typed_and_dictionary_columns_round_trip() {
+    use arrow::array::{Array, DictionaryArray, Int32Array};
+    use arrow::datatypes::Int32Type;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let typed = typed_batch(20_000);
+    let dict: DictionaryArray<Int32Type> = vec!["x", "y", "x", "z"].into_iter().collect();
+    let dict_schema = Arc::new(Schema::new(vec![
+        Field::new("d", dict.data_type().clone(), false),
+        Field::new("i", DataType::Int32, false),
+    ]));
+    let dict_batch = RecordBatch::try_new(
+        dict_schema.clone(),
+        vec![Arc::new(dict), Arc::new(Int32Array::from(vec![1, 2, 3, 4]))],
+    )
+    .unwrap();
+    for (fp, batch) in [(Fingerprint(71), typed), (Fingerprint(72), dict_batch)] {
+        let writer = store.begin(fp, batch.schema()).unwrap();
+        let info = writer
+            .write_partition(0, 0, std::slice::from_ref(&batch))
+            .unwrap();
+        assert!(writer.verify_written(&[info]).is_empty());
+        writer.commit(vec![info], "t").unwrap();
+        let reopened = CheckpointStore::open(dir.path().join("ckpt").to_str().unwrap()).unwrap();
+        let back = valid(reopened.lookup(fp).unwrap())
+            .read_partition(0)
+            .unwrap();
+        let back = arrow::compute::concat_batches(&batch.schema(), &back).unwrap();
+        assert_eq!(back, batch, "{fp}");
+    }
+}
+
+#[test]
+fn typed_files_are_smaller_than_plain_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = typed_batch(200_000);
+    let writer = store(dir.path())
+        .begin(Fingerprint(5), batch.schema())
+        .unwrap();
+    let info = writer
+        .write_partition(0, 0, std::slice::from_ref(&batch))
+        .unwrap();
+    let plain = dir.path().join("plain.parquet");
+    write_parquet(
+        &plain,
+        &batch.schema(),
+        &[batch],
+        ParquetWriteOptions::default(),
+    )
+    .unwrap();
+    let plain_size = fs::metadata(&plain).unwrap().len();
+    assert!(info.bytes < plain_size, "{} >= {plain_size}", info.bytes);
+}
+
+#[test]
+fn verification_before_commit_finds_damaged_and_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let fp = Fingerprint(9);
+    let writer = store.begin(fp, schema()).unwrap();
+    let infos: Vec<PartitionInfo> = partitions()
+        .iter()
+        .enumerate()
+        .map(|(p, batches)| writer.write_partition(p, 0, batches).unwrap())
+        .collect();
+    assert!(writer.verify_written(&infos).is_empty());
+    store.corrupt_partition_file(fp, 0).unwrap();
+    store.delete_partition_file(fp, 2).unwrap();
+    let bad = writer.verify_written(&infos);
+    let partitions: Vec<usize> = bad.iter().map(|(p, _)| *p).collect();
+    assert_eq!(partitions, vec![0, 2], "{bad:?}");
+    assert!(bad[0].1.contains("checksum"), "{}", bad[0].1);
+    assert!(bad[1].1.contains("missing"), "{}", bad[1].1);
+}

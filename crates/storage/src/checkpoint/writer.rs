@@ -11,20 +11,24 @@
 //! commit:   <fingerprint>/_manifest.json, then <fingerprint>/_SUCCESS (last)
 //! ```
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use ember_planner::error::{EmberError, Result};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{parquet_to_arrow_schema, ArrowSchemaConverter, ArrowWriter};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
-use super::reader::Checkpoint;
+use super::reader::{self, Checkpoint};
 use super::{partition_file, temp_file, WriteFaults, MANIFEST_FILE, SUCCESS_FILE, TEMP_PREFIX};
 use crate::checksum::Checksum;
-use crate::parquet::{writer_properties, ParquetWriteOptions};
+use crate::parquet::ParquetWriteOptions;
 
 /// Writes the partitions of one checkpoint. Cheap to clone: give each task its own copy.
 #[derive(Debug, Clone)]
@@ -95,11 +99,19 @@ impl CheckpointWriter {
         Ok(info)
     }
 
-    /// Encodes the batches as one Parquet file with the same settings as
-    /// [`crate::parquet::write_parquet`], so checkpoints are no larger than plain Parquet.
+    /// Encodes the batches as one Parquet file (see [`checkpoint_properties`]).
     fn encode(&self, batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
-        let props = writer_properties(self.options);
-        let mut writer = ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(props))?;
+        let mut properties = checkpoint_properties(self.options).into_builder();
+        if let Some(first) = batches.iter().find(|b| b.num_rows() > 0) {
+            for column in nearly_unique_columns(first) {
+                properties = properties.set_column_dictionary_enabled(column.into(), false);
+            }
+        }
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties.build())
+            .with_skip_arrow_metadata(parquet_types_suffice(&self.schema));
+        let mut writer =
+            ArrowWriter::try_new_with_options(Vec::new(), self.schema.clone(), options)?;
         let mut rows = 0;
         for batch in batches {
             if batch.num_rows() == 0 {
@@ -117,6 +129,57 @@ impl CheckpointWriter {
             rows += batch.num_rows();
         }
         Ok((writer.into_inner()?, rows))
+    }
+
+    /// Reads every partition file back from the store and checks it is byte for byte the
+    /// file its writer encoded (size and checksum), before the checkpoint is committed.
+    ///
+    /// The writing job's consumers read the partitions from memory, not from these files, so
+    /// without this a file damaged on its way to storage would go unnoticed until some later
+    /// job (or a restarted application) needed it — after the lineage that could rebuild it
+    /// cheaply was given up. Verifying costs reading the bytes once (no Parquet decoding);
+    /// files are checked in parallel. Returns the partitions whose files are missing, damaged
+    /// or unreadable, with why; the caller rewrites those from lineage.
+    pub fn verify_written(&self, partitions: &[PartitionInfo]) -> Vec<(usize, String)> {
+        let check = |info: &PartitionInfo| -> Option<(usize, String)> {
+            let name = partition_file(info.partition);
+            let why = match self.objects.get(&self.path(&name)) {
+                Ok(Some(data)) => reader::verify(&data, info).err()?,
+                Ok(None) => format!("{name} is missing"),
+                Err(e) => format!("{name} cannot be read back: {e}"),
+            };
+            Some((info.partition, why))
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(partitions.len());
+        if threads <= 1 {
+            return partitions.iter().filter_map(check).collect();
+        }
+        let chunk = partitions.len().div_ceil(threads);
+        let mut bad: Vec<(usize, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = partitions
+                .chunks(chunk)
+                .map(|part| {
+                    let handle =
+                        scope.spawn(move || part.iter().filter_map(check).collect::<Vec<_>>());
+                    (part, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(part, handle)| {
+                    handle.join().unwrap_or_else(|_| {
+                        // Not verified is not good: those files are rewritten.
+                        part.iter()
+                            .map(|p| (p.partition, "its verification panicked".to_string()))
+                            .collect()
+                    })
+                })
+                .collect()
+        });
+        bad.sort();
+        bad
     }
 
     /// Commits the checkpoint: checks every partition file is in place with the size its
@@ -175,6 +238,79 @@ impl CheckpointWriter {
         }
         Ok(Checkpoint::new(self.objects.clone(), manifest))
     }
+}
+
+/// Parquet writer settings for checkpoint files: the same row groups and compression as
+/// [`crate::parquet::write_parquet`] (so the files are as compact), without column
+/// statistics and page indexes. Those exist so scans can skip row groups and pages; a
+/// checkpoint partition is always read whole, so computing them is wasted work in the task
+/// that writes the checkpoint, and leaving them out makes the files smaller than plain
+/// Parquet's.
+pub(super) fn checkpoint_properties(options: ParquetWriteOptions) -> WriterProperties {
+    crate::parquet::writer_properties(options)
+        .into_builder()
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build()
+}
+
+/// Rows of the first batch sampled to estimate a column's cardinality.
+const DICTIONARY_SAMPLE_ROWS: usize = 8192;
+/// Distinct values per sampled row above which a column is written without a dictionary.
+const NEARLY_UNIQUE: f64 = 0.9;
+
+/// The top-level primitive columns of `batch` that are nearly unique in its first
+/// [`DICTIONARY_SAMPLE_ROWS`] rows (prices, keys, timestamps): written without a dictionary.
+///
+/// Parquet writers dictionary-encode every column by default: each value is hashed into a
+/// dictionary until it exceeds its page-size limit, and only then do they fall back to plain
+/// encoding — for a column of mostly distinct values that is a hash insert per value (the
+/// largest single cost of encoding a checkpoint, by profile) for a dictionary as large as the
+/// data it replaces. Columns with repeats (flags, dates, quantities, categories) keep their
+/// dictionary, which is what makes them small.
+pub(super) fn nearly_unique_columns(batch: &RecordBatch) -> Vec<String> {
+    let rows = batch.num_rows().min(DICTIONARY_SAMPLE_ROWS);
+    if rows < 64 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            continue;
+        }
+        let sample = column.slice(0, rows);
+        let Ok(converter) = RowConverter::new(vec![SortField::new(field.data_type().clone())])
+        else {
+            continue;
+        };
+        let Ok(encoded) = converter.convert_columns(&[sample]) else {
+            continue;
+        };
+        let distinct: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
+        if distinct.len() as f64 >= NEARLY_UNIQUE * rows as f64 {
+            out.push(field.name().clone());
+        }
+    }
+    out
+}
+
+/// Whether Parquet's own column types say all of `schema` (names and Arrow types come back
+/// unchanged when read without a hint). Then the Arrow schema Parquet writers embed in every
+/// footer (an IPC copy of the schema, base64) is redundant with the manifest, which records
+/// the schema and is what readers conform to, and it is left out. Types that need it (e.g.
+/// dictionaries, large strings, time zones) keep it.
+pub(super) fn parquet_types_suffice(schema: &Schema) -> bool {
+    let Ok(descriptor) = ArrowSchemaConverter::new().convert(schema) else {
+        return false;
+    };
+    let Ok(back) = parquet_to_arrow_schema(&descriptor, None) else {
+        return false;
+    };
+    back.fields().len() == schema.fields().len()
+        && back
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
 }
 
 /// Flips the bits of one byte in the middle of `data` (a damaged disk block, a bad copy).

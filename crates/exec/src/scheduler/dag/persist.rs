@@ -10,11 +10,16 @@ use ember_planner::fingerprint::stage_fingerprints;
 use ember_planner::persist::{PersistId, PersistMode};
 use ember_planner::stages::StageOutput;
 use ember_planner::{EmberError, Result};
+use ember_storage::block_store::BlockId;
 use ember_storage::checkpoint::{CheckpointStore, Fingerprint, LookupOutcome};
 
 use super::{DagScheduler, RunningTask};
 use crate::events::{EventKind, RecomputeCause};
 use crate::persist::Kept;
+
+/// How many times one checkpoint partition is rewritten after its file failed verification
+/// before the job gives up (a store that damages every write); as `ember.task.maxFailures`.
+const MAX_UNVERIFIED_WRITES: u32 = 4;
 
 impl DagScheduler<'_> {
     /// The persisted plan stage `i` keeps, if it is a persist stage.
@@ -111,15 +116,13 @@ impl DagScheduler<'_> {
             Kept::Block { dropped } => {
                 self.registry
                     .register_block(id, task.partition, task.executor);
-                for block in dropped {
-                    if let Some(executor) =
-                        self.registry.forget_block(block.cache_id, block.partition)
-                    {
-                        self.block_lost(block.cache_id, block.partition, executor, None);
-                    }
-                }
+                self.blocks_dropped(dropped);
             }
-            Kept::Checkpoint(info) => {
+            Kept::Checkpoint {
+                info,
+                in_memory,
+                dropped,
+            } => {
                 if let (Some(faults), Some(store)) = (&self.ctx.faults, &self.checkpoints) {
                     if let Some(writer) = self.registry.writer(id) {
                         let fingerprint = writer.fingerprint();
@@ -129,10 +132,24 @@ impl DagScheduler<'_> {
                         }
                     }
                 }
+                if in_memory {
+                    self.registry
+                        .register_block(id, task.partition, task.executor);
+                }
                 self.registry.record_written(id, info);
+                self.blocks_dropped(dropped);
             }
         }
         Ok(())
+    }
+
+    /// `MemoryOnly` blocks evicted by a put are lost.
+    fn blocks_dropped(&mut self, dropped: Vec<BlockId>) {
+        for block in dropped {
+            if let Some(executor) = self.registry.forget_block(block.cache_id, block.partition) {
+                self.block_lost(block.cache_id, block.partition, executor, None);
+            }
+        }
     }
 
     /// A cached block is gone: post `CacheBlockLost`, and if this job computes it, remember
@@ -169,6 +186,11 @@ impl DagScheduler<'_> {
             let Some((writer, infos)) = self.registry.ready_to_commit(id) else {
                 continue;
             };
+            let bad = writer.verify_written(&infos);
+            if !bad.is_empty() {
+                self.reject_unverified(i, id, writer.fingerprint(), bad)?;
+                continue;
+            }
             let stage = &self.graph.stages[i];
             let checkpoint = writer.commit(infos, &stage.plan.display_indent())?;
             self.ctx.events.post(EventKind::CheckpointWritten {
@@ -182,6 +204,38 @@ impl DagScheduler<'_> {
             });
             self.registry.set_committed(id, Arc::new(checkpoint));
             self.committed_at.insert(id, Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Files of the checkpoint of `id` (stage `i`) read back damaged or not at all before the
+    /// commit: the checkpoint is rejected (`CheckpointRejected`) and those partitions are
+    /// computed and written again from lineage; the good files stay and the commit waits.
+    fn reject_unverified(
+        &mut self,
+        i: usize,
+        id: PersistId,
+        fingerprint: Fingerprint,
+        bad: Vec<(usize, String)>,
+    ) -> Result<()> {
+        let store = self.checkpoint_store()?;
+        let reasons: Vec<String> = bad.iter().map(|(_, why)| why.clone()).collect();
+        self.post_rejected(
+            &format!("{}/{fingerprint}", store.url()),
+            format!("written files failed verification: {}", reasons.join("; ")),
+        );
+        for (partition, why) in bad {
+            let failures = self.registry.forget_written(id, partition);
+            if failures >= MAX_UNVERIFIED_WRITES {
+                return Err(EmberError::Execution(format!(
+                    "checkpoint {fingerprint} at {}: partition {partition} was written \
+                     {failures} times and its file failed verification every time; last: {why}",
+                    store.url()
+                )));
+            }
+            self.runs[i]
+                .lost
+                .insert(partition, (RecomputeCause::CheckpointRejected, None));
         }
         Ok(())
     }
@@ -228,6 +282,22 @@ impl DagScheduler<'_> {
             self.block_lost(id, partition, executor, None);
         }
         Ok(())
+    }
+
+    /// The job is over: the in-memory copies of the reliable checkpoints it wrote are dropped
+    /// from every executor (later jobs read the committed files; a reliable checkpoint does
+    /// not hold executor memory the way a cache does).
+    pub(super) fn release_checkpoint_copies(&mut self) {
+        for i in 0..self.graph.stages.len() {
+            let Some((id, PersistMode::Checkpoint)) = self.persist_of(i) else {
+                continue;
+            };
+            if self.registry.forget_checkpoint_copies(id) {
+                for executor in self.cluster.executors() {
+                    executor.blocks().remove_all_for(id);
+                }
+            }
+        }
     }
 
     /// `executor` is lost: so are the blocks it kept.
