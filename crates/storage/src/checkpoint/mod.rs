@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Lifecycle: [`CheckpointStore::begin`] → tasks call [`CheckpointWriter::write_partition`]
-//! → the driver calls [`CheckpointWriter::commit`]. Later, [`CheckpointStore::lookup`] returns
+//! → the driver reads the files back ([`CheckpointWriter::verify_written`]; damaged ones are
+//! rewritten) → the driver calls [`CheckpointWriter::commit`]. Later, [`CheckpointStore::lookup`] returns
 //! a [`Checkpoint`] only when `_SUCCESS` and the manifest exist and every file has the size and
 //! checksum the manifest records; anything else is [`LookupOutcome::Rejected`] (recompute, and
 //! never read it). [`CheckpointStore::vacuum`] removes checkpoints no plan needs any more.
