@@ -34,8 +34,8 @@ pub const EXECUTOR_MEMORY_KEY: &str = "ember.executor.memory";
 
 /// Share of the machine's memory that the executors of one process divide among them by
 /// default. The rest is left to what the pools do not track: input and shuffle batches in
-/// flight, hash join tables, the allocator's slack, and the OS page cache that spill and
-/// shuffle files live in.
+/// flight, the allocator's slack, and the OS page cache that spill and shuffle files live
+/// in.
 pub const DEFAULT_MEMORY_FRACTION: f64 = 0.5;
 
 /// The smallest default budget (a machine whose memory cannot be read, tiny containers).
