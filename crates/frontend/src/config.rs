@@ -40,6 +40,7 @@ pub const EXECUTOR_CORES: &str = "ember.executor.cores";
 pub const EXECUTOR_MEMORY: &str = ember_exec::memory::EXECUTOR_MEMORY_KEY;
 pub const SHUFFLE_PARTITIONS: &str = "ember.sql.shuffle.partitions";
 pub const BROADCAST_THRESHOLD: &str = "ember.sql.autoBroadcastJoinThreshold";
+pub const DYNAMIC_FILTERS: &str = "ember.sql.dynamicJoinFilters";
 pub const BATCH_SIZE: &str = "ember.batchSize";
 pub const TASK_MAX_FAILURES: &str = "ember.task.maxFailures";
 pub const STAGE_MAX_ATTEMPTS: &str = "ember.stage.maxConsecutiveAttempts";
@@ -78,6 +79,13 @@ const KNOWN_KEYS: &[KnownKey] = &[
         default: Some("10485760"),
         kind: ValueKind::Bytes,
         doc: "broadcast a join side smaller than this many bytes (-1 disables)",
+    },
+    KnownKey {
+        key: DYNAMIC_FILTERS,
+        default: Some("true"),
+        kind: ValueKind::Bool,
+        doc: "filter one side of a shuffled join by the keys of its reduced other side \
+              before the shuffle (the other side's stage runs first)",
     },
     KnownKey {
         key: BATCH_SIZE,
@@ -223,6 +231,11 @@ impl SessionConfig {
         self.get(BROADCAST_THRESHOLD)
             .and_then(|v| v.parse::<i64>().ok())
             .map_or(0, |v| usize::try_from(v).unwrap_or(0))
+    }
+
+    /// Whether the planner places dynamic join filters.
+    pub fn dynamic_filters(&self) -> bool {
+        self.get(DYNAMIC_FILTERS) != Some("false")
     }
 
     pub fn batch_size(&self) -> usize {

@@ -95,6 +95,7 @@ impl DeepDrop for PhysicalPlan {
             | PhysicalPlan::Persist { input, .. } => vec![input],
             PhysicalPlan::HashJoin { left, right, .. }
             | PhysicalPlan::NestedLoopJoin { left, right, .. } => vec![left, right],
+            PhysicalPlan::DynamicFilter { input, source, .. } => vec![input, source],
             PhysicalPlan::Union { inputs, .. } => inputs.iter_mut().collect(),
         }
     }

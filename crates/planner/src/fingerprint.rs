@@ -254,6 +254,13 @@ impl PlanFingerprinter {
                 h.str("Filter");
                 h.display(predicate);
             }
+            PhysicalPlan::DynamicFilter {
+                keys, source_keys, ..
+            } => {
+                h.str("DynamicFilter");
+                h.display_list(keys);
+                h.display_list(source_keys);
+            }
             PhysicalPlan::Projection { exprs, .. } => {
                 h.str("Projection");
                 h.display_list(exprs);

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::BatchCoalescer;
 
 use ember_planner::expr::Expr;
@@ -16,7 +16,7 @@ use ember_planner::table::BatchIter;
 use ember_planner::Result;
 
 use crate::context::TaskContext;
-use crate::expr::{create_physical_expr, evaluate_predicate, PhysicalExprRef};
+use crate::expr::{create_physical_expr, evaluate_predicate};
 
 pub fn execute_filter(
     input: &Arc<PhysicalPlan>,
@@ -25,19 +25,32 @@ pub fn execute_filter(
     ctx: &Arc<TaskContext>,
 ) -> Result<BatchIter> {
     let predicate = create_physical_expr(predicate, input.schema(), &ctx.functions)?;
-    Ok(Box::new(FilterIter {
-        input: super::execute(input, partition, ctx)?,
-        predicate,
-        batch_size: ctx.batch_size.max(1),
+    let input = super::execute(input, partition, ctx)?;
+    Ok(filter_batches(
+        input,
+        Box::new(move |batch| evaluate_predicate(predicate.as_ref(), batch)),
+        ctx.batch_size,
+    ))
+}
+
+/// Says which rows of a batch to keep.
+pub(crate) type RowMask = Box<dyn FnMut(&RecordBatch) -> Result<BooleanArray> + Send>;
+
+/// Keeps the rows of `input` that `mask` selects, in batches of about `batch_size` rows.
+pub(crate) fn filter_batches(input: BatchIter, mask: RowMask, batch_size: usize) -> BatchIter {
+    Box::new(FilterIter {
+        input,
+        mask,
+        batch_size: batch_size.max(1),
         coalescer: None,
         ready: VecDeque::new(),
         finished: false,
-    }))
+    })
 }
 
 struct FilterIter {
     input: BatchIter,
-    predicate: PhysicalExprRef,
+    mask: RowMask,
     batch_size: usize,
     /// Built for the schema of the batches it receives: the coalescer assumes every batch
     /// has exactly its column types, and sources may differ from the plan schema in details
@@ -50,7 +63,7 @@ struct FilterIter {
 
 impl FilterIter {
     fn filter(&mut self, batch: RecordBatch) -> Result<()> {
-        let mask = evaluate_predicate(self.predicate.as_ref(), &batch)?;
+        let mask = (self.mask)(&batch)?;
         let same_schema = self
             .coalescer
             .as_ref()

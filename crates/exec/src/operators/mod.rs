@@ -6,11 +6,13 @@
 //! Parallelism comes from running many tasks at once, not from inside an operator.
 
 pub mod aggregate;
+pub mod dynamic_filter;
 pub mod filter;
 pub mod hash_join;
 pub mod limit;
 pub mod nested_loop_join;
 pub mod projection;
+pub(crate) mod shared_build;
 pub mod sort;
 pub mod source;
 pub mod union;
@@ -64,6 +66,9 @@ pub fn execute(
         PhysicalPlan::Persist { input, .. } => execute(input, partition, ctx)?,
         PhysicalPlan::Filter { input, predicate } => {
             filter::execute_filter(input, predicate, partition, ctx)?
+        }
+        PhysicalPlan::DynamicFilter { .. } => {
+            dynamic_filter::execute_dynamic_filter(plan, partition, ctx)?
         }
         PhysicalPlan::Projection {
             input,

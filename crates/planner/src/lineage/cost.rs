@@ -246,7 +246,7 @@ fn estimate_node(
             };
         }
         PhysicalPlan::Values { rows, .. } => (Some(rows.len() as f64), Some(0.0)),
-        PhysicalPlan::Filter { .. } => (
+        PhysicalPlan::Filter { .. } | PhysicalPlan::DynamicFilter { .. } => (
             rows_in(0).map(|r| r * FILTER_SELECTIVITY),
             per_row(rows_in(0), w.filter_secs_per_row),
         ),

@@ -6,6 +6,7 @@
 //! partition. Like logical plans, physical plans are plain data shared through `Arc`s.
 
 pub mod aggregate;
+pub mod dynamic_filter;
 pub mod planner;
 
 use std::fmt;
@@ -148,6 +149,18 @@ pub enum PhysicalPlan {
         input: Arc<PhysicalPlan>,
         predicate: Expr,
     },
+    /// Drops the rows of `input` whose `keys` equal the `source_keys` of no row of `source`
+    /// (rows with a NULL key too): rows a join further up can never match. `source` is that
+    /// join's other side — a shuffle, read whole at run time — so this node's stage runs
+    /// after the source's stage. Placed by [`dynamic_filter::add_dynamic_filters`].
+    DynamicFilter {
+        input: Arc<PhysicalPlan>,
+        /// Over `input`'s schema.
+        keys: Vec<Expr>,
+        source: Arc<PhysicalPlan>,
+        /// Over `source`'s schema, pairwise with `keys`.
+        source_keys: Vec<Expr>,
+    },
     Projection {
         input: Arc<PhysicalPlan>,
         exprs: Vec<Expr>,
@@ -269,6 +282,7 @@ impl PhysicalPlan {
             | PhysicalPlan::PersistRead { schema, .. } => schema,
             PhysicalPlan::Write { .. } => write_result_schema(),
             PhysicalPlan::Filter { input, .. }
+            | PhysicalPlan::DynamicFilter { input, .. }
             | PhysicalPlan::Sort { input, .. }
             | PhysicalPlan::Limit { input, .. }
             | PhysicalPlan::Exchange { input, .. }
@@ -295,6 +309,7 @@ impl PhysicalPlan {
             | PhysicalPlan::Persist { input, .. } => vec![input],
             PhysicalPlan::HashJoin { left, right, .. }
             | PhysicalPlan::NestedLoopJoin { left, right, .. } => vec![left, right],
+            PhysicalPlan::DynamicFilter { input, source, .. } => vec![input, source],
             PhysicalPlan::Union { inputs, .. } => inputs.iter().collect(),
         }
     }
@@ -319,6 +334,14 @@ impl PhysicalPlan {
             PhysicalPlan::Filter { predicate, .. } => PhysicalPlan::Filter {
                 input: next(),
                 predicate: predicate.clone(),
+            },
+            PhysicalPlan::DynamicFilter {
+                keys, source_keys, ..
+            } => PhysicalPlan::DynamicFilter {
+                input: next(),
+                keys: keys.clone(),
+                source: next(),
+                source_keys: source_keys.clone(),
             },
             PhysicalPlan::Projection { exprs, schema, .. } => PhysicalPlan::Projection {
                 input: next(),
@@ -418,6 +441,7 @@ impl PhysicalPlan {
             PhysicalPlan::Scan(s) => s.partitions.len().max(1),
             PhysicalPlan::Values { .. } => 1,
             PhysicalPlan::Filter { input, .. }
+            | PhysicalPlan::DynamicFilter { input, .. }
             | PhysicalPlan::Projection { input, .. }
             | PhysicalPlan::HashAggregate { input, .. }
             | PhysicalPlan::Sort { input, .. }
@@ -465,6 +489,13 @@ impl PhysicalPlan {
             }
             PhysicalPlan::Values { rows, .. } => format!("ValuesExec: {} rows", rows.len()),
             PhysicalPlan::Filter { predicate, .. } => format!("FilterExec: {predicate}"),
+            PhysicalPlan::DynamicFilter {
+                keys, source_keys, ..
+            } => format!(
+                "DynamicFilterExec: [{}] in [{}] of the join's other side",
+                list(keys),
+                list(source_keys)
+            ),
             PhysicalPlan::Projection { exprs, .. } => format!("ProjectionExec: {}", list(exprs)),
             PhysicalPlan::HashAggregate {
                 mode,

@@ -67,6 +67,12 @@ pub enum PhysicalNode {
         input: usize,
         predicate: ExprWire,
     },
+    DynamicFilter {
+        input: usize,
+        keys: Vec<ExprWire>,
+        source: usize,
+        source_keys: Vec<ExprWire>,
+    },
     Projection {
         input: usize,
         exprs: Vec<ExprWire>,
@@ -221,6 +227,17 @@ impl Encoder {
             PhysicalPlan::Filter { input, predicate } => N::Filter {
                 input: self.physical_id(input)?,
                 predicate: self.expr(predicate)?,
+            },
+            PhysicalPlan::DynamicFilter {
+                input,
+                keys,
+                source,
+                source_keys,
+            } => N::DynamicFilter {
+                input: self.physical_id(input)?,
+                keys: self.exprs(keys)?,
+                source: self.physical_id(source)?,
+                source_keys: self.exprs(source_keys)?,
             },
             PhysicalPlan::Projection {
                 input,
@@ -410,6 +427,17 @@ impl Decoder<'_> {
             N::Filter { input, predicate } => PhysicalPlan::Filter {
                 input: self.physical_node(*input)?,
                 predicate: self.expr(predicate)?,
+            },
+            N::DynamicFilter {
+                input,
+                keys,
+                source,
+                source_keys,
+            } => PhysicalPlan::DynamicFilter {
+                input: self.physical_node(*input)?,
+                keys: self.exprs(keys)?,
+                source: self.physical_node(*source)?,
+                source_keys: self.exprs(source_keys)?,
             },
             N::Projection {
                 input,
