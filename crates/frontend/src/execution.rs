@@ -120,6 +120,7 @@ pub fn physical_config(config: &SessionConfig) -> PhysicalPlannerConfig {
         broadcast_threshold_bytes: config.broadcast_threshold_bytes(),
         // A broadcast build side is held whole by every task: at most 1/16 of a set budget.
         relative_broadcast_max_bytes: config.executor_memory().map_or(usize::MAX, |m| m / 16),
+        dynamic_filters: config.dynamic_filters(),
     }
 }
 

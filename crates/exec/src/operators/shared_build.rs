@@ -1,5 +1,6 @@
 //! State built once per process from a plan node and shared by every task of its stage: the
-//! key set of a dynamic join filter, read from the whole of the join's other side.
+//! key set of a dynamic join filter, read from the whole of the join's other side, and a
+//! broadcast join's hash table (`hash_join::build_cache`).
 //!
 //! Tasks of one stage share one `Arc<PhysicalPlan>` (the stage's plan), so a node's identity
 //! names "this operator of this stage of this job": the first task to arrive builds the
@@ -16,10 +17,11 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use ember_planner::physical::PhysicalPlan;
 use ember_planner::{EmberError, Result};
 
-type Built = Arc<dyn Any + Send + Sync>;
+/// Whatever a caller keeps for a node.
+pub(crate) type Built = Arc<dyn Any + Send + Sync>;
 
 /// One node's state; `None` until a task has built it (or after a failed build).
-type Slot = Arc<Mutex<Option<Built>>>;
+pub(crate) type Slot = Arc<Mutex<Option<Built>>>;
 
 struct Entry {
     node: Weak<PhysicalPlan>,
@@ -30,11 +32,14 @@ static CACHE: LazyLock<Mutex<Vec<Entry>>> = LazyLock::new(|| Mutex::new(Vec::new
 
 /// A poisoned lock only means another task panicked while building; the data it guards is an
 /// `Option` that is either complete state or `None`, so it is safe to go on.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn slot_for(node: &Arc<PhysicalPlan>) -> Slot {
+/// The slot of `node`, created if missing; prunes the entries of finished jobs. Callers
+/// with their own protocol (the broadcast join's, which also remembers "too large")
+/// hold its lock while they build.
+pub(crate) fn node_slot(node: &Arc<PhysicalPlan>) -> Slot {
     let mut entries = lock(&CACHE);
     entries.retain(|e| e.node.strong_count() > 0);
     if let Some(e) = entries
@@ -51,13 +56,22 @@ fn slot_for(node: &Arc<PhysicalPlan>) -> Slot {
     slot
 }
 
+/// What is kept for `node`, without creating an entry (for tests).
+#[cfg(test)]
+pub(crate) fn peek(node: &Arc<PhysicalPlan>) -> Option<Built> {
+    lock(&CACHE)
+        .iter()
+        .find(|e| std::ptr::eq(e.node.as_ptr(), Arc::as_ptr(node)))
+        .and_then(|e| lock(&e.slot).clone())
+}
+
 /// The state of `node`, built by `build` unless a task of the same stage already did. A
 /// failed build is not cached: the error goes to this task, the next one tries again.
 pub(crate) fn shared<T: Send + Sync + 'static>(
     node: &Arc<PhysicalPlan>,
     build: impl FnOnce() -> Result<T>,
 ) -> Result<Arc<T>> {
-    let slot = slot_for(node);
+    let slot = node_slot(node);
     let mut guard = lock(&slot);
     if let Some(built) = guard.as_ref() {
         return Arc::clone(built).downcast::<T>().map_err(|_| {

@@ -30,7 +30,7 @@ use crate::schema::PlanSchema;
 /// A source side counts as reduced when its estimated rows are at most this fraction of its
 /// key's domain (the rows of the table the key comes from). An unfiltered dimension table
 /// (all orders against lineitem) would filter nothing and only cost a hash set.
-const REDUCED_FRACTION: f64 = 0.6;
+pub(crate) const REDUCED_FRACTION: f64 = 0.6;
 
 /// Source sides estimated larger than this are not worth a per-executor key set.
 const MAX_SOURCE_ROWS: f64 = 20_000_000.0;

@@ -20,7 +20,9 @@ use arrow::datatypes::Field;
 use crate::error::{EmberError, Result};
 use crate::expr::{AggregateFunction, Expr};
 use crate::logical::{self, JoinType, LogicalPlan, Partitioning};
+use crate::optimizer::stats::{column_origin_rows, StatsCache};
 use crate::physical::aggregate::aggregate_state_fields;
+use crate::physical::dynamic_filter::REDUCED_FRACTION;
 use crate::physical::{AggregateMode, ExchangeKind, JoinMode, PhysicalPlan, ScanExec};
 use crate::schema::{PlanSchema, QualifiedField};
 use crate::table::ScanRequest;
@@ -38,6 +40,10 @@ pub struct PhysicalPlannerConfig {
     /// `broadcast_pays`); a fraction of the executor memory when that is set, since a
     /// broadcast build side cannot be split across tasks like a partitioned one.
     pub relative_broadcast_max_bytes: usize,
+    /// Whether dynamic join filters will be placed (`ember.sql.dynamicJoinFilters`): then a
+    /// reduced probe side is better served by a shuffled join whose build side it filters
+    /// than by broadcasting a build side above the threshold.
+    pub dynamic_filters: bool,
 }
 
 impl Default for PhysicalPlannerConfig {
@@ -46,6 +52,7 @@ impl Default for PhysicalPlannerConfig {
             target_partitions: 4,
             broadcast_threshold_bytes: 10 * 1024 * 1024,
             relative_broadcast_max_bytes: usize::MAX,
+            dynamic_filters: true,
         }
     }
 }
@@ -378,7 +385,13 @@ impl PhysicalPlanner<'_> {
             join.join_type,
             JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
         );
+        let left_reduced = self.config.dynamic_filters && is_reduced(join);
         let small_right = estimated_bytes(&join.right, &mut self.estimates).is_some_and(|right| {
+            if left_reduced {
+                // Shuffled, the build side is filtered by the probe side's keys before
+                // its shuffle (`dynamic_filter`); only a small build side is broadcast.
+                return right <= self.config.broadcast_threshold_bytes;
+            }
             let left = estimated_bytes(&join.left, &mut self.estimates);
             self.broadcast_pays(right, left)
         });
@@ -456,6 +469,23 @@ fn hash_partitioning(plan: &PhysicalPlan) -> Option<(Vec<Expr>, usize)> {
         } => hash_partitioning(left),
         _ => None,
     }
+}
+
+/// Whether the join's left (probe) side is estimated at most [`REDUCED_FRACTION`] of the
+/// domain of its first key — filtered or semi-joined down, the case where a dynamic filter
+/// from it shrinks the build side's shuffle.
+fn is_reduced(join: &logical::Join) -> bool {
+    let Some((Expr::Column(key), _)) = join.on.first().map(|(l, r)| (l.unalias(), r)) else {
+        return false;
+    };
+    let Ok(index) = join.left.schema().index_of_column(key) else {
+        return false;
+    };
+    let mut stats = StatsCache::default();
+    let rows = stats.estimate(&join.left).rows;
+    let domain = column_origin_rows(&join.left, index, &mut stats);
+    rows.zip(domain)
+        .is_some_and(|(rows, domain)| rows as f64 <= domain as f64 * REDUCED_FRACTION)
 }
 
 /// Shuffle keys for both sides of a join, cast to a common type per key pair: rows that are
@@ -613,7 +643,8 @@ mod tests {
         }
         fn statistics(&self) -> Statistics {
             Statistics {
-                num_rows: None,
+                // Two 8-byte columns.
+                num_rows: Some(self.bytes / 16),
                 total_bytes: Some(self.bytes),
             }
         }
@@ -653,6 +684,7 @@ mod tests {
             target_partitions: 3,
             broadcast_threshold_bytes: 1000,
             relative_broadcast_max_bytes: usize::MAX,
+            dynamic_filters: true,
         }
     }
 
@@ -740,6 +772,42 @@ mod tests {
         );
         assert!(large.contains("Exchange: Hash([a.k], 3)"), "{large}");
         assert!(large.contains("Exchange: Hash([b.k], 3)"), "{large}");
+    }
+
+    #[test]
+    fn a_reduced_probe_side_keeps_a_build_side_above_the_threshold_shuffled_and_filtered() {
+        let plan_with = |dynamic_filters: bool| {
+            let filtered = Arc::new(LogicalPlan::Filter(Filter {
+                input: scan("a", 2, 1_000_000),
+                predicate: col("a.v").eq(lit(5i64)),
+            }));
+            let j = Join::try_new(
+                filtered,
+                scan("b", 2, 12_000),
+                vec![(col("a.k"), col("b.k"))],
+                None,
+                JoinType::Inner,
+                false,
+            )
+            .unwrap();
+            let config = PhysicalPlannerConfig {
+                dynamic_filters,
+                ..config()
+            };
+            create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config).unwrap()
+        };
+        let mode = |plan: &PhysicalPlan| match plan {
+            PhysicalPlan::HashJoin { mode, .. } => *mode,
+            other => panic!("expected a hash join, got {}", other.display_indent()),
+        };
+        // Without dynamic filters the relative rule broadcasts b (3 × 12 kB ≤ 100 kB of a).
+        assert_eq!(mode(&plan_with(false)), JoinMode::Broadcast);
+        // With them, b is shuffled — and filtered by a's keys before its shuffle.
+        let plan = plan_with(true);
+        assert_eq!(mode(&plan), JoinMode::Partitioned);
+        let filtered = crate::physical::dynamic_filter::add_dynamic_filters(&plan).unwrap();
+        let text = filtered.display_indent();
+        assert!(text.contains("DynamicFilterExec: [b.k] in [a.k]"), "{text}");
     }
 
     #[test]

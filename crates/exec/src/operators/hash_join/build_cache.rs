@@ -1,4 +1,5 @@
-//! Broadcast hash tables built once per process and shared by every probe task of a stage.
+//! Broadcast hash tables built once per process and shared by every probe task of a stage
+//! (entries kept by `operators::shared_build`, keyed by the join node).
 //!
 //! A broadcast join's build side is the same for every probe partition, yet each task used to
 //! read it and hash it again: with four probe partitions on two cores, a 700k-row broadcast
@@ -15,7 +16,7 @@
 //! every executor process has its own cache (plans arrive per task there, so it simply never
 //! hits).
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::Arc;
 
 use ember_planner::physical::PhysicalPlan;
 use ember_planner::Result;
@@ -23,6 +24,7 @@ use ember_planner::Result;
 use super::build_side::BuildSide;
 use super::JoinHashTable;
 use crate::memory::MemoryReservation;
+use crate::operators::shared_build::{lock, node_slot};
 
 /// What the first task learned about one join node's build side.
 enum Cached {
@@ -31,40 +33,6 @@ enum Cached {
     /// so later tasks build (or spill) on their own, in parallel, instead of queueing on the
     /// slot's lock for a table that will not come.
     TooLarge,
-}
-
-/// One join node's entry; `None` until a task has built it (or after a failed build).
-type Slot = Arc<Mutex<Option<Cached>>>;
-
-struct Entry {
-    node: Weak<PhysicalPlan>,
-    slot: Slot,
-}
-
-static CACHE: LazyLock<Mutex<Vec<Entry>>> = LazyLock::new(|| Mutex::new(Vec::new()));
-
-/// A poisoned lock only means another task panicked while building; the data it guards is an
-/// `Option` that is either a complete table or `None`, so it is safe to go on.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The slot of `node`, created if missing; prunes the entries of finished jobs.
-fn slot_for(node: &Arc<PhysicalPlan>) -> Slot {
-    let mut entries = lock(&CACHE);
-    entries.retain(|e| e.node.strong_count() > 0);
-    if let Some(e) = entries
-        .iter()
-        .find(|e| std::ptr::eq(e.node.as_ptr(), Arc::as_ptr(node)))
-    {
-        return Arc::clone(&e.slot);
-    }
-    let slot: Slot = Arc::new(Mutex::new(None));
-    entries.push(Entry {
-        node: Arc::downgrade(node),
-        slot: Arc::clone(&slot),
-    });
-    slot
 }
 
 /// The build side of join `node`: the table a task of the same stage already built, or
@@ -77,9 +45,9 @@ pub(super) fn shared_build(
     reservation: &mut MemoryReservation,
     build: impl FnOnce(&mut MemoryReservation) -> Result<BuildSide>,
 ) -> Result<BuildSide> {
-    let slot = slot_for(node);
+    let slot = node_slot(node);
     let mut guard = lock(&slot);
-    match guard.as_ref() {
+    match guard.as_ref().and_then(|b| b.downcast_ref::<Cached>()) {
         Some(Cached::Table(table)) => {
             reservation.grow(table.memory);
             return Ok(BuildSide::InMemory(Arc::clone(table)));
@@ -91,20 +59,18 @@ pub(super) fn shared_build(
         None => {}
     }
     let built = build(reservation)?;
-    *guard = Some(match &built {
+    *guard = Some(Arc::new(match &built {
         BuildSide::InMemory(table) => Cached::Table(Arc::clone(table)),
         BuildSide::Spilled(_) => Cached::TooLarge,
-    });
+    }));
     Ok(built)
 }
 
 /// Whether a table for `node` is cached (for tests).
 #[cfg(test)]
 pub(super) fn is_cached(node: &Arc<PhysicalPlan>) -> bool {
-    lock(&CACHE)
-        .iter()
-        .find(|e| std::ptr::eq(e.node.as_ptr(), Arc::as_ptr(node)))
-        .is_some_and(|e| matches!(*lock(&e.slot), Some(Cached::Table(_))))
+    crate::operators::shared_build::peek(node)
+        .is_some_and(|b| matches!(b.downcast_ref::<Cached>(), Some(Cached::Table(_))))
 }
 
 #[cfg(test)]
@@ -167,7 +133,8 @@ mod tests {
     }
 
     #[test]
-    fn failed_builds_are_not_cached_and_finished_jobs_are_dropped() {
+    fn failed_builds_are_not_cached() {
+        // Pruning the entries of finished jobs is `shared_build`'s, tested there.
         let pool = MemoryPool::unbounded(0);
         let mut res = pool.reservation("t");
         let node = new_node();
@@ -178,14 +145,6 @@ mod tests {
         assert!(!is_cached(&node));
         shared_build(&node, &mut res, |_| table(&node, 0)).unwrap();
         assert!(is_cached(&node));
-        let weak = Arc::downgrade(&node);
-        drop(node);
-        // The next lookup prunes the entry, releasing the table and the node's allocation.
-        let other = new_node();
-        shared_build(&other, &mut res, |_| table(&other, 0)).unwrap();
-        assert!(lock(&CACHE)
-            .iter()
-            .all(|e| !std::ptr::eq(e.node.as_ptr(), weak.as_ptr())));
     }
 
     #[test]
