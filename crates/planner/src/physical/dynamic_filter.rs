@@ -174,6 +174,10 @@ impl Rewriter {
         let Some(filtered) = self.push(target_side, &target_keys, &source, false) else {
             return Ok(node);
         };
+        // The source now has two readers, the join and the filter: a filter pushed later
+        // from further up must not rebuild it below the join only, or the filter would
+        // read the old copy and its stage would run twice.
+        self.shared.insert(Arc::as_ptr(&source.exchange));
         let new_inputs = match direction {
             Direction::LeftFiltersRight => vec![Arc::clone(left), filtered],
             Direction::RightFiltersLeft => vec![filtered, Arc::clone(right)],
