@@ -178,3 +178,28 @@ fn a_lost_source_shuffle_is_recomputed() {
         "only the lost map partition of the source stage is recomputed: {recomputed:?}"
     );
 }
+
+/// A filter reads its source's stage; it must never make the planner compute a subplan
+/// twice — every table is scanned as often as in the plan without filters.
+#[test]
+fn no_subplan_is_computed_twice() {
+    let scans = |session: &Session, query: &str| {
+        let plan = session.sql(&tpch::sql(query)).unwrap().plan().clone();
+        let graph = session.prepare(&plan).unwrap().stages;
+        let count = graph
+            .stages
+            .iter()
+            .map(|s| s.plan.display_indent().matches("ScanExec:").count())
+            .sum::<usize>();
+        (count, graph)
+    };
+    let (with, without) = (session(true), session(false));
+    for query in tpch::QUERIES {
+        let (filtered, graph) = scans(&with, query);
+        let (plain, _) = scans(&without, query);
+        assert_eq!(
+            filtered, plain,
+            "{query}: scans with filters vs without\n{graph}"
+        );
+    }
+}
