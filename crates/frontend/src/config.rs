@@ -65,8 +65,9 @@ const KNOWN_KEYS: &[KnownKey] = &[
         key: EXECUTOR_MEMORY,
         default: None,
         kind: ValueKind::Memory,
-        doc: "memory budget per executor for sorts and aggregations, which spill to disk \
-              beyond it, e.g. 2g or 512m (default: half the machine's memory / executors)",
+        doc: "memory budget per executor for sorts, aggregations and join build sides, \
+              which spill to disk beyond it, e.g. 2g or 512m (default: half the machine's \
+              memory / executors)",
     },
     KnownKey {
         key: SHUFFLE_PARTITIONS,
