@@ -252,38 +252,23 @@ impl Rewriter {
         }
         let rebuilt =
             |inputs: Vec<Arc<PhysicalPlan>>| node.with_new_inputs(inputs).ok().map(Arc::new);
-        match node.as_ref() {
+        // Single-input nodes the filter passes: the input, the keys over its schema (`None`
+        // when a key is computed there) and whether a shuffle lies above it.
+        let through: Option<(&Arc<PhysicalPlan>, Option<Vec<usize>>, bool)> = match node.as_ref() {
             // Right above a leaf the plain filter goes first: it is cheaper per row than a
             // key lookup and leaves fewer rows to look up.
-            PhysicalPlan::Filter { input, .. } if input.inputs().is_empty() => here(),
+            PhysicalPlan::Filter { input, .. } if input.inputs().is_empty() => None,
             PhysicalPlan::Filter { input, .. }
             | PhysicalPlan::Sort {
                 input, fetch: None, ..
-            } => {
-                let inner = self.push(input, keys, source, below_exchange)?;
-                rebuilt(vec![inner])
-            }
-            PhysicalPlan::DynamicFilter {
-                input,
-                source: other,
-                ..
-            } => {
-                let inner = self.push(input, keys, source, below_exchange)?;
-                rebuilt(vec![inner, Arc::clone(other)])
-            }
-            PhysicalPlan::Exchange { input, .. } => match self.push(input, keys, source, true) {
-                Some(inner) => rebuilt(vec![inner]),
-                None => here(),
-            },
+            } => Some((input, Some(keys.to_vec()), below_exchange)),
+            PhysicalPlan::Exchange { input, .. } => Some((input, Some(keys.to_vec()), true)),
             PhysicalPlan::Projection { input, exprs, .. } => {
-                let mapped: Option<Vec<usize>> = keys
+                let mapped = keys
                     .iter()
                     .map(|&k| column_index(input.schema(), exprs.get(k)?))
                     .collect();
-                match mapped.and_then(|m| self.push(input, &m, source, below_exchange)) {
-                    Some(inner) => rebuilt(vec![inner]),
-                    None => here(),
-                }
+                Some((input, mapped, below_exchange))
             }
             PhysicalPlan::HashAggregate {
                 input,
@@ -291,7 +276,7 @@ impl Rewriter {
                 group_exprs,
                 ..
             } => {
-                let mapped: Option<Vec<usize>> = keys
+                let mapped = keys
                     .iter()
                     .map(|&k| {
                         let group = group_exprs.get(k)?;
@@ -304,10 +289,24 @@ impl Rewriter {
                         }
                     })
                     .collect();
-                match mapped.and_then(|m| self.push(input, &m, source, below_exchange)) {
-                    Some(inner) => rebuilt(vec![inner]),
-                    None => here(),
-                }
+                Some((input, mapped, below_exchange))
+            }
+            _ => None,
+        };
+        if let Some((input, mapped, below)) = through {
+            return match mapped.and_then(|m| self.push(input, &m, source, below)) {
+                Some(inner) => rebuilt(vec![inner]),
+                None => here(),
+            };
+        }
+        match node.as_ref() {
+            PhysicalPlan::DynamicFilter {
+                input,
+                source: other,
+                ..
+            } => {
+                let inner = self.push(input, keys, source, below_exchange)?;
+                rebuilt(vec![inner, Arc::clone(other)])
             }
             PhysicalPlan::HashJoin {
                 left,

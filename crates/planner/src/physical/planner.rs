@@ -774,6 +774,31 @@ mod tests {
         assert!(large.contains("Exchange: Hash([b.k], 3)"), "{large}");
     }
 
+    /// `left ⋈ right` on `k`, planned with `config`.
+    fn plan_key_join(
+        left: Arc<LogicalPlan>,
+        right: Arc<LogicalPlan>,
+        config: &PhysicalPlannerConfig,
+    ) -> Arc<PhysicalPlan> {
+        let j = Join::try_new(
+            left,
+            right,
+            vec![(col("a.k"), col("b.k"))],
+            None,
+            JoinType::Inner,
+            false,
+        )
+        .unwrap();
+        create_physical_plan(&Arc::new(LogicalPlan::Join(j)), config).unwrap()
+    }
+
+    fn join_mode(plan: &PhysicalPlan) -> JoinMode {
+        match plan {
+            PhysicalPlan::HashJoin { mode, .. } => *mode,
+            other => panic!("expected a hash join, got {}", other.display_indent()),
+        }
+    }
+
     #[test]
     fn a_reduced_probe_side_keeps_a_build_side_above_the_threshold_shuffled_and_filtered() {
         let plan_with = |dynamic_filters: bool| {
@@ -781,25 +806,13 @@ mod tests {
                 input: scan("a", 2, 1_000_000),
                 predicate: col("a.v").eq(lit(5i64)),
             }));
-            let j = Join::try_new(
-                filtered,
-                scan("b", 2, 12_000),
-                vec![(col("a.k"), col("b.k"))],
-                None,
-                JoinType::Inner,
-                false,
-            )
-            .unwrap();
             let config = PhysicalPlannerConfig {
                 dynamic_filters,
                 ..config()
             };
-            create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config).unwrap()
+            plan_key_join(filtered, scan("b", 2, 12_000), &config)
         };
-        let mode = |plan: &PhysicalPlan| match plan {
-            PhysicalPlan::HashJoin { mode, .. } => *mode,
-            other => panic!("expected a hash join, got {}", other.display_indent()),
-        };
+        let mode = join_mode;
         // Without dynamic filters the relative rule broadcasts b (3 × 12 kB ≤ 100 kB of a).
         assert_eq!(mode(&plan_with(false)), JoinMode::Broadcast);
         // With them, b is shuffled — and filtered by a's keys before its shuffle.
@@ -813,24 +826,15 @@ mod tests {
     #[test]
     fn build_side_above_the_threshold_is_broadcast_only_against_a_much_larger_probe_side() {
         let mode = |left_bytes, right_bytes, threshold| {
-            let j = Join::try_new(
-                scan("a", 2, left_bytes),
-                scan("b", 2, right_bytes),
-                vec![(col("a.k"), col("b.k"))],
-                None,
-                JoinType::Inner,
-                false,
-            )
-            .unwrap();
             let config = PhysicalPlannerConfig {
                 broadcast_threshold_bytes: threshold,
                 ..config()
             };
-            let plan = create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config).unwrap();
-            match plan.as_ref() {
-                PhysicalPlan::HashJoin { mode, .. } => *mode,
-                other => panic!("expected a hash join, got {}", other.display_indent()),
-            }
+            join_mode(&plan_key_join(
+                scan("a", 2, left_bytes),
+                scan("b", 2, right_bytes),
+                &config,
+            ))
         };
         // 5 × the threshold, against a probe side 200 × larger: 3 partitions × 5000 ≤ 1 M.
         assert_eq!(mode(1_000_000, 5_000, 1000), JoinMode::Broadcast);
@@ -845,27 +849,8 @@ mod tests {
             relative_broadcast_max_bytes: 4_000,
             ..config()
         };
-        let j = Join::try_new(
-            scan("a", 2, 1_000_000),
-            scan("b", 2, 5_000),
-            vec![(col("a.k"), col("b.k"))],
-            None,
-            JoinType::Inner,
-            false,
-        )
-        .unwrap();
-        let plan = create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config).unwrap();
-        assert!(
-            matches!(
-                plan.as_ref(),
-                PhysicalPlan::HashJoin {
-                    mode: JoinMode::Partitioned,
-                    ..
-                }
-            ),
-            "{}",
-            plan.display_indent()
-        );
+        let plan = plan_key_join(scan("a", 2, 1_000_000), scan("b", 2, 5_000), &config);
+        assert_eq!(join_mode(&plan), JoinMode::Partitioned);
     }
 
     #[test]
