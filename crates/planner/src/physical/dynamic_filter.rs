@@ -77,6 +77,10 @@ enum Direction {
     RightFiltersLeft,
 }
 
+/// A single-input node a filter passes: its input, the keys over the input's schema (`None`
+/// when a key is computed by the node) and whether a shuffle lies above the input.
+type PassThrough<'a> = (&'a Arc<PhysicalPlan>, Option<Vec<usize>>, bool);
+
 /// The source of a filter: an Exchange and the key columns over its schema.
 struct Source {
     exchange: Arc<PhysicalPlan>,
@@ -252,9 +256,7 @@ impl Rewriter {
         }
         let rebuilt =
             |inputs: Vec<Arc<PhysicalPlan>>| node.with_new_inputs(inputs).ok().map(Arc::new);
-        // Single-input nodes the filter passes: the input, the keys over its schema (`None`
-        // when a key is computed there) and whether a shuffle lies above it.
-        let through: Option<(&Arc<PhysicalPlan>, Option<Vec<usize>>, bool)> = match node.as_ref() {
+        let through: Option<PassThrough> = match node.as_ref() {
             // Right above a leaf the plain filter goes first: it is cheaper per row than a
             // key lookup and leaves fewer rows to look up.
             PhysicalPlan::Filter { input, .. } if input.inputs().is_empty() => None,
