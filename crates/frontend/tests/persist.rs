@@ -165,22 +165,55 @@ fn a_cached_dataframe_is_read_not_recomputed_and_lost_blocks_are_recomputed() {
     assert!(!named(&fourth, "JobStart").is_empty());
 }
 
-#[test]
-fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
+/// A session whose QUERY was checkpointed by one job, and what that job left.
+struct Written {
+    logs: tempfile::TempDir,
+    checkpoints: tempfile::TempDir,
+    session: Session,
+    /// QUERY's rows without a checkpoint, sorted.
+    expected: Vec<String>,
+    checkpointed: DataFrame,
+    persist: usize,
+    fingerprint: String,
+}
+
+/// Checkpoints QUERY in a fresh session: the rows are the plain ones and exactly one
+/// checkpoint was written.
+fn write_checkpoint() -> Written {
     let logs = tempfile::tempdir().unwrap();
     let checkpoints = tempfile::tempdir().unwrap();
     let session = session(logs.path(), checkpoints.path());
     let expected = sorted_rows(&session.sql(QUERY).unwrap());
-
     let checkpointed = session.sql(QUERY).unwrap().checkpoint();
     let (persist, _) = persist_stage(&checkpointed);
     assert_eq!(sorted_rows(&checkpointed), expected);
     let log = events(logs.path());
     let written = named(&log, "CheckpointWritten");
     assert_eq!(written.len(), 1, "{written:?}");
-    let folder = checkpoints
-        .path()
-        .join(written[0]["fingerprint"].as_str().unwrap());
+    let fingerprint = written[0]["fingerprint"].as_str().unwrap().to_string();
+    Written {
+        logs,
+        checkpoints,
+        session,
+        expected,
+        checkpointed,
+        persist,
+        fingerprint,
+    }
+}
+
+#[test]
+fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
+    let Written {
+        logs,
+        checkpoints,
+        session,
+        expected,
+        checkpointed,
+        persist,
+        fingerprint,
+    } = write_checkpoint();
+    let folder = checkpoints.path().join(&fingerprint);
     assert!(folder.join("_SUCCESS").exists());
     assert!(folder.join("_manifest.json").exists());
     assert!(folder.join("part-00000.parquet").exists());
@@ -248,20 +281,16 @@ fn damage_a_checkpoint_file(dir: &Path, fingerprint: &str) {
 /// file damaged after the commit is noticed there: rejected, never read, recomputed.
 #[test]
 fn a_checkpoint_file_damaged_after_its_commit_is_rejected_by_the_next_job() {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
-    let expected = sorted_rows(&session.sql(QUERY).unwrap());
-    let checkpointed = session.sql(QUERY).unwrap().checkpoint();
-    let (persist, _) = persist_stage(&checkpointed);
-    assert_eq!(sorted_rows(&checkpointed), expected);
-    let log = events(logs.path());
-    let written = named(&log, "CheckpointWritten");
-    assert_eq!(written.len(), 1, "{written:?}");
-    damage_a_checkpoint_file(
-        checkpoints.path(),
-        written[0]["fingerprint"].as_str().unwrap(),
-    );
+    let Written {
+        logs,
+        checkpoints,
+        session: _session,
+        expected,
+        checkpointed,
+        persist,
+        fingerprint,
+    } = write_checkpoint();
+    damage_a_checkpoint_file(checkpoints.path(), &fingerprint);
 
     assert_eq!(sorted_rows(&checkpointed), expected);
     let log = events(logs.path());
