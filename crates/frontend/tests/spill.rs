@@ -20,16 +20,19 @@ use common::tpch::{assert_matches_answer, sql};
 /// One session with the TPC-H SF 0.01 tables and a 1 MiB executor budget.
 fn small_memory_session() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
-    SESSION.get_or_init(|| {
-        let session = Session::new();
-        session
-            .register_tpch(0.01)
-            .expect("TPC-H data generation at SF 0.01");
-        session
-            .execute_sql("SET ember.executor.memory = '1m'")
-            .expect("SET ember.executor.memory");
-        session
-    })
+    SESSION.get_or_init(|| tpch_session_with("SET ember.executor.memory = '1m'"))
+}
+
+/// A session with the TPC-H SF 0.01 tables after running `set`.
+fn tpch_session_with(set: &str) -> Session {
+    let session = Session::new();
+    session
+        .register_tpch(0.01)
+        .expect("TPC-H data generation at SF 0.01");
+    session
+        .execute_sql(set)
+        .unwrap_or_else(|e| panic!("{set}: {e}"));
+    session
 }
 
 fn run_with_small_memory(name: &str) {
@@ -91,16 +94,7 @@ fn run_on_cluster(sql: &str, memory: &str) -> ClusterRun {
 /// The same TPC-H tables with broadcast joins turned off: every join shuffles both sides.
 fn shuffle_join_session() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
-    SESSION.get_or_init(|| {
-        let session = Session::new();
-        session
-            .register_tpch(0.01)
-            .expect("TPC-H data generation at SF 0.01");
-        session
-            .execute_sql("SET ember.sql.autoBroadcastJoinThreshold = -1")
-            .expect("SET ember.sql.autoBroadcastJoinThreshold");
-        session
-    })
+    SESSION.get_or_init(|| tpch_session_with("SET ember.sql.autoBroadcastJoinThreshold = -1"))
 }
 
 /// Runs `sql`, planned by `session`, on a fresh cluster with `memory` per executor.
