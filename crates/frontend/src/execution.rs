@@ -14,7 +14,6 @@ use ember_planner::lineage::{
 use ember_planner::logical::LogicalPlan;
 use ember_planner::optimizer::Optimizer;
 use ember_planner::persist::PersistId;
-use ember_planner::physical::dynamic_filter::add_dynamic_filters;
 use ember_planner::physical::planner::{create_physical_plan, PhysicalPlannerConfig};
 use ember_planner::physical::PhysicalPlan;
 use ember_planner::stages::{build_stage_graph, insert_checkpoints, StageGraph, StageOutput};
@@ -81,11 +80,7 @@ impl PreparedQuery {
         let optimized = Optimizer::default()
             .optimize(plan.clone())
             .map_err(|e| e.context("while optimizing the query"))?;
-        let mut physical = create_physical_plan(&optimized, &physical_config(config))?;
-        if config.dynamic_filters() {
-            physical = add_dynamic_filters(&physical)?;
-        }
-        let physical = root(physical);
+        let physical = root(create_physical_plan(&optimized, &physical_config(config))?);
         let (physical, stages, lineage) = place_automatic_checkpoints(physical, config)?;
         Ok(PreparedQuery {
             logical: plan.clone(),

@@ -7,27 +7,11 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::event_files::events;
 use common::tpch::{assert_matches_answer, sql, with_tables, QUERIES};
 use ember_frontend::format::cell_strings;
 use ember_frontend::session::Session;
 use serde_json::Value;
-
-fn events(dir: &Path) -> Vec<Value> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
-}
 
 fn count(events: &[Value], name: &str, job: u64) -> usize {
     events

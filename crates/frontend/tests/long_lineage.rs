@@ -5,11 +5,14 @@
 //! (plans are shared DAGs and every pass memoises), including a loop whose iteration reads
 //! the previous DataFrame twice, and give the answer computed another way.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array};
 use arrow::record_batch::RecordBatch;
+use common::event_files::{events, named};
 use ember_frontend::format::cell_strings;
 use ember_frontend::prelude::*;
 use ember_planner::fingerprint::PlanFingerprinter;
@@ -277,11 +280,5 @@ fn thirty_iterations_with_automatic_checkpoints_every_few_stages() {
 
 /// Events named `name` in the event logs under `dir`.
 fn count_events(dir: &std::path::Path, name: &str) -> usize {
-    let needle = format!("\"event\":\"{name}\"");
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .map(|p| std::fs::read_to_string(p).unwrap().matches(&needle).count())
-        .sum()
+    named(&events(dir), name).len()
 }

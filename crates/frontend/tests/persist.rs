@@ -3,13 +3,28 @@
 //! recomputed, that lost ones are recomputed (only those), that a corrupt checkpoint is
 //! rejected, and that a restarted session reuses a committed checkpoint.
 
+mod common;
+
 use std::path::Path;
 
+use common::event_files::{events, named};
 use ember_frontend::prelude::*;
 use ember_planner::stages::{StageGraph, StageOutput};
 use serde_json::Value;
 
 const QUERY: &str = "SELECT l_orderkey, l_partkey, l_quantity FROM lineitem WHERE l_quantity > 10";
+
+/// The aggregate the executor-loss tests checkpoint.
+const GROUPED: &str = "SELECT l_partkey, sum(l_quantity) AS q FROM lineitem GROUP BY l_partkey";
+
+/// Makes the next job kill executor 1 as `stage` starts.
+fn kill_executor_1_when_starting(session: &Session, stage: usize) {
+    session
+        .sql(&format!(
+            "SET ember.fault.plan = 'kill-executor executor=1 stage={stage} at=0%'"
+        ))
+        .unwrap();
+}
 
 fn session(log_dir: &Path, checkpoint_dir: &Path) -> Session {
     let session = Session::builder()
@@ -20,30 +35,6 @@ fn session(log_dir: &Path, checkpoint_dir: &Path) -> Session {
         .unwrap();
     session.register_tpch(0.01).unwrap();
     session
-}
-
-/// Every event of every log file under `dir`, in order.
-fn events(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
-}
-
-fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == name).collect()
 }
 
 /// The last job id in the log.
@@ -332,17 +323,11 @@ fn a_checkpoint_copy_lost_with_its_executor_is_read_from_the_files() {
     let logs = tempfile::tempdir().unwrap();
     let checkpoints = tempfile::tempdir().unwrap();
     let session = session(logs.path(), checkpoints.path());
-    let grouped = "SELECT l_partkey, sum(l_quantity) AS q FROM lineitem GROUP BY l_partkey";
-    let plain = session.sql(grouped).unwrap();
+    let plain = session.sql(GROUPED).unwrap();
     let expected = sorted_rows(&plain);
     let checkpointed = plain.checkpoint();
     let (persist, consumers) = persist_stage(&checkpointed);
-    session
-        .sql(&format!(
-            "SET ember.fault.plan = 'kill-executor executor=1 stage={} at=0%'",
-            consumers[0]
-        ))
-        .unwrap();
+    kill_executor_1_when_starting(&session, consumers[0]);
     assert_eq!(sorted_rows(&checkpointed), expected);
     session.sql("SET ember.fault.plan = ''").unwrap();
     let log = events(logs.path());
@@ -513,18 +498,12 @@ fn a_local_checkpoint_lost_with_its_executor_is_recomputed_from_lineage() {
     let logs = tempfile::tempdir().unwrap();
     let checkpoints = tempfile::tempdir().unwrap();
     let session = session(logs.path(), checkpoints.path());
-    let grouped = "SELECT l_partkey, sum(l_quantity) AS q FROM lineitem GROUP BY l_partkey";
-    let plain = session.sql(grouped).unwrap();
+    let plain = session.sql(GROUPED).unwrap();
     let expected = sorted_rows(&plain);
     let local = plain.local_checkpoint();
     let (persist, consumers) = persist_stage(&local);
     assert_eq!(sorted_rows(&local), expected);
-    session
-        .sql(&format!(
-            "SET ember.fault.plan = 'kill-executor executor=1 stage={} at=0%'",
-            consumers[0]
-        ))
-        .unwrap();
+    kill_executor_1_when_starting(&session, consumers[0]);
     assert_eq!(
         sorted_rows(&local),
         expected,

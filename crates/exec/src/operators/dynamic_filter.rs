@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, SortField};
@@ -65,21 +66,20 @@ pub fn execute_dynamic_filter(
     let mut kept = 0usize;
     let mut active = true;
     let mask = Box::new(move |batch: &RecordBatch| {
-        let rows = batch.num_rows();
         if !active {
-            return Ok(BooleanArray::from(vec![true; rows]));
+            return Ok(None);
         }
         let key_arrays = keys
             .iter()
             .map(|k| k.evaluate(batch))
             .collect::<Result<Vec<_>>>()?;
         let mask = set.contains(&key_arrays)?;
-        seen += rows;
+        seen += batch.num_rows();
         kept += mask.true_count();
         if seen >= PROBE_ROWS && kept as f64 > seen as f64 * USEFUL_PASS_RATE {
             active = false;
         }
-        Ok(mask)
+        Ok(Some(mask))
     });
     Ok(filter_batches(input, mask, ctx.batch_size))
 }
@@ -167,7 +167,7 @@ impl KeySet {
                 let rows = converter.convert_columns(arrays)?;
                 let valid = all_valid(arrays);
                 for (i, row) in rows.iter().enumerate() {
-                    if valid.as_ref().is_none_or(|v| v.value(i)) {
+                    if valid.as_ref().is_none_or(|v| v.is_valid(i)) {
                         set.insert(row.as_ref().into());
                     }
                 }
@@ -201,7 +201,7 @@ impl KeySet {
                 let valid = all_valid(&cast);
                 for (i, row) in encoded.iter().enumerate() {
                     let present =
-                        valid.as_ref().is_none_or(|v| v.value(i)) && set.contains(row.as_ref());
+                        valid.as_ref().is_none_or(|v| v.is_valid(i)) && set.contains(row.as_ref());
                     mask.append(present);
                 }
             }
@@ -210,17 +210,11 @@ impl KeySet {
     }
 }
 
-/// Which rows have no NULL key; `None` when none has.
-fn all_valid(arrays: &[ArrayRef]) -> Option<BooleanArray> {
-    if arrays.iter().all(|a| a.null_count() == 0) {
-        return None;
-    }
-    let len = arrays.first().map_or(0, |a| a.len());
-    let mut valid = BooleanBufferBuilder::new(len);
-    for i in 0..len {
-        valid.append(arrays.iter().all(|a| a.is_valid(i)));
-    }
-    Some(BooleanArray::new(valid.finish(), None))
+/// Which rows have no NULL key (valid in all of `arrays`); `None` when none has a NULL.
+fn all_valid(arrays: &[ArrayRef]) -> Option<NullBuffer> {
+    arrays.iter().fold(None, |acc, a| {
+        NullBuffer::union(acc.as_ref(), a.logical_nulls().as_ref())
+    })
 }
 
 #[cfg(test)]

@@ -28,13 +28,13 @@ pub fn execute_filter(
     let input = super::execute(input, partition, ctx)?;
     Ok(filter_batches(
         input,
-        Box::new(move |batch| evaluate_predicate(predicate.as_ref(), batch)),
+        Box::new(move |batch| evaluate_predicate(predicate.as_ref(), batch).map(Some)),
         ctx.batch_size,
     ))
 }
 
-/// Says which rows of a batch to keep.
-pub(crate) type RowMask = Box<dyn FnMut(&RecordBatch) -> Result<BooleanArray> + Send>;
+/// Says which rows of a batch to keep; `None` keeps them all (no mask is built or applied).
+pub(crate) type RowMask = Box<dyn FnMut(&RecordBatch) -> Result<Option<BooleanArray>> + Send>;
 
 /// Keeps the rows of `input` that `mask` selects, in batches of about `batch_size` rows.
 pub(crate) fn filter_batches(input: BatchIter, mask: RowMask, batch_size: usize) -> BatchIter {
@@ -77,7 +77,10 @@ impl FilterIter {
             );
         }
         if let Some(c) = self.coalescer.as_mut() {
-            c.push_batch_with_filter(batch, &mask)?;
+            match mask {
+                Some(mask) => c.push_batch_with_filter(batch, &mask)?,
+                None => c.push_batch(batch)?,
+            }
         }
         Ok(())
     }

@@ -35,9 +35,9 @@ const BETWEEN_SELECTIVITY: f64 = 0.25;
 /// No estimate drops below this fraction: a filter is never assumed to remove everything.
 const MIN_SELECTIVITY: f64 = 1e-4;
 /// Fraction of input rows that are distinct groups of a grouped aggregate.
-const GROUPS_PER_ROW: f64 = 0.25;
+pub(crate) const GROUPS_PER_ROW: f64 = 0.25;
 /// Fraction of left rows a semi or anti join keeps.
-const SEMI_SELECTIVITY: f64 = 0.5;
+pub(crate) const SEMI_SELECTIVITY: f64 = 0.5;
 /// Average list length assumed by unnest.
 const UNNEST_FANOUT: usize = 4;
 

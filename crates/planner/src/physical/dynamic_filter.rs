@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::expr::Expr;
 use crate::logical::JoinType;
-use crate::optimizer::stats::selectivity;
+use crate::optimizer::stats::{selectivity, GROUPS_PER_ROW, SEMI_SELECTIVITY};
 use crate::physical::{AggregateMode, ExchangeKind, JoinMode, PhysicalPlan};
 use crate::schema::PlanSchema;
 
@@ -35,12 +35,6 @@ pub(crate) const REDUCED_FRACTION: f64 = 0.6;
 /// Source sides estimated larger than this are not worth a per-executor key set.
 const MAX_SOURCE_ROWS: f64 = 20_000_000.0;
 
-/// Aggregate output rows per input row, as the optimizer's estimator assumes.
-const GROUPS_PER_ROW: f64 = 0.25;
-
-/// Rows kept by a semi or anti join, as the optimizer's estimator assumes.
-const SEMI_SELECTIVITY: f64 = 0.5;
-
 /// `plan` with dynamic filters below the partitioned joins whose one side is reduced.
 pub fn add_dynamic_filters(plan: &Arc<PhysicalPlan>) -> Result<Arc<PhysicalPlan>> {
     let mut rewriter = Rewriter {
@@ -48,6 +42,7 @@ pub fn add_dynamic_filters(plan: &Arc<PhysicalPlan>) -> Result<Arc<PhysicalPlan>
         done: HashMap::new(),
         shared: HashSet::new(),
         estimates: HashMap::new(),
+        domains: HashMap::new(),
     };
     rewriter.rewrite(plan)
 }
@@ -87,6 +82,9 @@ struct Source {
     keys: Vec<Expr>,
 }
 
+/// A memoised figure, with the node it is about kept alive so its identity stays unique.
+type Memo = (Arc<PhysicalPlan>, Option<f64>);
+
 struct Rewriter {
     parents: HashMap<*const PhysicalPlan, usize>,
     /// Rewritten nodes by original identity: shared subplans stay shared.
@@ -95,7 +93,9 @@ struct Rewriter {
     shared: HashSet<*const PhysicalPlan>,
     /// Estimated rows by node identity, with the node kept alive so the identity stays
     /// unique.
-    estimates: HashMap<*const PhysicalPlan, (Arc<PhysicalPlan>, Option<f64>)>,
+    estimates: HashMap<*const PhysicalPlan, Memo>,
+    /// [`Rewriter::domain_rows`] by (node identity, column), the node kept alive likewise.
+    domains: HashMap<(*const PhysicalPlan, usize), Memo>,
 }
 
 impl Rewriter {
@@ -235,7 +235,7 @@ impl Rewriter {
     fn reduced_rows(&mut self, side: &Arc<PhysicalPlan>, key: Option<&Expr>) -> Option<f64> {
         let index = column_indices(side.schema(), &[key?])?[0];
         let rows = self.estimate(side)?;
-        let domain = domain_rows(side, index)?;
+        let domain = self.domain_rows(side, index)?;
         (rows <= domain * REDUCED_FRACTION && rows <= MAX_SOURCE_ROWS).then_some(rows)
     }
 
@@ -374,6 +374,33 @@ impl Rewriter {
         ))
     }
 
+    /// An upper bound on the distinct values of column `index` of `plan`: the rows of the
+    /// table (or the input of the aggregate) it comes from, followed down through operators
+    /// that pass the column through. Unlike the optimizer's bound, filters and aggregates do
+    /// not lower it: it is the domain a reduced side is compared against. Memoised along the
+    /// whole walk, so a long lineage is walked once, not once per join above it.
+    fn domain_rows(&mut self, plan: &Arc<PhysicalPlan>, index: usize) -> Option<f64> {
+        let mut walked = Vec::new();
+        let mut node = Arc::clone(plan);
+        let mut index = index;
+        let rows = loop {
+            if let Some((_, rows)) = self.domains.get(&(Arc::as_ptr(&node), index)) {
+                break *rows;
+            }
+            let step = domain_step(&node, index);
+            walked.push((node, index));
+            match step {
+                DomainStep::Done(rows) => break rows,
+                DomainStep::Below(input, i) => (node, index) = (input, i),
+            }
+        };
+        for (node, index) in walked {
+            self.domains
+                .insert((Arc::as_ptr(&node), index), (node, rows));
+        }
+        rows
+    }
+
     /// Estimated output rows of `plan` (memoised; `None` without statistics).
     #[recursive::recursive]
     fn estimate(&mut self, plan: &Arc<PhysicalPlan>) -> Option<f64> {
@@ -426,16 +453,17 @@ impl Rewriter {
                 let (l, r) = (input(self, left), input(self, right));
                 // Equi-join: |L|·|R| / distinct keys, the key domain being the smaller of the
                 // two columns' (a foreign key ranges over its primary key's table).
-                let matched = l.zip(r).map(|(a, b)| {
-                    let domain = on.first().and_then(|(lk, rk)| {
-                        let li = column_index(left.schema(), lk)?;
-                        let ri = column_index(right.schema(), rk)?;
-                        Some(domain_rows(left, li)?.min(domain_rows(right, ri)?))
-                    });
-                    match domain {
-                        Some(d) => a * b / d.max(1.0),
-                        None => a.max(b),
-                    }
+                let domain = on.first().and_then(|(lk, rk)| {
+                    let li = column_index(left.schema(), lk)?;
+                    let ri = column_index(right.schema(), rk)?;
+                    Some(
+                        self.domain_rows(left, li)?
+                            .min(self.domain_rows(right, ri)?),
+                    )
+                });
+                let matched = l.zip(r).map(|(a, b)| match domain {
+                    Some(d) => a * b / d.max(1.0),
+                    None => a.max(b),
                 });
                 match join_type {
                     JoinType::LeftSemi | JoinType::LeftAnti => l.map(|l| l * SEMI_SELECTIVITY),
@@ -585,49 +613,57 @@ fn find_source(side: &Arc<PhysicalPlan>, keys: &[usize]) -> Option<Source> {
     }
 }
 
-/// An upper bound on the distinct values of column `index` of `plan`: the rows of the table
-/// (or the input of the aggregate) it comes from, followed down through operators that pass
-/// the column through. Unlike the optimizer's bound, filters and aggregates do not lower it:
-/// it is the domain a reduced side is compared against.
-fn domain_rows(plan: &Arc<PhysicalPlan>, index: usize) -> Option<f64> {
-    let mut node = Arc::clone(plan);
-    let mut index = index;
-    loop {
-        let next = match node.as_ref() {
-            PhysicalPlan::Scan(s) => return s.source.statistics().num_rows.map(|r| r as f64),
-            PhysicalPlan::Filter { input, .. }
-            | PhysicalPlan::DynamicFilter { input, .. }
-            | PhysicalPlan::Sort { input, .. }
-            | PhysicalPlan::Limit { input, .. }
-            | PhysicalPlan::Exchange { input, .. }
-            | PhysicalPlan::Persist { input, .. } => Arc::clone(input),
-            PhysicalPlan::Projection { input, exprs, .. } => {
-                index = column_index(input.schema(), exprs.get(index)?)?;
-                Arc::clone(input)
-            }
-            PhysicalPlan::HashAggregate {
-                input,
-                mode,
-                group_exprs,
-                ..
-            } => {
-                let group = group_exprs.get(index)?;
-                if *mode != AggregateMode::Final {
-                    index = column_index(input.schema(), group)?;
+/// One step of [`Rewriter::domain_rows`]'s walk down a column.
+enum DomainStep {
+    /// The walk ends: the table's rows, or `None` where the column is computed.
+    Done(Option<f64>),
+    /// The column is column `.1` of input `.0`.
+    Below(Arc<PhysicalPlan>, usize),
+}
+
+/// Where column `index` of `node` comes from, one operator down.
+fn domain_step(node: &PhysicalPlan, index: usize) -> DomainStep {
+    let below = |input: &Arc<PhysicalPlan>, index: Option<usize>| match index {
+        Some(i) => DomainStep::Below(Arc::clone(input), i),
+        None => DomainStep::Done(None),
+    };
+    match node {
+        PhysicalPlan::Scan(s) => DomainStep::Done(s.source.statistics().num_rows.map(|r| r as f64)),
+        PhysicalPlan::Filter { input, .. }
+        | PhysicalPlan::DynamicFilter { input, .. }
+        | PhysicalPlan::Sort { input, .. }
+        | PhysicalPlan::Limit { input, .. }
+        | PhysicalPlan::Exchange { input, .. }
+        | PhysicalPlan::Persist { input, .. } => below(input, Some(index)),
+        PhysicalPlan::Projection { input, exprs, .. } => below(
+            input,
+            exprs
+                .get(index)
+                .and_then(|e| column_index(input.schema(), e)),
+        ),
+        PhysicalPlan::HashAggregate {
+            input,
+            mode,
+            group_exprs,
+            ..
+        } => {
+            let mapped = group_exprs.get(index).and_then(|group| match mode {
+                // The input is the partial output: keys first, by position.
+                AggregateMode::Final => Some(index),
+                AggregateMode::Partial | AggregateMode::Single => {
+                    column_index(input.schema(), group)
                 }
-                Arc::clone(input)
+            });
+            below(input, mapped)
+        }
+        PhysicalPlan::HashJoin { left, right, .. } => {
+            let left_len = left.schema().len();
+            if index < left_len {
+                below(left, Some(index))
+            } else {
+                below(right, Some(index - left_len))
             }
-            PhysicalPlan::HashJoin { left, right, .. } => {
-                let left_len = left.schema().len();
-                if index < left_len {
-                    Arc::clone(left)
-                } else {
-                    index -= left_len;
-                    Arc::clone(right)
-                }
-            }
-            _ => return None,
-        };
-        node = next;
+        }
+        _ => DomainStep::Done(None),
     }
 }

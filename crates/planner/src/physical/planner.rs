@@ -22,7 +22,7 @@ use crate::expr::{AggregateFunction, Expr};
 use crate::logical::{self, JoinType, LogicalPlan, Partitioning};
 use crate::optimizer::stats::{column_origin_rows, StatsCache};
 use crate::physical::aggregate::aggregate_state_fields;
-use crate::physical::dynamic_filter::REDUCED_FRACTION;
+use crate::physical::dynamic_filter::{add_dynamic_filters, REDUCED_FRACTION};
 use crate::physical::{AggregateMode, ExchangeKind, JoinMode, PhysicalPlan, ScanExec};
 use crate::schema::{PlanSchema, QualifiedField};
 use crate::table::ScanRequest;
@@ -40,9 +40,10 @@ pub struct PhysicalPlannerConfig {
     /// `broadcast_pays`); a fraction of the executor memory when that is set, since a
     /// broadcast build side cannot be split across tasks like a partitioned one.
     pub relative_broadcast_max_bytes: usize,
-    /// Whether dynamic join filters will be placed (`ember.sql.dynamicJoinFilters`): then a
-    /// reduced probe side is better served by a shuffled join whose build side it filters
-    /// than by broadcasting a build side above the threshold.
+    /// Whether dynamic join filters are placed (`ember.sql.dynamicJoinFilters`, see
+    /// [`add_dynamic_filters`]); then a reduced probe side is better served by a shuffled
+    /// join whose build side it filters than by broadcasting a build side above the
+    /// threshold.
     pub dynamic_filters: bool,
 }
 
@@ -62,17 +63,23 @@ impl Default for PhysicalPlannerConfig {
 /// hash table every probe task holds.
 const RELATIVE_BROADCAST_CAP: usize = 16;
 
-/// Plans `plan` for execution.
+/// Plans `plan` for execution, with dynamic join filters when `config` says so.
 pub fn create_physical_plan(
     plan: &Arc<LogicalPlan>,
     config: &PhysicalPlannerConfig,
 ) -> Result<Arc<PhysicalPlan>> {
-    PhysicalPlanner {
+    let physical = PhysicalPlanner {
         config,
         memo: HashMap::new(),
         estimates: HashMap::new(),
+        stats: StatsCache::default(),
     }
-    .plan(plan)
+    .plan(plan)?;
+    if config.dynamic_filters {
+        add_dynamic_filters(&physical)
+    } else {
+        Ok(physical)
+    }
 }
 
 struct PhysicalPlanner<'a> {
@@ -80,6 +87,9 @@ struct PhysicalPlanner<'a> {
     memo: HashMap<*const LogicalPlan, Arc<PhysicalPlan>>,
     /// Output size estimates by logical node identity (see [`estimated_bytes`]).
     estimates: HashMap<*const LogicalPlan, Option<usize>>,
+    /// Row estimates for [`PhysicalPlanner::is_reduced`], memoised across joins for the same
+    /// reason as `estimates`.
+    stats: StatsCache,
 }
 
 impl PhysicalPlanner<'_> {
@@ -282,23 +292,44 @@ impl PhysicalPlanner<'_> {
         }
     }
 
-    /// Whether to broadcast a join's build side of `right` estimated bytes against a probe
-    /// side of `left`: always below the threshold; above it, while the threshold allows
-    /// broadcasts at all, when shipping the build side to every probe partition moves fewer
-    /// bytes than shuffling the probe side (`n × right ≤ left`), up to
-    /// [`RELATIVE_BROADCAST_CAP`] × the threshold. Without the relative rule a fixed
-    /// threshold makes plans change with the data size: at TPC-H SF 10 the filtered
-    /// orders ⋈ customer side of Q8 (about 1 M rows) no longer fits 10 MiB, and the join
-    /// shuffled all 60 M lineitem rows (3.1 GiB) instead of broadcasting 10 MiB.
-    fn broadcast_pays(&self, right: usize, left: Option<usize>) -> bool {
+    /// Whether to broadcast `join`'s build side of `right` estimated bytes: always below the
+    /// threshold; above it, while the threshold allows broadcasts at all, when shipping the
+    /// build side to every probe partition moves fewer bytes than shuffling the probe side
+    /// (`n × right ≤ left`), up to [`RELATIVE_BROADCAST_CAP`] × the threshold. Without the
+    /// relative rule a fixed threshold makes plans change with the data size: at TPC-H SF 10
+    /// the filtered orders ⋈ customer side of Q8 (about 1 M rows) no longer fits 10 MiB, and
+    /// the join shuffled all 60 M lineitem rows (3.1 GiB) instead of broadcasting 10 MiB.
+    /// Not against a reduced probe side when dynamic filters are on: shuffled, the build side
+    /// is filtered by the probe side's keys before its shuffle, which beats shipping it whole.
+    fn broadcast_pays(&mut self, join: &logical::Join, right: usize) -> bool {
         let threshold = self.config.broadcast_threshold_bytes;
         if right <= threshold {
             return true;
         }
+        if self.config.dynamic_filters && self.is_reduced(join) {
+            return false;
+        }
+        let left = estimated_bytes(&join.left, &mut self.estimates);
         threshold > 0
             && right <= threshold.saturating_mul(RELATIVE_BROADCAST_CAP)
             && right <= self.config.relative_broadcast_max_bytes
             && left.is_some_and(|left| right.saturating_mul(self.partitions()) <= left)
+    }
+
+    /// Whether the join's left (probe) side is estimated at most [`REDUCED_FRACTION`] of the
+    /// domain of its first key — filtered or semi-joined down, the case where a dynamic
+    /// filter from it shrinks the build side's shuffle.
+    fn is_reduced(&mut self, join: &logical::Join) -> bool {
+        let Some(Expr::Column(key)) = join.on.first().map(|(l, _)| l.unalias()) else {
+            return false;
+        };
+        let Ok(index) = join.left.schema().index_of_column(key) else {
+            return false;
+        };
+        let rows = self.stats.estimate(&join.left).rows;
+        let domain = column_origin_rows(&join.left, index, &mut self.stats);
+        rows.zip(domain)
+            .is_some_and(|(rows, domain)| rows as f64 <= domain as f64 * REDUCED_FRACTION)
     }
 
     fn plan_aggregate(&mut self, agg: &logical::Aggregate) -> Result<Arc<PhysicalPlan>> {
@@ -385,16 +416,8 @@ impl PhysicalPlanner<'_> {
             join.join_type,
             JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
         );
-        let left_reduced = self.config.dynamic_filters && is_reduced(join);
-        let small_right = estimated_bytes(&join.right, &mut self.estimates).is_some_and(|right| {
-            if left_reduced {
-                // Shuffled, the build side is filtered by the probe side's keys before
-                // its shuffle (`dynamic_filter`); only a small build side is broadcast.
-                return right <= self.config.broadcast_threshold_bytes;
-            }
-            let left = estimated_bytes(&join.left, &mut self.estimates);
-            self.broadcast_pays(right, left)
-        });
+        let small_right = estimated_bytes(&join.right, &mut self.estimates)
+            .is_some_and(|right| self.broadcast_pays(join, right));
         let both_single = left.output_partitions() <= 1 && right.output_partitions() <= 1;
         let (left, right, mode) = if broadcastable && (small_right || both_single) {
             let right = self.broadcast_for(&left, right);
@@ -469,23 +492,6 @@ fn hash_partitioning(plan: &PhysicalPlan) -> Option<(Vec<Expr>, usize)> {
         } => hash_partitioning(left),
         _ => None,
     }
-}
-
-/// Whether the join's left (probe) side is estimated at most [`REDUCED_FRACTION`] of the
-/// domain of its first key — filtered or semi-joined down, the case where a dynamic filter
-/// from it shrinks the build side's shuffle.
-fn is_reduced(join: &logical::Join) -> bool {
-    let Some((Expr::Column(key), _)) = join.on.first().map(|(l, r)| (l.unalias(), r)) else {
-        return false;
-    };
-    let Ok(index) = join.left.schema().index_of_column(key) else {
-        return false;
-    };
-    let mut stats = StatsCache::default();
-    let rows = stats.estimate(&join.left).rows;
-    let domain = column_origin_rows(&join.left, index, &mut stats);
-    rows.zip(domain)
-        .is_some_and(|(rows, domain)| rows as f64 <= domain as f64 * REDUCED_FRACTION)
 }
 
 /// Shuffle keys for both sides of a join, cast to a common type per key pair: rows that are
@@ -818,8 +824,7 @@ mod tests {
         // With them, b is shuffled — and filtered by a's keys before its shuffle.
         let plan = plan_with(true);
         assert_eq!(mode(&plan), JoinMode::Partitioned);
-        let filtered = crate::physical::dynamic_filter::add_dynamic_filters(&plan).unwrap();
-        let text = filtered.display_indent();
+        let text = plan.display_indent();
         assert!(text.contains("DynamicFilterExec: [b.k] in [a.k]"), "{text}");
     }
 
