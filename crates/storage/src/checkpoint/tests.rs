@@ -3,7 +3,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, StringArray};
+use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
@@ -421,13 +421,47 @@ fn typed_batch(n: usize) -> RecordBatch {
 }
 
 #[test]
-fn only_nearly_unique_columns_lose_their_dictionary() {
+fn integer_like_columns_are_delta_packed_and_unique_ones_lose_their_dictionary() {
+    use writer::ColumnLayout::{Delta, Plain};
+    let n = 20_000;
+    let typed = typed_batch(n);
+    let codes =
+        Int64Array::from_iter_values((0..n as i64).map(|i| [7, 1_000_000_007][i as usize % 2]));
+    let names = StringArray::from_iter_values((0..n).map(|i| format!("customer#{i}")));
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(
+            typed
+                .schema()
+                .fields()
+                .iter()
+                .cloned()
+                .chain([
+                    Arc::new(Field::new("code", DataType::Int64, false)),
+                    Arc::new(Field::new("name", DataType::Utf8, false)),
+                ])
+                .collect::<Vec<_>>(),
+        )),
+        typed
+            .columns()
+            .iter()
+            .cloned()
+            .chain([Arc::new(codes) as _, Arc::new(names) as _])
+            .collect(),
+    )
+    .unwrap();
+    // price (decimal) and day (date) are integers to Parquet: delta packed; flag keeps its
+    // dictionary; qty (float, repeated) keeps it too; code has two values far apart, so its
+    // dictionary codes (1 bit) beat its deltas (31 bits); name is a unique string.
     assert_eq!(
-        writer::nearly_unique_columns(&typed_batch(20_000)),
-        vec!["price".to_string()]
+        writer::column_layouts(&batch),
+        vec![
+            ("price".to_string(), Delta),
+            ("day".to_string(), Delta),
+            ("name".to_string(), Plain),
+        ]
     );
     // Too few rows to judge: every column keeps the default.
-    assert!(writer::nearly_unique_columns(&typed_batch(10)).is_empty());
+    assert!(writer::column_layouts(&typed_batch(10)).is_empty());
 }
 
 #[test]
@@ -465,7 +499,11 @@ fn typed_and_dictionary_columns_round_trip() {
         vec![Arc::new(dict), Arc::new(Int32Array::from(vec![1, 2, 3, 4]))],
     )
     .unwrap();
-    for (fp, batch) in [(Fingerprint(71), typed), (Fingerprint(72), dict_batch)] {
+    for (fp, batch) in [
+        (Fingerprint(71), typed),
+        (Fingerprint(72), dict_batch),
+        (Fingerprint(73), integer_like_batch(5_000)),
+    ] {
         let writer = store.begin(fp, batch.schema()).unwrap();
         let info = writer
             .write_partition(0, 0, std::slice::from_ref(&batch))
@@ -479,6 +517,38 @@ fn typed_and_dictionary_columns_round_trip() {
         let back = arrow::compute::concat_batches(&batch.schema(), &back).unwrap();
         assert_eq!(back, batch, "{fp}");
     }
+}
+
+/// Every integer-like type the delta layout takes, with nulls and extreme values.
+fn integer_like_batch(n: usize) -> RecordBatch {
+    use arrow::array::{
+        Decimal64Array, Int8Array, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+    };
+    let int8 = Int8Array::from_iter((0..n).map(|i| (i % 5 != 0).then_some(i as i8)));
+    let uint64 = UInt64Array::from_iter_values((0..n as u64).map(|i| i.wrapping_mul(u64::MAX / 7)));
+    let uint32 =
+        UInt32Array::from_iter_values((0..n as u32).map(|i| i.wrapping_mul(2_654_435_761)));
+    let micros = TimestampMicrosecondArray::from_iter_values(
+        (0..n as i64).map(|i| 1_700_000_000_000_000 + i * 997),
+    )
+    .with_timezone("+01:00");
+    let money =
+        Decimal64Array::from_iter((0..n as i64).map(|i| (i % 3 != 0).then_some(i * 13 - 500)))
+            .with_precision_and_scale(12, 2)
+            .unwrap();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(int8),
+        Arc::new(uint64),
+        Arc::new(uint32),
+        Arc::new(micros),
+        Arc::new(money),
+    ];
+    let fields: Vec<Field> = ["int8", "uint64", "uint32", "micros", "money"]
+        .iter()
+        .zip(&columns)
+        .map(|(name, c)| Field::new(*name, c.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
 #[test]

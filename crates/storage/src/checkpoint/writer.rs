@@ -14,14 +14,20 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{ArrayRef, AsArray};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Decimal32Type, Decimal64Type, Int64Type, Schema,
+    SchemaRef, UInt64Type,
+};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use ember_planner::error::{EmberError, Result};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{parquet_to_arrow_schema, ArrowSchemaConverter, ArrowWriter};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::basic::{Compression, Encoding};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 
 use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
@@ -103,9 +109,7 @@ impl CheckpointWriter {
     fn encode(&self, batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
         let mut properties = checkpoint_properties(self.options).into_builder();
         if let Some(first) = batches.iter().find(|b| b.num_rows() > 0) {
-            for column in nearly_unique_columns(first) {
-                properties = properties.set_column_dictionary_enabled(column.into(), false);
-            }
+            properties = with_layouts(properties, &column_layouts(first));
         }
         let options = ArrowWriterOptions::new()
             .with_properties(properties.build())
@@ -253,22 +257,40 @@ pub(super) fn checkpoint_properties(options: ParquetWriteOptions) -> WriterPrope
         .build()
 }
 
-/// Rows of the first batch sampled to estimate a column's cardinality.
-const DICTIONARY_SAMPLE_ROWS: usize = 8192;
+/// Rows of the first batch sampled to choose each column's encoding.
+const SAMPLE_ROWS: usize = 8192;
 /// Distinct values per sampled row above which a column is written without a dictionary.
 const NEARLY_UNIQUE: f64 = 0.9;
 
-/// The top-level primitive columns of `batch` that are nearly unique in its first
-/// [`DICTIONARY_SAMPLE_ROWS`] rows (prices, keys, timestamps): written without a dictionary.
+/// How a checkpoint file stores one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ColumnLayout {
+    /// Parquet's default: dictionary encoded (falling back to plain when the dictionary
+    /// grows too large), compressed.
+    Dictionary,
+    /// Plain encoded and compressed, no dictionary: nearly unique values (prices,
+    /// comments), where a dictionary only costs a hash insert per value.
+    Plain,
+    /// `DELTA_BINARY_PACKED`, uncompressed: integer-like columns (integers, dates, times,
+    /// timestamps, decimals up to 18 digits) stored as bit-packed differences between
+    /// neighbours — no hashing, and bit packing leaves nothing for a compressor to find.
+    Delta,
+}
+
+/// Chooses each top-level column's [`ColumnLayout`] from the first [`SAMPLE_ROWS`] rows of
+/// `batch`; columns not listed (nested ones, or all of them when the sample is too small
+/// to judge) keep [`ColumnLayout::Dictionary`].
 ///
-/// Parquet writers dictionary-encode every column by default: each value is hashed into a
-/// dictionary until it exceeds its page-size limit, and only then do they fall back to plain
-/// encoding — for a column of mostly distinct values that is a hash insert per value (the
-/// largest single cost of encoding a checkpoint, by profile) for a dictionary as large as the
-/// data it replaces. Columns with repeats (flags, dates, quantities, categories) keep their
-/// dictionary, which is what makes them small.
-pub(super) fn nearly_unique_columns(batch: &RecordBatch) -> Vec<String> {
-    let rows = batch.num_rows().min(DICTIONARY_SAMPLE_ROWS);
+/// Parquet writers dictionary-encode every column by default. For a checkpoint, which is
+/// written on the critical path of the job that first computes it and read back whole,
+/// that is the largest cost of encoding (a hash insert per value, by profile): an
+/// integer-like column is delta-packed instead, which is several times cheaper and about
+/// as small — unless the sample says its dictionary codes would be under half the width
+/// of its deltas (a few distinct values spread far apart, like status codes). A nearly
+/// unique column of another type loses its dictionary; the rest keep theirs, which is what
+/// makes flags and categories small.
+pub(super) fn column_layouts(batch: &RecordBatch) -> Vec<(String, ColumnLayout)> {
+    let rows = batch.num_rows().min(SAMPLE_ROWS);
     if rows < 64 {
         return Vec::new();
     }
@@ -278,19 +300,107 @@ pub(super) fn nearly_unique_columns(batch: &RecordBatch) -> Vec<String> {
             continue;
         }
         let sample = column.slice(0, rows);
-        let Ok(converter) = RowConverter::new(vec![SortField::new(field.data_type().clone())])
-        else {
+        let Some(distinct) = distinct_values(&sample) else {
             continue;
         };
-        let Ok(encoded) = converter.convert_columns(&[sample]) else {
-            continue;
+        let layout = match integer_values(&sample) {
+            Some(values) => {
+                let dictionary_bits = bits_for(distinct.saturating_sub(1) as u128);
+                if 2 * dictionary_bits <= delta_bits(&values) && distinct * 2 <= rows {
+                    ColumnLayout::Dictionary
+                } else {
+                    ColumnLayout::Delta
+                }
+            }
+            None if distinct as f64 >= NEARLY_UNIQUE * rows as f64 => ColumnLayout::Plain,
+            None => ColumnLayout::Dictionary,
         };
-        let distinct: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
-        if distinct.len() as f64 >= NEARLY_UNIQUE * rows as f64 {
-            out.push(field.name().clone());
+        if layout != ColumnLayout::Dictionary {
+            out.push((field.name().clone(), layout));
         }
     }
     out
+}
+
+/// Applies `layouts` to the checkpoint writer `properties`.
+fn with_layouts(
+    mut properties: WriterPropertiesBuilder,
+    layouts: &[(String, ColumnLayout)],
+) -> WriterPropertiesBuilder {
+    for (name, layout) in layouts {
+        let column = ColumnPath::from(name.as_str());
+        properties = match layout {
+            ColumnLayout::Dictionary => properties,
+            ColumnLayout::Plain => properties.set_column_dictionary_enabled(column, false),
+            ColumnLayout::Delta => properties
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_encoding(column.clone(), Encoding::DELTA_BINARY_PACKED)
+                .set_column_compression(column, Compression::UNCOMPRESSED),
+        };
+    }
+    properties
+}
+
+/// The number of distinct values in `sample`, or `None` for a type rows cannot encode.
+fn distinct_values(sample: &ArrayRef) -> Option<usize> {
+    let converter = RowConverter::new(vec![SortField::new(sample.data_type().clone())]).ok()?;
+    let encoded = converter.convert_columns(std::slice::from_ref(sample)).ok()?;
+    let distinct: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
+    Some(distinct.len())
+}
+
+/// The non-null values of an integer-like column as Parquet stores them (INT32 or INT64),
+/// or `None` for any other type.
+fn integer_values(sample: &ArrayRef) -> Option<Vec<i128>> {
+    let parquet_integer = match sample.data_type() {
+        DataType::Decimal32(_, _) | DataType::Decimal64(_, _) => true,
+        DataType::Decimal128(precision, _) => *precision <= 18,
+        data_type => {
+            data_type.is_integer()
+                || data_type.is_temporal() && !matches!(data_type, DataType::Interval(_))
+        }
+    };
+    if !parquet_integer {
+        return None;
+    }
+    let values = match sample.data_type() {
+        DataType::Decimal32(_, _) => non_null::<Decimal32Type>(sample),
+        DataType::Decimal64(_, _) => non_null::<Decimal64Type>(sample),
+        DataType::Decimal128(_, _) => non_null::<Decimal128Type>(sample),
+        DataType::UInt64 => non_null::<UInt64Type>(sample),
+        // Every other integer-like type widens to Int64 losslessly (a decimal would be
+        // rescaled by the cast, hence its raw values above).
+        _ => non_null::<Int64Type>(&arrow::compute::cast(sample, &DataType::Int64).ok()?),
+    };
+    Some(values)
+}
+
+fn non_null<T: ArrowPrimitiveType>(array: &ArrayRef) -> Vec<i128>
+where
+    T::Native: Into<i128>,
+{
+    array
+        .as_primitive::<T>()
+        .iter()
+        .flatten()
+        .map(Into::into)
+        .collect()
+}
+
+/// Bits per value of `DELTA_BINARY_PACKED` for `values`: the width of the range of
+/// neighbours' differences (an upper bound: the encoder picks widths per 32 values).
+fn delta_bits(values: &[i128]) -> u32 {
+    let deltas = values.windows(2).map(|w| w[1] - w[0]);
+    let (low, high) = deltas.fold((i128::MAX, i128::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+    if low > high {
+        return 0;
+    }
+    bits_for((high - low) as u128)
+}
+
+/// Bits needed to write every number from 0 to `max`.
+fn bits_for(max: u128) -> u32 {
+    u128::BITS - max.leading_zeros()
 }
 
 /// Whether Parquet's own column types say all of `schema` (names and Arrow types come back
