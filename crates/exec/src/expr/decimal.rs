@@ -32,6 +32,9 @@ pub(crate) fn arithmetic(
         (a, b) => return internal_err!("decimal arithmetic on {a} and {b}"),
     };
     let (s1, s2, s) = (i32::from(s1), i32::from(s2), i32::from(scale));
+    if let Some(out) = without_overflow(op, l, r, s1, s2, s) {
+        return Ok(Arc::new(out.with_precision_and_scale(precision, scale)?));
+    }
     let out = match op {
         Operator::Plus => numeric::add(l, r)?,
         Operator::Minus => numeric::sub(l, r)?,
@@ -49,6 +52,91 @@ pub(crate) fn arithmetic(
         other => return internal_err!("'{other}' is not decimal arithmetic"),
     };
     with_type(out, precision, scale)
+}
+
+/// `l op r` at result scale `s` for `+`, `-` or `*` on operands whose values are too small
+/// for the i128 result to overflow (checked on the values: one pass each), without a
+/// per-value overflow check; `None` when it could overflow, when it would need a per-value
+/// rescale (array operands of different scales, a reduced product scale), or when an
+/// operand is a NULL scalar: Arrow's checked kernels then decide.
+///
+/// Arrow checks every i128 product and sum (a library call per value for products): in
+/// TPC-H Q1 that was the largest cost of the query. Values of decimal columns are almost
+/// always tiny next to i128's range, so the check can be made once per batch. A scalar
+/// operand (`1 - l_discount`) is rescaled once, here.
+fn without_overflow(
+    op: Operator,
+    l: &dyn Datum,
+    r: &dyn Datum,
+    s1: i32,
+    s2: i32,
+    s: i32,
+) -> Option<PrimitiveArray<Decimal128Type>> {
+    let ((la, ls), (ra, rs)) = (l.get(), r.get());
+    let (la, ra) = (
+        la.as_primitive_opt::<Decimal128Type>()?,
+        ra.as_primitive_opt::<Decimal128Type>()?,
+    );
+    if (ls && la.is_null(0)) || (rs && ra.is_null(0)) {
+        return None;
+    }
+    // Multipliers that bring each side to the result scale.
+    let (lm, rm) = match op {
+        Operator::Plus | Operator::Minus if s == s1.max(s2) => {
+            (pow10_128(s - s1)?, pow10_128(s - s2)?)
+        }
+        Operator::Multiply if s == s1 + s2 => (1, 1),
+        _ => return None,
+    };
+    let scalar = |array: &PrimitiveArray<Decimal128Type>, m: i128| array.value(0).checked_mul(m);
+    let (lb, rb) = match (ls, rs) {
+        (true, _) => (
+            magnitude_bits([scalar(la, lm)?]),
+            magnitude_bits(ra.values().iter().copied()),
+        ),
+        (_, true) => (
+            magnitude_bits(la.values().iter().copied()),
+            magnitude_bits([scalar(ra, rm)?]),
+        ),
+        _ => (
+            magnitude_bits(la.values().iter().copied()),
+            magnitude_bits(ra.values().iter().copied()),
+        ),
+    };
+    // |a| < 2^lb and |b| < 2^rb, so |a * b| < 2^(lb + rb) and |a ± b| < 2^(max + 1).
+    let fits = match op {
+        Operator::Multiply => lb + rb <= 127,
+        _ => lb.max(rb) < 127,
+    };
+    if !fits {
+        return None;
+    }
+    let f: fn(i128, i128) -> i128 = match op {
+        Operator::Plus => |a, b| a.wrapping_add(b),
+        Operator::Minus => |a, b| a.wrapping_sub(b),
+        _ => |a, b| a.wrapping_mul(b),
+    };
+    match (ls, rs) {
+        (true, false) if rm == 1 => {
+            let a = scalar(la, lm)?;
+            Some(ra.unary(|b| f(a, b)))
+        }
+        (false, true) if lm == 1 => {
+            let b = scalar(ra, rm)?;
+            Some(la.unary(|a| f(a, b)))
+        }
+        _ if lm == 1 && rm == 1 => arrow::compute::binary(la, ra, f).ok(),
+        _ => None,
+    }
+}
+
+/// Bits of the largest magnitude among `values` (an array's NULL slots included: whatever
+/// they hold is computed on too).
+fn magnitude_bits(values: impl IntoIterator<Item = i128>) -> u32 {
+    let largest = values
+        .into_iter()
+        .fold(0u128, |m, v| m.max(v.unsigned_abs()));
+    u128::BITS - largest.leading_zeros()
 }
 
 /// Relabels (same scale) or rescales (different scale, rounding) a decimal array.
@@ -293,6 +381,65 @@ mod tests {
         let r = dec(vec![Some(100_000_005)], 38, 8);
         let out = arithmetic(Operator::Multiply, &l, &r, 38, 6).unwrap();
         assert_eq!(out.as_primitive::<Decimal128Type>().value(0), 1_234_568);
+    }
+
+    #[test]
+    fn unchecked_arithmetic_equals_checked_and_overflow_still_fails() {
+        use arrow::array::Scalar;
+        let l = dec(vec![Some(-95_049_500), None, Some(12), Some(0)], 15, 2);
+        let r = dec(vec![Some(7), Some(3), None, Some(-10_000_000_000)], 15, 2);
+        let one = Scalar::new(dec(vec![Some(100)], 15, 2));
+        for op in [Operator::Plus, Operator::Minus, Operator::Multiply] {
+            let scale = if op == Operator::Multiply { 4 } else { 2 };
+            let checked = match op {
+                Operator::Plus => numeric::add(&l, &r),
+                Operator::Minus => numeric::sub(&l, &r),
+                _ => numeric::mul(&l, &r),
+            }
+            .unwrap();
+            let fast =
+                without_overflow(op, &l, &r, 2, 2, scale).expect("small values take the fast path");
+            assert_eq!(
+                fast.iter().collect::<Vec<_>>(),
+                checked
+                    .as_primitive::<Decimal128Type>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            );
+            let out = arithmetic(op, &l, &r, 31, scale as i8).unwrap();
+            assert_eq!(out.data_type(), &DataType::Decimal128(31, scale as i8));
+            // A scalar operand on either side.
+            let left = without_overflow(op, &one, &r, 2, 2, scale).unwrap();
+            let right = without_overflow(op, &r, &one, 2, 2, scale).unwrap();
+            assert_eq!(left.len(), 4);
+            assert_eq!(right.len(), 4);
+        }
+        // Values near i128's range take Arrow's checked kernel and overflow is an error.
+        let huge = dec(vec![Some(10i128.pow(37)), Some(1)], 38, 0);
+        assert!(without_overflow(Operator::Multiply, &huge, &huge, 0, 0, 0).is_none());
+        assert!(arithmetic(Operator::Multiply, &huge, &huge, 38, 0).is_err());
+        assert!(without_overflow(Operator::Plus, &huge, &huge, 0, 0, 0).is_some());
+        let max = dec(vec![Some(i128::MAX)], 38, 0);
+        assert!(without_overflow(Operator::Plus, &max, &max, 0, 0, 0).is_none());
+        // `1 - x` with the literal at scale 0: the scalar is rescaled once.
+        let x = dec(vec![Some(5), Some(10), None], 15, 2);
+        let int_one = Scalar::new(dec(vec![Some(1)], 1, 0));
+        let out = arithmetic(Operator::Minus, &int_one, &x, 16, 2).unwrap();
+        let out = out.as_primitive::<Decimal128Type>();
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(95), Some(90), None]
+        );
+        assert!(without_overflow(Operator::Minus, &int_one, &x, 0, 2, 2).is_some());
+        // Two arrays of different scales would need a per-value rescale: Arrow's kernel.
+        let y = dec(vec![Some(1), Some(2), Some(3)], 15, 1);
+        assert!(without_overflow(Operator::Plus, &x, &y, 2, 1, 2).is_none());
+        let sum = arithmetic(Operator::Plus, &x, &y, 16, 2).unwrap();
+        let sum = sum.as_primitive::<Decimal128Type>();
+        assert_eq!(
+            sum.iter().collect::<Vec<_>>(),
+            vec![Some(15), Some(30), None]
+        );
     }
 
     #[test]

@@ -8,14 +8,38 @@ use arrow::array::{
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::kernels::numeric::div;
-use arrow::datatypes::{
-    ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int64Type,
-};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int64Type};
 
 use ember_planner::{EmberError, Result};
 
 use super::accumulator::{coerce, expect_states, GroupsAccumulator};
 use super::count::CountAccumulator;
+
+/// A SUM result type's native value: adds that report overflow as a flag, so the per-row
+/// loop carries no branch and no error value; the flag is checked once per batch.
+pub trait SumNative: Copy + Default {
+    /// `self + v`, and whether it overflowed (never, for floats).
+    fn overflowing_sum(self, v: Self) -> (Self, bool);
+}
+
+macro_rules! integer_sum_native {
+    ($($t:ty),*) => {$(
+        impl SumNative for $t {
+            #[inline]
+            fn overflowing_sum(self, v: Self) -> (Self, bool) {
+                self.overflowing_add(v)
+            }
+        }
+    )*};
+}
+integer_sum_native!(i64, u64, i128);
+
+impl SumNative for f64 {
+    #[inline]
+    fn overflowing_sum(self, v: Self) -> (Self, bool) {
+        (self + v, false)
+    }
+}
 
 /// Sums in the SUM result type `T` (Int64, UInt64, Float64 or Decimal128(38, s)); a group
 /// that saw no non-NULL value sums to NULL.
@@ -27,7 +51,10 @@ pub struct SumAccumulator<T: ArrowPrimitiveType> {
     seen: BooleanBufferBuilder,
 }
 
-impl<T: ArrowPrimitiveType> SumAccumulator<T> {
+impl<T: ArrowPrimitiveType> SumAccumulator<T>
+where
+    T::Native: SumNative,
+{
     pub fn new(data_type: DataType) -> Self {
         SumAccumulator {
             data_type,
@@ -52,22 +79,33 @@ impl<T: ArrowPrimitiveType> SumAccumulator<T> {
         let values = values
             .as_primitive_opt::<T>()
             .ok_or_else(|| EmberError::Internal(format!("SUM input is not {}", self.data_type)))?;
-        let overflow = |_| EmberError::Execution(format!("SUM overflowed {}", self.data_type));
+        let mut overflowed = false;
+        let mut add = |g: usize, v: T::Native| {
+            let (sum, o) = self.sums[g].overflowing_sum(v);
+            self.sums[g] = sum;
+            overflowed |= o;
+            self.seen.set_bit(g, true);
+        };
         match values.nulls().filter(|n| n.null_count() > 0) {
             None => {
                 for (&g, &v) in groups.iter().zip(values.values().iter()) {
-                    self.sums[g] = self.sums[g].add_checked(v).map_err(overflow)?;
-                    self.seen.set_bit(g, true);
+                    add(g, v);
                 }
             }
             Some(nulls) => {
                 for (i, (&g, &v)) in groups.iter().zip(values.values().iter()).enumerate() {
                     if nulls.is_valid(i) {
-                        self.sums[g] = self.sums[g].add_checked(v).map_err(overflow)?;
-                        self.seen.set_bit(g, true);
+                        add(g, v);
                     }
                 }
             }
+        }
+        if overflowed {
+            // The sums are garbage now, but the query fails: nothing reads them.
+            return Err(EmberError::Execution(format!(
+                "SUM overflowed {}",
+                self.data_type
+            )));
         }
         Ok(())
     }
@@ -81,7 +119,10 @@ impl<T: ArrowPrimitiveType> SumAccumulator<T> {
     }
 }
 
-impl<T: ArrowPrimitiveType> GroupsAccumulator for SumAccumulator<T> {
+impl<T: ArrowPrimitiveType> GroupsAccumulator for SumAccumulator<T>
+where
+    T::Native: SumNative,
+{
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
