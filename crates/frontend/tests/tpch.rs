@@ -2,7 +2,10 @@
 //! computed by DuckDB (shared/tpch/answers/sf0.01): numbers within 0.01, text exactly, rows
 //! in order when the query has an ORDER BY (sorted on both sides otherwise).
 //!
-//! The data is generated in memory once per test binary and shared by all 22 tests.
+//! The data is generated in memory once per test binary and shared by all 22 tests. Each
+//! query also runs on a copy whose strings are Utf8View, the layout Parquet files written by
+//! Arrow-based tools (tpchgen-cli, DataFusion) come back in: comparisons, joins, LIKE,
+//! grouping and functions on view columns must give the same answers.
 
 mod common;
 
@@ -24,8 +27,60 @@ fn session() -> &'static Session {
     })
 }
 
+/// The same tables with every Utf8 column as Utf8View, two partitions each.
+fn view_session() -> &'static Session {
+    use std::sync::Arc;
+
+    use arrow::compute::cast;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    static SESSION: OnceLock<Session> = OnceLock::new();
+    SESSION.get_or_init(|| {
+        let session = Session::new();
+        let tables = ember_storage::tpch::generate_tpch(0.01).expect("TPC-H data at SF 0.01");
+        for (name, schema, batches) in tables {
+            let view = |t: &DataType| match t {
+                DataType::Utf8 => DataType::Utf8View,
+                t => t.clone(),
+            };
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_data_type(view(f.data_type())))
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            let batches: Vec<RecordBatch> = batches
+                .iter()
+                .map(|b| {
+                    let columns = b
+                        .columns()
+                        .iter()
+                        .map(|c| cast(c, &view(c.data_type())).expect("cast to Utf8View"))
+                        .collect();
+                    RecordBatch::try_new(schema.clone(), columns).expect("view batch")
+                })
+                .collect();
+            let half = batches.len().div_ceil(2);
+            let partitions = batches.chunks(half.max(1)).map(<[_]>::to_vec).collect();
+            session
+                .register_batches(&name, schema, partitions)
+                .expect("register view table");
+        }
+        session
+    })
+}
+
 fn run_query(name: &str) {
-    let df = session()
+    run_query_in(session(), name);
+}
+
+fn run_query_on_views(name: &str) {
+    run_query_in(view_session(), name);
+}
+
+fn run_query_in(session: &Session, name: &str) {
+    let df = session
         .sql(&sql(name))
         .unwrap_or_else(|e| panic!("{name} failed to plan: {e}"));
     let batches = df
@@ -48,6 +103,13 @@ macro_rules! tpch_tests {
             #[test]
             fn $q() {
                 run_query(stringify!($q));
+            }
+
+            mod $q {
+                #[test]
+                fn on_utf8_views() {
+                    super::run_query_on_views(stringify!($q));
+                }
             }
         )*
     };

@@ -344,7 +344,9 @@ fn with_layouts(
 /// The number of distinct values in `sample`, or `None` for a type rows cannot encode.
 fn distinct_values(sample: &ArrayRef) -> Option<usize> {
     let converter = RowConverter::new(vec![SortField::new(sample.data_type().clone())]).ok()?;
-    let encoded = converter.convert_columns(std::slice::from_ref(sample)).ok()?;
+    let encoded = converter
+        .convert_columns(std::slice::from_ref(sample))
+        .ok()?;
     let distinct: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
     Some(distinct.len())
 }
