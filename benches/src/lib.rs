@@ -11,11 +11,18 @@ use ember_storage::tpch::{write_tpch_parquet, TPCH_TABLES};
 pub mod lineage;
 pub mod recovery;
 
-/// Benchmarks measure Ember as the `ember` binary runs it: on mimalloc. The system allocator
-/// hands large buffers back to the kernel and faults them in afresh on the next query, which
-/// on small VMs costs more than some operators do.
+/// Benchmarks measure Ember as the `ember` binary runs it: on mimalloc, keeping freed memory
+/// ([`ember_frontend::allocator`]). The system allocator hands large buffers back to the
+/// kernel and faults them in afresh on the next query, which on small VMs costs more than
+/// some operators do.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A session builder for benchmarks; every bench session starts here.
+pub fn session_builder() -> ember_frontend::SessionBuilder {
+    ember_frontend::allocator::keep_freed_memory();
+    Session::builder()
+}
 
 /// Written after all eight tables, so an interrupted generation is redone, not reused.
 const COMPLETE_MARKER: &str = "_COMPLETE";
@@ -60,7 +67,7 @@ pub fn tpch_parquet_dir(sf: f64) -> Result<PathBuf> {
 /// A session with the eight TPC-H tables registered from Parquet at `sf`.
 pub fn tpch_session(sf: f64) -> Result<Session> {
     let dir = tpch_parquet_dir(sf)?;
-    let session = Session::new();
+    let session = session_builder().build()?;
     for name in TPCH_TABLES {
         let path = dir.join(format!("{name}.parquet"));
         session.register_parquet(name, &path.to_string_lossy())?;
@@ -74,7 +81,7 @@ pub fn tpch_session_with(sf: f64, settings: &[(&str, &str)]) -> Result<Session> 
     let dir = tpch_parquet_dir(sf)?;
     let session = settings
         .iter()
-        .fold(Session::builder(), |b, (key, value)| b.config(key, value))
+        .fold(session_builder(), |b, (key, value)| b.config(key, value))
         .build()?;
     for name in TPCH_TABLES {
         let path = dir.join(format!("{name}.parquet"));

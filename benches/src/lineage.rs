@@ -23,7 +23,9 @@ pub const KEYS: i64 = 64;
 pub fn loop_session(partitions: usize, settings: &[(&str, &str)]) -> Result<Session> {
     let session = settings
         .iter()
-        .fold(Session::builder(), |b, (key, value)| b.config(key, value))
+        .fold(crate::session_builder(), |b, (key, value)| {
+            b.config(key, value)
+        })
         .build()?;
     let partitions = partitions.max(1);
     for (name, key, value, v) in [("state", "k", "v", 0i64), ("step", "wk", "w", 1)] {

@@ -17,6 +17,7 @@
 //! assert_eq!(rows, 1);
 //! ```
 
+pub mod allocator;
 pub mod catalog;
 pub mod config;
 pub mod dataframe;

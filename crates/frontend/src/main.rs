@@ -41,6 +41,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    ember_frontend::allocator::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
