@@ -112,6 +112,55 @@ fn q5_like_comma_join_becomes_hash_joins_with_filters_in_scans() {
     }
 }
 
+/// TPC-H Q20's decorrelated subquery: a column-only projection over a filter that needs both
+/// sides of a left join. Narrowing used to put a projection between the filter and the join,
+/// which `push_down_filter` swapped back above it, pass after pass until the pass limit —
+/// and the scan kept every column (ps_comment included).
+#[test]
+fn filter_over_join_under_projections_narrows_the_scan_and_reaches_a_fixed_point() {
+    let partsupp = scan_with_rows(
+        "partsupp",
+        &["ps_partkey", "ps_suppkey", "ps_availqty", "ps_comment"],
+        Some(8000),
+    );
+    let sums = scan_with_rows("sums", &["s_partkey", "s_value"], Some(2000));
+    let join = Arc::new(LogicalPlan::Join(
+        Join::try_new(
+            partsupp,
+            sums,
+            vec![(col("partsupp.ps_partkey"), col("sums.s_partkey"))],
+            None,
+            JoinType::Left,
+            false,
+        )
+        .unwrap(),
+    ));
+    let all_columns = |input: Arc<LogicalPlan>| {
+        let exprs = ["ps_partkey", "ps_suppkey", "ps_availqty", "ps_comment"]
+            .iter()
+            .map(|c| col(&format!("partsupp.{c}")))
+            .chain([col("sums.s_value")])
+            .collect();
+        Arc::new(LogicalPlan::Projection(
+            Projection::try_new(input, exprs).unwrap(),
+        ))
+    };
+    let filter = Arc::new(LogicalPlan::Filter(Filter {
+        input: all_columns(join),
+        predicate: col("partsupp.ps_availqty").gt(col("sums.s_value")),
+    }));
+    let plan = Arc::new(LogicalPlan::Projection(
+        Projection::try_new(all_columns(filter), vec![col("partsupp.ps_suppkey")]).unwrap(),
+    ));
+    let plan = Optimizer::default().optimize(plan).unwrap();
+    let text = show(&plan);
+    assert_fixed_point(&plan);
+    assert!(
+        text.contains("TableScan: partsupp projection=[ps_partkey, ps_suppkey, ps_availqty]"),
+        "{text}"
+    );
+}
+
 /// One iteration of a PageRank-like loop: join the shared `links` with the previous ranks,
 /// aggregate, and project.
 fn iteration(links: &Arc<LogicalPlan>, ranks: Arc<LogicalPlan>, i: usize) -> Arc<LogicalPlan> {

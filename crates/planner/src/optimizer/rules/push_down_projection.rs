@@ -190,7 +190,7 @@ fn prune_projection(p: &Projection) -> Result<Option<Arc<LogicalPlan>>> {
         }
         LogicalPlan::Projection(inner) => {
             if let Some(merged) = merge_projections(p, inner)? {
-                return Ok(Some(merged));
+                return merge_chain(merged).map(Some);
             }
             let needed = at_least_one(needed, inner.exprs.len());
             if needed.len() >= inner.exprs.len() {
@@ -224,7 +224,15 @@ fn prune_projection(p: &Projection) -> Result<Option<Arc<LogicalPlan>>> {
             if f.predicate.contains_subquery() {
                 return Ok(None);
             }
-            over(narrow(&f.input, needed)?.map(|i| {
+            // Below a filter, a join is narrowed by its sides only: a projection between
+            // them would just be swapped above the filter again by `push_down_filter` (the
+            // predicate needs both sides, so it stops at the join), and the two rules would
+            // undo each other pass after pass.
+            let narrowed = match f.input.as_ref() {
+                LogicalPlan::Join(j) => narrow_join_sides(j, &needed)?,
+                _ => narrow(&f.input, needed)?,
+            };
+            over(narrowed.map(|i| {
                 Arc::new(LogicalPlan::Filter(Filter {
                     input: i,
                     predicate: f.predicate.clone(),
@@ -286,54 +294,7 @@ fn prune_projection(p: &Projection) -> Result<Option<Arc<LogicalPlan>>> {
                 .collect::<Result<Vec<_>>>()?;
             over(Some(Arc::new(LogicalPlan::Union(Union::try_new(inputs)?))))
         }
-        LogicalPlan::Join(j) => {
-            let n_left = j.left.schema().len();
-            let mut left: BTreeSet<usize> =
-                needed.iter().copied().filter(|&i| i < n_left).collect();
-            let mut right: BTreeSet<usize> = if j.join_type.outputs_right() {
-                needed
-                    .iter()
-                    .filter(|&&i| i >= n_left)
-                    .map(|i| i - n_left)
-                    .collect()
-            } else {
-                BTreeSet::new()
-            };
-            for (l, r) in &j.on {
-                let (Some(ls), Some(rs)) = (
-                    column_indices([l], j.left.schema()),
-                    column_indices([r], j.right.schema()),
-                ) else {
-                    return Ok(None);
-                };
-                left.extend(ls);
-                right.extend(rs);
-            }
-            if let Some(f) = &j.filter {
-                for c in f.column_refs() {
-                    if let Ok(Some(i)) = j.left.schema().maybe_index_of_column(&c) {
-                        left.insert(i);
-                    } else if let Ok(Some(i)) = j.right.schema().maybe_index_of_column(&c) {
-                        right.insert(i);
-                    } else {
-                        return Ok(None);
-                    }
-                }
-            }
-            let new_left = narrow(&j.left, left)?;
-            let new_right = narrow(&j.right, right)?;
-            if new_left.is_none() && new_right.is_none() {
-                return Ok(None);
-            }
-            over(Some(Arc::new(LogicalPlan::Join(Join::try_new(
-                new_left.unwrap_or_else(|| Arc::clone(&j.left)),
-                new_right.unwrap_or_else(|| Arc::clone(&j.right)),
-                j.on.clone(),
-                j.filter.clone(),
-                j.join_type,
-                j.null_aware,
-            )?))))
-        }
+        LogicalPlan::Join(j) => over(narrow_join_sides(j, &needed)?),
         LogicalPlan::CrossJoin(j) => {
             let n_left = j.left.schema().len();
             let left: BTreeSet<usize> = needed.iter().copied().filter(|&i| i < n_left).collect();
@@ -353,6 +314,80 @@ fn prune_projection(p: &Projection) -> Result<Option<Arc<LogicalPlan>>> {
             )))))
         }
         _ => Ok(None),
+    }
+}
+
+/// `j` with each side narrowed to the columns of `needed` (indices into the join's output)
+/// plus its join keys and filter columns; `None` when neither side loses a column. The
+/// join's own output keeps the key columns: the projection above drops them.
+fn narrow_join_sides(j: &Join, needed: &BTreeSet<usize>) -> Result<Option<Arc<LogicalPlan>>> {
+    let n_left = j.left.schema().len();
+    let mut left: BTreeSet<usize> = needed.iter().copied().filter(|&i| i < n_left).collect();
+    let mut right: BTreeSet<usize> = if j.join_type.outputs_right() {
+        needed
+            .iter()
+            .filter(|&&i| i >= n_left)
+            .map(|i| i - n_left)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    for (l, r) in &j.on {
+        let (Some(ls), Some(rs)) = (
+            column_indices([l], j.left.schema()),
+            column_indices([r], j.right.schema()),
+        ) else {
+            return Ok(None);
+        };
+        left.extend(ls);
+        right.extend(rs);
+    }
+    if let Some(f) = &j.filter {
+        for c in f.column_refs() {
+            if let Ok(Some(i)) = j.left.schema().maybe_index_of_column(&c) {
+                left.insert(i);
+            } else if let Ok(Some(i)) = j.right.schema().maybe_index_of_column(&c) {
+                right.insert(i);
+            } else {
+                return Ok(None);
+            }
+        }
+    }
+    let new_left = narrow(&j.left, left)?;
+    let new_right = narrow(&j.right, right)?;
+    if new_left.is_none() && new_right.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(LogicalPlan::Join(Join::try_new(
+        new_left.unwrap_or_else(|| Arc::clone(&j.left)),
+        new_right.unwrap_or_else(|| Arc::clone(&j.right)),
+        j.on.clone(),
+        j.filter.clone(),
+        j.join_type,
+        j.null_aware,
+    )?))))
+}
+
+/// Keeps merging `plan` (just merged) with the column-only projections below it.
+///
+/// The traversal visits a rewritten node's inputs, not the node again, so without this one
+/// merge per pass leaves the next projection of a chain in place — and pushing a filter
+/// below a projection while narrowing that filter's input makes a new one each pass: the
+/// optimizer then ping-pongs with `push_down_filter` until its pass limit, and the chain
+/// never narrows (TPC-H Q20's decorrelated subquery read every partsupp column, comments
+/// included). A loop, not recursion: chains can be long in iterative plans.
+fn merge_chain(mut plan: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
+    loop {
+        let LogicalPlan::Projection(outer) = plan.as_ref() else {
+            return Ok(plan);
+        };
+        let LogicalPlan::Projection(inner) = outer.input.as_ref() else {
+            return Ok(plan);
+        };
+        match merge_projections(outer, inner)? {
+            Some(merged) => plan = merged,
+            None => return Ok(plan),
+        }
     }
 }
 
