@@ -11,6 +11,7 @@ use common::event_files::{events, named};
 use ember_frontend::prelude::*;
 use ember_planner::stages::{StageGraph, StageOutput};
 use serde_json::Value;
+use tempfile::TempDir;
 
 const QUERY: &str = "SELECT l_orderkey, l_partkey, l_quantity FROM lineitem WHERE l_quantity > 10";
 
@@ -35,6 +36,15 @@ fn session(log_dir: &Path, checkpoint_dir: &Path) -> Session {
         .unwrap();
     session.register_tpch(0.01).unwrap();
     session
+}
+
+/// A session over TPC-H SF 0.01 with its own event-log and checkpoint folders, which live
+/// as long as the returned `TempDir`s.
+fn fresh_session() -> (TempDir, TempDir, Session) {
+    let logs = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let session = session(logs.path(), checkpoints.path());
+    (logs, checkpoints, session)
 }
 
 /// The last job id in the log.
@@ -77,9 +87,7 @@ fn sorted_rows(df: &DataFrame) -> Vec<String> {
 
 #[test]
 fn a_cached_dataframe_is_read_not_recomputed_and_lost_blocks_are_recomputed() {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
+    let (logs, _checkpoints, session) = fresh_session();
     let plain = session.sql(QUERY).unwrap();
     let expected = sorted_rows(&plain);
     let cached = plain.cache();
@@ -171,9 +179,7 @@ struct Written {
 /// Checkpoints QUERY in a fresh session: the rows are the plain ones and exactly one
 /// checkpoint was written.
 fn write_checkpoint() -> Written {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
+    let (logs, checkpoints, session) = fresh_session();
     let expected = sorted_rows(&session.sql(QUERY).unwrap());
     let checkpointed = session.sql(QUERY).unwrap().checkpoint();
     let (persist, _) = persist_stage(&checkpointed);
@@ -320,9 +326,7 @@ fn a_checkpoint_file_damaged_after_its_commit_is_rejected_by_the_next_job() {
 /// it; its partitions are read from the committed files instead — nothing is recomputed.
 #[test]
 fn a_checkpoint_copy_lost_with_its_executor_is_read_from_the_files() {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
+    let (logs, _checkpoints, session) = fresh_session();
     let plain = session.sql(GROUPED).unwrap();
     let expected = sorted_rows(&plain);
     let checkpointed = plain.checkpoint();
@@ -436,9 +440,7 @@ fn a_restarted_session_reuses_committed_checkpoints_and_vacuum_removes_unused_on
 
 #[test]
 fn sql_cache_uncache_and_checkpoint_table() {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
+    let (logs, _checkpoints, session) = fresh_session();
     let message = |sql: &str| -> String {
         match session.execute_sql(sql).unwrap().pop() {
             Some(StatementResult::Message(m)) => m,
@@ -495,9 +497,7 @@ fn sql_cache_uncache_and_checkpoint_table() {
 
 #[test]
 fn a_local_checkpoint_lost_with_its_executor_is_recomputed_from_lineage() {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
+    let (logs, _checkpoints, session) = fresh_session();
     let plain = session.sql(GROUPED).unwrap();
     let expected = sorted_rows(&plain);
     let local = plain.local_checkpoint();
@@ -524,9 +524,7 @@ fn a_local_checkpoint_lost_with_its_executor_is_recomputed_from_lineage() {
 
 #[test]
 fn automatic_checkpoints_cut_deep_lineage_and_are_reused() {
-    let logs = tempfile::tempdir().unwrap();
-    let checkpoints = tempfile::tempdir().unwrap();
-    let session = session(logs.path(), checkpoints.path());
+    let (logs, _checkpoints, session) = fresh_session();
     let query = "SELECT o_orderpriority, count(*) AS n FROM \
                  (SELECT o_orderkey, o_orderpriority, sum(l_quantity) AS q \
                   FROM orders JOIN lineitem ON o_orderkey = l_orderkey \

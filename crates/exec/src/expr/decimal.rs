@@ -88,21 +88,12 @@ fn without_overflow(
         Operator::Multiply if s == s1 + s2 => (1, 1),
         _ => return None,
     };
-    let scalar = |array: &PrimitiveArray<Decimal128Type>, m: i128| array.value(0).checked_mul(m);
-    let (lb, rb) = match (ls, rs) {
-        (true, _) => (
-            magnitude_bits([scalar(la, lm)?]),
-            magnitude_bits(ra.values().iter().copied()),
-        ),
-        (_, true) => (
-            magnitude_bits(la.values().iter().copied()),
-            magnitude_bits([scalar(ra, rm)?]),
-        ),
-        _ => (
-            magnitude_bits(la.values().iter().copied()),
-            magnitude_bits(ra.values().iter().copied()),
-        ),
+    let (a, b) = (scalar_at_scale(la, ls, lm)?, scalar_at_scale(ra, rs, rm)?);
+    let bits = |array: &PrimitiveArray<Decimal128Type>, scalar: Option<i128>| match scalar {
+        Some(v) => magnitude_bits([v]),
+        None => magnitude_bits(array.values().iter().copied()),
     };
+    let (lb, rb) = (bits(la, a), bits(ra, b));
     // |a| < 2^lb and |b| < 2^rb, so |a * b| < 2^(lb + rb) and |a ± b| < 2^(max + 1).
     let fits = match op {
         Operator::Multiply => lb + rb <= 127,
@@ -116,17 +107,26 @@ fn without_overflow(
         Operator::Minus => |a, b| a.wrapping_sub(b),
         _ => |a, b| a.wrapping_mul(b),
     };
-    match (ls, rs) {
-        (true, false) if rm == 1 => {
-            let a = scalar(la, lm)?;
-            Some(ra.unary(|b| f(a, b)))
-        }
-        (false, true) if lm == 1 => {
-            let b = scalar(ra, rm)?;
-            Some(la.unary(|a| f(a, b)))
-        }
-        _ if lm == 1 && rm == 1 => arrow::compute::binary(la, ra, f).ok(),
-        _ => None,
+    match (a, b) {
+        (Some(a), Some(b)) => Some(PrimitiveArray::from_value(f(a, b), 1)),
+        (Some(a), None) => Some(ra.unary(|b| f(a, b))),
+        (None, Some(b)) => Some(la.unary(|a| f(a, b))),
+        (None, None) => arrow::compute::binary(la, ra, f).ok(),
+    }
+}
+
+/// A scalar side's value rescaled by `m` (`Some(Some(v))`), or `Some(None)` for an array side,
+/// which must already be at the result scale (`m == 1`): a per-value rescale is left to
+/// Arrow's kernel (`None`), decided before any array is scanned.
+fn scalar_at_scale(
+    array: &PrimitiveArray<Decimal128Type>,
+    scalar: bool,
+    m: i128,
+) -> Option<Option<i128>> {
+    match (scalar, m) {
+        (true, _) => array.value(0).checked_mul(m).map(Some),
+        (false, 1) => Some(None),
+        (false, _) => None,
     }
 }
 

@@ -156,6 +156,18 @@ pub fn pretty(batches: &[RecordBatch]) -> Vec<String> {
         .collect()
 }
 
+/// The data rows of [`pretty`], sorted: the batches' multiset of rows, for operators whose
+/// output order is not defined (hash joins and aggregates, spilled or not).
+pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut lines: Vec<String> = pretty(batches)
+        .into_iter()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .collect();
+    lines.sort();
+    lines
+}
+
 pub fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }

@@ -28,6 +28,7 @@ use parquet::arrow::{parquet_to_arrow_schema, ArrowSchemaConverter, ArrowWriter}
 use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 
 use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
@@ -142,7 +143,7 @@ impl CheckpointWriter {
     /// without this a file damaged on its way to storage would go unnoticed until some later
     /// job (or a restarted application) needed it — after the lineage that could rebuild it
     /// cheaply was given up. Verifying costs reading the bytes once (no Parquet decoding);
-    /// files are checked in parallel. Returns the partitions whose files are missing, damaged
+    /// files are checked in parallel (rayon). Returns the partitions whose files are missing, damaged
     /// or unreadable, with why; the caller rewrites those from lineage.
     pub fn verify_written(&self, partitions: &[PartitionInfo]) -> Vec<(usize, String)> {
         let check = |info: &PartitionInfo| -> Option<(usize, String)> {
@@ -154,34 +155,7 @@ impl CheckpointWriter {
             };
             Some((info.partition, why))
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(partitions.len());
-        if threads <= 1 {
-            return partitions.iter().filter_map(check).collect();
-        }
-        let chunk = partitions.len().div_ceil(threads);
-        let mut bad: Vec<(usize, String)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = partitions
-                .chunks(chunk)
-                .map(|part| {
-                    let handle =
-                        scope.spawn(move || part.iter().filter_map(check).collect::<Vec<_>>());
-                    (part, handle)
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|(part, handle)| {
-                    handle.join().unwrap_or_else(|_| {
-                        // Not verified is not good: those files are rewritten.
-                        part.iter()
-                            .map(|p| (p.partition, "its verification panicked".to_string()))
-                            .collect()
-                    })
-                })
-                .collect()
-        });
+        let mut bad: Vec<(usize, String)> = partitions.par_iter().filter_map(check).collect();
         bad.sort();
         bad
     }

@@ -483,17 +483,6 @@ mod tests {
         Arc::new(ctx)
     }
 
-    /// Output rows as text, sorted (spilling changes the order of groups, not the groups).
-    fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
-        let mut lines: Vec<String> = pretty(batches)
-            .into_iter()
-            .filter(|l| l.starts_with('|'))
-            .skip(1)
-            .collect();
-        lines.sort();
-        lines
-    }
-
     #[test]
     fn final_and_single_spill_sorted_runs_and_give_the_in_memory_answer() {
         for groups in [vec![col("k")], vec![col("n")], vec![col("k"), col("n")]] {

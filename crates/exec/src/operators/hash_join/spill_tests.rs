@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-
 use ember_planner::expr::col;
 use ember_planner::logical::JoinType;
 use ember_planner::physical::{JoinMode, PhysicalPlan};
@@ -16,7 +14,7 @@ use super::grace::{FANOUT, SPILL_OPERATOR};
 use super::tests::{ints, side, strs, Join};
 use crate::context::TaskContext;
 use crate::memory::{MemoryPool, TaskMemory};
-use crate::operators::test_util::{pretty, test_ctx_with_batch_size};
+use crate::operators::test_util::{sorted_rows, test_ctx_with_batch_size};
 
 const ALL_TYPES: [JoinType; 6] = [
     JoinType::Inner,
@@ -77,17 +75,6 @@ fn right_big(partitions: usize) -> Arc<PhysicalPlan> {
     })
 }
 
-/// Output rows, sorted: the join's multiset of rows.
-fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
-    let mut lines: Vec<String> = pretty(batches)
-        .into_iter()
-        .filter(|l| l.starts_with('|'))
-        .skip(1)
-        .collect();
-    lines.sort();
-    lines
-}
-
 /// Runs `join` in memory and under `budget`; asserts equal rows, that the budgeted run
 /// spilled through the join, deleted its files and released its memory. Returns the
 /// spill files written.
@@ -100,8 +87,8 @@ fn assert_spilled_join_matches(join: &Join, budget: usize, what: &str) -> usize 
     let spilled = join
         .run_with(0, &ctx)
         .unwrap_or_else(|e| panic!("{what} under {budget} bytes: {e}"));
-    assert_eq!(rows_of(&spilled), rows_of(&expected), "{what}");
-    assert!(!expected.is_empty() || rows_of(&expected).is_empty());
+    assert_eq!(sorted_rows(&spilled), sorted_rows(&expected), "{what}");
+    assert!(!expected.is_empty() || sorted_rows(&expected).is_empty());
     let files = ctx.memory.pool.operator_spills(SPILL_OPERATOR).files();
     assert!(files > 0, "{what}: the join did not spill");
     assert_eq!(ctx.memory.spills.files(), files, "{what}: task metrics");
@@ -117,7 +104,7 @@ fn assert_spilled_join_matches(join: &Join, budget: usize, what: &str) -> usize 
 fn every_join_type_gives_the_in_memory_rows_when_the_build_side_spills() {
     for join_type in ALL_TYPES {
         let join = Join::new(left_big(1), right_big(1), join_type);
-        let rows = rows_of(&join.run_with(0, &test_ctx_with_batch_size(64)).unwrap());
+        let rows = sorted_rows(&join.run_with(0, &test_ctx_with_batch_size(64)).unwrap());
         assert!(!rows.is_empty(), "{join_type}: the test data joins nothing");
         assert_spilled_join_matches(&join, 32 << 10, &format!("{join_type}"));
     }
@@ -157,7 +144,7 @@ fn null_aware_anti_join_decides_on_the_whole_spilled_build_side() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = budget_ctx(dir.path(), 16 << 10, 64);
     // The build side has NULL keys: NOT IN is never true, whatever spilled.
-    assert!(rows_of(&join.run_with(0, &ctx).unwrap()).is_empty());
+    assert!(sorted_rows(&join.run_with(0, &ctx).unwrap()).is_empty());
     assert!(ctx.memory.spills.files() > 0);
 
     // Without NULLs in the set, probe rows with NULL keys are unknown and dropped, rows
@@ -165,7 +152,7 @@ fn null_aware_anti_join_decides_on_the_whole_spilled_build_side() {
     join.right = table("r", "b", 900, 2, |i| Some(((i * 7) % 131) as i64 + 40));
     let files = assert_spilled_join_matches(&join, 16 << 10, "NOT IN");
     assert!(files > 0);
-    let out = rows_of(&join.run_with(0, &test_ctx_with_batch_size(64)).unwrap());
+    let out = sorted_rows(&join.run_with(0, &test_ctx_with_batch_size(64)).unwrap());
     assert!(!out.is_empty());
 }
 
