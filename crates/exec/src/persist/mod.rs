@@ -26,7 +26,7 @@ use ember_planner::persist::{PersistId, PersistMode, StorageLevel};
 use ember_planner::table::BatchIter;
 use ember_planner::{EmberError, Result};
 use ember_storage::block_store::{BlockId, BlockLocation};
-use ember_storage::checkpoint::PartitionInfo;
+use ember_storage::checkpoint::{PartitionInfo, PartitionWriter};
 
 pub use registry::{PersistRegistry, PersistedLocation};
 
@@ -145,28 +145,49 @@ fn keep_copy(
     Ok((outcome.stored.is_some(), outcome.dropped))
 }
 
-/// Keeps partition `partition` of persisted plan `id` on `executor` (or in the checkpoint
-/// being written) as the task that computed it finishes.
-pub fn store_partition(
+/// The file of partition `partition` of a reliable checkpoint being written, when `mode` is
+/// [`PersistMode::Checkpoint`]: the task that computes the partition feeds it each batch as
+/// it is produced, then hands it to [`store_partition`].
+pub fn checkpoint_file(
     registry: &PersistRegistry,
-    executor: &LocalExecutor,
     id: PersistId,
     mode: PersistMode,
     partition: usize,
     attempt: usize,
+) -> Result<Option<PartitionWriter>> {
+    if mode != PersistMode::Checkpoint {
+        return Ok(None);
+    }
+    let writer = registry.writer(id).ok_or_else(|| {
+        EmberError::Internal(format!(
+            "no checkpoint writer for persisted plan {id}: the job did not begin it"
+        ))
+    })?;
+    Ok(Some(writer.partition_writer(partition, attempt)))
+}
+
+/// Keeps partition `partition` of persisted plan `id` on `executor` (or in the checkpoint
+/// being written: `file`, from [`checkpoint_file`], holds it encoded) as the task that
+/// computed it finishes.
+pub fn store_partition(
+    executor: &LocalExecutor,
+    id: PersistId,
+    mode: PersistMode,
+    partition: usize,
     batches: Vec<RecordBatch>,
+    file: Option<PartitionWriter>,
 ) -> Result<Kept> {
     let level = match mode {
         PersistMode::Cache(level) => level,
         // Spark keeps local checkpoints in memory and on disk as well.
         PersistMode::LocalCheckpoint => StorageLevel::MemoryAndDisk,
         PersistMode::Checkpoint => {
-            let writer = registry.writer(id).ok_or_else(|| {
+            let file = file.ok_or_else(|| {
                 EmberError::Internal(format!(
-                    "no checkpoint writer for persisted plan {id}: the job did not begin it"
+                    "checkpoint partition {partition} of persisted plan {id} has no file"
                 ))
             })?;
-            let info = writer.write_partition(partition, attempt, &batches)?;
+            let info = file.finish()?;
             let (in_memory, dropped) = keep_copy(executor, BlockId::new(id, partition), batches)?;
             return Ok(Kept::Checkpoint {
                 info,

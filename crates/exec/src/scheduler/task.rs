@@ -15,7 +15,7 @@ use crate::executor::LocalExecutor;
 use crate::fault::FaultInjector;
 use crate::memory::TaskMemory;
 use crate::operators;
-use crate::persist::{store_partition, Kept, PersistRegistry, RegistryReader};
+use crate::persist::{checkpoint_file, store_partition, Kept, PersistRegistry, RegistryReader};
 use crate::shuffle::reader::TrackerShuffleReader;
 use crate::shuffle::tracker::MapOutputTracker;
 use crate::shuffle::writer::{write_map_output, MapOutput};
@@ -126,24 +126,21 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
             TaskOutput::Map(write_map_output(input, partitioner, &dir, &ctx)?)
         }
         StageOutput::Persist { id, mode } => {
-            let batches = collect(input, &ctx, info)?;
+            let mut file =
+                checkpoint_file(&spec.persisted, *id, *mode, info.partition, info.attempt)?;
+            let batches = collect(input, &ctx, info, |batch| match &mut file {
+                Some(file) => file.write(batch),
+                None => Ok(()),
+            })?;
             let rows = batches.iter().map(|b| b.num_rows()).sum();
             let bytes = batches
                 .iter()
                 .map(|b| b.get_array_memory_size() as u64)
                 .sum();
-            let kept = store_partition(
-                &spec.persisted,
-                &spec.executor,
-                *id,
-                *mode,
-                info.partition,
-                info.attempt,
-                batches,
-            )?;
+            let kept = store_partition(&spec.executor, *id, *mode, info.partition, batches, file)?;
             TaskOutput::Persisted { kept, rows, bytes }
         }
-        StageOutput::Result => TaskOutput::Result(collect(input, &ctx, info)?),
+        StageOutput::Result => TaskOutput::Result(collect(input, &ctx, info, |_| Ok(()))?),
     };
     // A hung executor sends nothing: the result is held until the driver gives up on the
     // executor, and then, like output made on any executor that died meanwhile (its files
@@ -153,8 +150,14 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
     Ok(output)
 }
 
-/// Drains a task's pipeline into its non-empty batches, stopping if the task is killed.
-fn collect(input: BatchIter, ctx: &TaskContext, info: &TaskInfo) -> Result<Vec<RecordBatch>> {
+/// Drains a task's pipeline into its non-empty batches, handing each to `each` as it comes,
+/// and stopping if the task is killed.
+fn collect(
+    input: BatchIter,
+    ctx: &TaskContext,
+    info: &TaskInfo,
+    mut each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for batch in input {
         if ctx.is_cancelled() {
@@ -162,6 +165,7 @@ fn collect(input: BatchIter, ctx: &TaskContext, info: &TaskInfo) -> Result<Vec<R
         }
         let batch = batch?;
         if batch.num_rows() > 0 {
+            each(&batch)?;
             batches.push(batch);
         }
     }

@@ -18,6 +18,7 @@
 //! checksum the manifest records; anything else is [`LookupOutcome::Rejected`] (recompute, and
 //! never read it). [`CheckpointStore::vacuum`] removes checkpoints no plan needs any more.
 
+mod encode;
 mod manifest;
 mod objects;
 mod reader;
@@ -37,7 +38,7 @@ use parking_lot::Mutex;
 
 pub use manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 pub use reader::{Checkpoint, CheckpointError, CheckpointErrorKind};
-pub use writer::CheckpointWriter;
+pub use writer::{CheckpointWriter, PartitionWriter};
 
 use crate::parquet::ParquetWriteOptions;
 use objects::Objects;

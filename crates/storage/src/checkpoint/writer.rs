@@ -23,13 +23,13 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use ember_planner::error::{EmberError, Result};
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::{parquet_to_arrow_schema, ArrowSchemaConverter, ArrowWriter};
+use parquet::arrow::{parquet_to_arrow_schema, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
+use super::encode::FileEncoder;
 use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
 use super::reader::{self, Checkpoint};
@@ -60,80 +60,55 @@ impl CheckpointWriter {
         self.objects.path(&format!("{}/{name}", self.fingerprint))
     }
 
-    /// Writes `batches` as partition `partition` and returns what the manifest must record.
-    ///
-    /// The file goes to a temp name of this attempt and is renamed into place only once
-    /// complete, so a failed attempt leaves nothing under the final name, and a retried or
-    /// speculative attempt of the same partition replaces the file (outputs are deterministic,
-    /// so any attempt's file is the right one; [`commit`](Self::commit) checks sizes).
+    /// Writes `batches` as partition `partition` and returns what the manifest must record
+    /// (a [`PartitionWriter`] fed all of them at once).
     pub fn write_partition(
         &self,
         partition: usize,
         attempt: usize,
         batches: &[RecordBatch],
     ) -> Result<PartitionInfo> {
-        let final_name = partition_file(partition);
-        let context = || {
-            format!(
-                "failed to write checkpoint {} partition {partition} (attempt {attempt}) at {}",
-                self.fingerprint,
-                self.objects.url()
-            )
-        };
-        let (data, rows) = self.encode(batches).map_err(|e| e.context(context()))?;
-        let info = PartitionInfo {
-            partition,
-            rows,
-            bytes: data.len() as u64,
-            checksum: Checksum::of(&data),
-        };
-        let data = if self.faults.should_damage(self.fingerprint, partition) {
-            // Injected fault: the manifest will record the good checksum, so readers and
-            // lookups must notice this file is not the one that was written.
-            damage(data)
-        } else {
-            data
-        };
-        let temp = self.path(&temp_file(partition, attempt));
-        self.objects
-            .put(&temp, Bytes::from(data))
-            .and_then(|()| self.objects.rename(&temp, &self.path(&final_name)))
-            .map_err(|e| {
-                // Best effort: temp files are hidden and removed by commit or vacuum.
-                let _ = self.objects.delete(&temp);
-                e.context(context())
-            })?;
-        Ok(info)
+        let mut writer = self.partition_writer(partition, attempt);
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()
     }
 
-    /// Encodes the batches as one Parquet file (see [`checkpoint_properties`]).
-    fn encode(&self, batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
-        let mut properties = checkpoint_properties(self.options).into_builder();
-        if let Some(first) = batches.iter().find(|b| b.num_rows() > 0) {
-            properties = with_layouts(properties, &column_layouts(first));
+    /// Starts attempt `attempt`'s file of partition `partition`. The task that computes the
+    /// partition feeds it each batch as it is produced, while the batch is still in cache.
+    pub fn partition_writer(&self, partition: usize, attempt: usize) -> PartitionWriter {
+        PartitionWriter {
+            checkpoint: self.clone(),
+            partition,
+            attempt,
+            encoder: None,
+            rows: 0,
         }
-        let options = ArrowWriterOptions::new()
-            .with_properties(properties.build())
-            .with_skip_arrow_metadata(parquet_types_suffice(&self.schema));
-        let mut writer =
-            ArrowWriter::try_new_with_options(Vec::new(), self.schema.clone(), options)?;
-        let mut rows = 0;
-        for batch in batches {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            if batch.schema() == self.schema {
-                writer.write(batch)?;
-            } else {
-                // Same columns, different field metadata or names from an upstream operator:
-                // store them under the checkpoint's schema so every file matches the manifest.
-                let conformed =
-                    RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
-                writer.write(&conformed)?;
-            }
-            rows += batch.num_rows();
-        }
-        Ok((writer.into_inner()?, rows))
+    }
+
+    /// A file encoder for this checkpoint's partitions, with each column's layout chosen from
+    /// a sample of `first` (the partition's first non-empty batch; `None` when it has none).
+    fn new_encoder(&self, first: Option<&RecordBatch>) -> Result<FileEncoder> {
+        let named = first.map(column_layouts).unwrap_or_default();
+        let properties = with_layouts(checkpoint_properties(self.options).into_builder(), &named);
+        let layouts = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| {
+                named
+                    .iter()
+                    .find(|(name, _)| name == field.name())
+                    .map_or(ColumnLayout::Dictionary, |(_, layout)| *layout)
+            })
+            .collect();
+        Ok(FileEncoder::try_new(
+            self.schema.clone(),
+            layouts,
+            properties.build(),
+            parquet_types_suffice(&self.schema),
+        )?)
     }
 
     /// Reads every partition file back from the store and checks it is byte for byte the
@@ -218,9 +193,121 @@ impl CheckpointWriter {
     }
 }
 
+/// One attempt's file of one partition, encoded as its batches arrive; see
+/// [`CheckpointWriter::partition_writer`].
+pub struct PartitionWriter {
+    checkpoint: CheckpointWriter,
+    partition: usize,
+    attempt: usize,
+    /// Made from the first non-empty batch, whose sample chooses the column layouts.
+    encoder: Option<FileEncoder>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for PartitionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionWriter")
+            .field("checkpoint", &self.checkpoint.fingerprint)
+            .field("partition", &self.partition)
+            .field("attempt", &self.attempt)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionWriter {
+    fn context(&self) -> String {
+        format!(
+            "failed to write checkpoint {} partition {} (attempt {}) at {}",
+            self.checkpoint.fingerprint,
+            self.partition,
+            self.attempt,
+            self.checkpoint.objects.url()
+        )
+    }
+
+    /// Encodes the partition's next batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let schema = &self.checkpoint.schema;
+        let encoded = if batch.schema() == *schema {
+            self.encoder_for(batch)?.write(batch)
+        } else {
+            // Same columns, different field metadata or names from an upstream operator:
+            // store them under the checkpoint's schema so every file matches the manifest.
+            let conformed = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(|e| EmberError::from(e).context(self.context()))?;
+            self.encoder_for(&conformed)?.write(&conformed)
+        };
+        encoded.map_err(|e| EmberError::from(e).context(self.context()))?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    fn encoder_for(&mut self, batch: &RecordBatch) -> Result<&mut FileEncoder> {
+        if self.encoder.is_none() {
+            let encoder = self
+                .checkpoint
+                .new_encoder(Some(batch))
+                .map_err(|e| e.context(self.context()))?;
+            self.encoder = Some(encoder);
+        }
+        Ok(self.encoder.as_mut().expect("just made"))
+    }
+
+    /// Finishes the file and puts it in place: written under a temp name of this attempt and
+    /// renamed once complete, so a failed attempt leaves nothing under the final name, and a
+    /// retried or speculative attempt of the same partition replaces the file (outputs are
+    /// deterministic, so any attempt's file is the right one; [`CheckpointWriter::commit`]
+    /// checks sizes). Returns what the manifest must record.
+    pub fn finish(mut self) -> Result<PartitionInfo> {
+        let context = self.context();
+        let encoder = match self.encoder.take() {
+            Some(encoder) => encoder,
+            None => self.checkpoint.new_encoder(None)?,
+        };
+        let data = encoder
+            .finish()
+            .map_err(|e| EmberError::from(e).context(context.clone()))?;
+        let (checkpoint, partition) = (&self.checkpoint, self.partition);
+        let info = PartitionInfo {
+            partition,
+            rows: self.rows,
+            bytes: data.len() as u64,
+            checksum: Checksum::of(&data),
+        };
+        let data = if checkpoint
+            .faults
+            .should_damage(checkpoint.fingerprint, partition)
+        {
+            // Injected fault: the manifest will record the good checksum, so readers and
+            // lookups must notice this file is not the one that was written.
+            damage(data)
+        } else {
+            data
+        };
+        let temp = checkpoint.path(&temp_file(partition, self.attempt));
+        checkpoint
+            .objects
+            .put(&temp, Bytes::from(data))
+            .and_then(|()| {
+                let final_path = checkpoint.path(&partition_file(partition));
+                checkpoint.objects.rename(&temp, &final_path)
+            })
+            .map_err(|e| {
+                // Best effort: temp files are hidden and removed by commit or vacuum.
+                let _ = checkpoint.objects.delete(&temp);
+                e.context(context)
+            })?;
+        Ok(info)
+    }
+}
+
 /// Parquet writer settings for checkpoint files: the same row groups and compression as
 /// [`crate::parquet::write_parquet`] (so the files are as compact), without column
-/// statistics and page indexes. Those exist so scans can skip row groups and pages; a
+/// statistics and page indexes (offset indexes included). Those exist so scans can skip row groups and pages; a
 /// checkpoint partition is always read whole, so computing them is wasted work in the task
 /// that writes the checkpoint, and leaving them out makes the files smaller than plain
 /// Parquet's.
@@ -228,6 +315,9 @@ pub(super) fn checkpoint_properties(options: ParquetWriteOptions) -> WriterPrope
     crate::parquet::writer_properties(options)
         .into_builder()
         .set_statistics_enabled(EnabledStatistics::None)
+        // Also what lets Ember's own column chunks (which have none) share a file with
+        // the parquet crate's: its footer writer needs every chunk or none to have one.
+        .set_offset_index_disabled(true)
         .build()
 }
 

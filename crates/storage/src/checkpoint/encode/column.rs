@@ -1,0 +1,346 @@
+//! One column chunk encoded by Ember: its pages, definition levels and chunk metadata.
+
+use std::io::Write;
+
+use arrow::array::Array;
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding};
+use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::Result;
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+use super::dictionary::{self, ByteDictionary, Codes, IntDictionary, PlainInt};
+use super::{delta, hybrid, values};
+
+/// Rows per data page. Pages bound the memory a reader decodes at once; 32 Ki values of
+/// at most 8 bytes keep a page under 256 KiB before packing.
+const PAGE_ROWS: usize = 32 * 1024;
+/// Dictionary page size past which a column's later pages are `PLAIN` (parquet-rs's default
+/// `dictionary_page_size_limit`).
+const DICTIONARY_LIMIT: usize = 1024 * 1024;
+
+/// How a column's values are encoded.
+#[derive(Debug)]
+pub(super) enum Values {
+    /// `DELTA_BINARY_PACKED` of an INT32 column: the current page's non-null values.
+    Delta32(Vec<i32>),
+    /// `DELTA_BINARY_PACKED` of an INT64 column.
+    Delta64(Vec<i64>),
+    /// `RLE_DICTIONARY` codes of a byte-array column; once the dictionary outgrows
+    /// [`DICTIONARY_LIMIT`], `PLAIN` pages (`spilled`), as parquet-rs and parquet-java do.
+    /// The dictionary page stays: the earlier pages refer to it.
+    Bytes {
+        dictionary: ByteDictionary,
+        spilled: Option<Vec<u8>>,
+    },
+    /// `RLE_DICTIONARY` codes of an INT32 column; past the limit, delta pages.
+    Ints32 {
+        dictionary: IntDictionary<i32>,
+        page: Vec<i32>,
+        spilled: bool,
+    },
+    /// `RLE_DICTIONARY` codes of an INT64 column; past the limit, delta pages.
+    Ints64 {
+        dictionary: IntDictionary<i64>,
+        page: Vec<i64>,
+        spilled: bool,
+    },
+}
+
+impl Values {
+    pub(super) fn bytes_dictionary() -> Self {
+        Values::Bytes {
+            dictionary: ByteDictionary::default(),
+            spilled: None,
+        }
+    }
+
+    pub(super) fn ints32_dictionary() -> Self {
+        Values::Ints32 {
+            dictionary: IntDictionary::default(),
+            page: Vec::new(),
+            spilled: false,
+        }
+    }
+
+    pub(super) fn ints64_dictionary() -> Self {
+        Values::Ints64 {
+            dictionary: IntDictionary::default(),
+            page: Vec::new(),
+            spilled: false,
+        }
+    }
+
+    fn append(&mut self, array: &dyn Array) {
+        let accepted = match self {
+            Values::Delta32(page) => values::append_i32(array, page),
+            Values::Delta64(page) => values::append_i64(array, page),
+            Values::Bytes {
+                dictionary,
+                spilled: None,
+            } => {
+                dictionary.append(array);
+                true
+            }
+            Values::Bytes {
+                spilled: Some(page),
+                ..
+            } => {
+                dictionary::append_plain(array, page);
+                true
+            }
+            Values::Ints32 {
+                dictionary,
+                page,
+                spilled,
+            } => append_ints(array, page, dictionary, *spilled, values::append_i32),
+            Values::Ints64 {
+                dictionary,
+                page,
+                spilled,
+            } => append_ints(array, page, dictionary, *spilled, values::append_i64),
+        };
+        debug_assert!(accepted, "column type changed between batches");
+    }
+
+    /// Appends the current page's values to `out`, clears them, and returns their encoding.
+    fn encode_page(&mut self, out: &mut Vec<u8>) -> Encoding {
+        match self {
+            Values::Delta32(page)
+            | Values::Ints32 {
+                page,
+                spilled: true,
+                ..
+            } => {
+                delta::encode_delta_i32(page, out);
+                page.clear();
+                Encoding::DELTA_BINARY_PACKED
+            }
+            Values::Delta64(page)
+            | Values::Ints64 {
+                page,
+                spilled: true,
+                ..
+            } => {
+                delta::encode_delta_i64(page, out);
+                page.clear();
+                Encoding::DELTA_BINARY_PACKED
+            }
+            Values::Bytes {
+                spilled: Some(page),
+                ..
+            } => {
+                out.extend_from_slice(page);
+                page.clear();
+                Encoding::PLAIN
+            }
+            Values::Bytes { dictionary, .. } => encode_codes(dictionary, out),
+            Values::Ints32 { dictionary, .. } => encode_codes(dictionary, out),
+            Values::Ints64 { dictionary, .. } => encode_codes(dictionary, out),
+        }
+    }
+
+    /// Switches a dictionary column whose dictionary outgrew its limit to its fallback pages.
+    fn spill_large_dictionary(&mut self) {
+        let too_large = self
+            .dictionary()
+            .is_some_and(|dictionary| dictionary.plain().len() > DICTIONARY_LIMIT);
+        if !too_large {
+            return;
+        }
+        match self {
+            Values::Bytes { spilled, .. } => {
+                spilled.get_or_insert_with(Vec::new);
+            }
+            Values::Ints32 { spilled, .. } | Values::Ints64 { spilled, .. } => *spilled = true,
+            Values::Delta32(_) | Values::Delta64(_) => {}
+        }
+    }
+
+    fn dictionary(&self) -> Option<&dyn Codes> {
+        match self {
+            Values::Bytes { dictionary, .. } => Some(dictionary),
+            Values::Ints32 { dictionary, .. } => Some(dictionary),
+            Values::Ints64 { dictionary, .. } => Some(dictionary),
+            Values::Delta32(_) | Values::Delta64(_) => None,
+        }
+    }
+}
+
+/// Appends the non-null values of `array` to an integer dictionary column: as codes, or to
+/// `page` for a delta page once `spilled`. Returns whether `read` took the type.
+fn append_ints<T: PlainInt>(
+    array: &dyn Array,
+    page: &mut Vec<T>,
+    dictionary: &mut IntDictionary<T>,
+    spilled: bool,
+    read: fn(&dyn Array, &mut Vec<T>) -> bool,
+) -> bool {
+    if spilled {
+        return read(array, page);
+    }
+    let accepted = read(array, page);
+    dictionary.append(page);
+    page.clear();
+    accepted
+}
+
+/// Appends a dictionary data page's payload (bit width, then the hybrid-encoded codes) to
+/// `out` and clears the codes.
+fn encode_codes(dictionary: &mut dyn Codes, out: &mut Vec<u8>) -> Encoding {
+    let codes = dictionary.codes();
+    let width = hybrid::bit_width(codes.iter().copied().max().unwrap_or(0));
+    out.push(width);
+    hybrid::encode_hybrid(codes, width, out);
+    dictionary.clear_codes();
+    Encoding::RLE_DICTIONARY
+}
+
+/// A column chunk being encoded: whole pages go to `pages` as they fill.
+pub(super) struct ColumnChunk {
+    descr: ColumnDescPtr,
+    values: Values,
+    /// Definition levels of the current page, once it has a null (until then all are 1).
+    levels: Option<Vec<u32>>,
+    page_rows: usize,
+    rows: usize,
+    pages: TrackedWrite<Vec<u8>>,
+    encodings: Vec<Encoding>,
+}
+
+impl ColumnChunk {
+    pub(super) fn new(descr: ColumnDescPtr, values: Values) -> Self {
+        ColumnChunk {
+            descr,
+            values,
+            levels: None,
+            page_rows: 0,
+            rows: 0,
+            pages: TrackedWrite::new(Vec::new()),
+            encodings: Vec::new(),
+        }
+    }
+
+    /// Encodes `array` (the column's next rows).
+    pub(super) fn write(&mut self, array: &dyn Array) -> Result<()> {
+        let mut offset = 0;
+        while offset < array.len() {
+            let take = (array.len() - offset).min(PAGE_ROWS - self.page_rows);
+            let slice = array.slice(offset, take);
+            self.append_levels(slice.as_ref());
+            self.values.append(slice.as_ref());
+            self.page_rows += take;
+            self.rows += take;
+            offset += take;
+            if self.page_rows == PAGE_ROWS {
+                self.flush_page()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn nullable(&self) -> bool {
+        self.descr.max_def_level() > 0
+    }
+
+    fn append_levels(&mut self, array: &dyn Array) {
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        let page_rows = self.page_rows;
+        match (&mut self.levels, nulls) {
+            (None, None) => {}
+            (Some(levels), None) => levels.resize(levels.len() + array.len(), 1),
+            (levels, Some(nulls)) => {
+                let levels = levels.get_or_insert_with(|| vec![1; page_rows]);
+                levels.extend(nulls.iter().map(u32::from));
+            }
+        }
+    }
+
+    fn flush_page(&mut self) -> Result<()> {
+        if self.page_rows == 0 {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        if self.nullable() {
+            let mut levels = Vec::new();
+            match self.levels.take() {
+                None => hybrid::encode_repeated(1, self.page_rows, 1, &mut levels),
+                Some(page) => hybrid::encode_hybrid(&page, 1, &mut levels),
+            }
+            buf.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&levels);
+        }
+        let encoding = self.values.encode_page(&mut buf);
+        let size = buf.len();
+        let page = Page::DataPage {
+            buf: Bytes::from(buf),
+            num_values: self.page_rows as u32,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        write_page(&mut self.pages, page, size)?;
+        if !self.encodings.contains(&encoding) {
+            self.encodings.push(encoding);
+        }
+        self.page_rows = 0;
+        self.values.spill_large_dictionary();
+        Ok(())
+    }
+
+    /// Finishes the chunk: its bytes (dictionary page first) and what the row group records.
+    pub(super) fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
+        self.flush_page()?;
+        let pages = self.pages.into_inner()?;
+        let mut chunk = TrackedWrite::new(Vec::with_capacity(pages.len() + 64));
+        let mut encodings = vec![Encoding::RLE];
+        let dictionary_page_offset = match self.values.dictionary() {
+            Some(dictionary) => {
+                let size = dictionary.plain().len();
+                let page = Page::DictionaryPage {
+                    buf: Bytes::copy_from_slice(dictionary.plain()),
+                    num_values: dictionary.entries(),
+                    encoding: Encoding::PLAIN,
+                    is_sorted: false,
+                };
+                encodings.push(Encoding::PLAIN);
+                Some(write_page(&mut chunk, page, size)?.offset as i64)
+            }
+            None => None,
+        };
+        let data_page_offset = chunk.bytes_written() as i64;
+        chunk.write_all(&pages)?;
+        let bytes = chunk.into_inner()?;
+        for encoding in self.encodings {
+            if !encodings.contains(&encoding) {
+                encodings.push(encoding);
+            }
+        }
+        let metadata = ColumnChunkMetaData::builder(self.descr)
+            .set_encodings(encodings)
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_num_values(self.rows as i64)
+            .set_total_compressed_size(bytes.len() as i64)
+            .set_total_uncompressed_size(bytes.len() as i64)
+            .set_data_page_offset(data_page_offset)
+            .set_dictionary_page_offset(dictionary_page_offset)
+            .build()?;
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((Bytes::from(bytes), close))
+    }
+}
+
+fn write_page(sink: &mut TrackedWrite<Vec<u8>>, page: Page, size: usize) -> Result<PageWriteSpec> {
+    SerializedPageWriter::new(sink).write_page(CompressedPage::new(page, size))
+}

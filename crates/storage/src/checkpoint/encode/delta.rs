@@ -1,0 +1,276 @@
+//! Parquet `DELTA_BINARY_PACKED` for INT32 and INT64 columns.
+//!
+//! The spec (encodings page, "Delta Encoding"): a header
+//! `<block size> <miniblocks per block> <total value count> <first value>` (varints, the
+//! first value zigzag), then per block of deltas `<min delta> <miniblock bit widths>
+//! <miniblocks>`, each miniblock the deltas minus the block's minimum, bit-packed LSB first
+//! at its own width.
+//!
+//! The block layout is parquet-rs's, and so is the output, byte for byte: 4 miniblocks per
+//! block, of 32 deltas for INT32 and of 64 for INT64. (parquet-java and Arrow C++ use 32 for
+//! both. Ember reads checkpoints with parquet-rs, whose decoder unpacks 64-bit deltas wider
+//! than 32 bits only in batches of 64, one value at a time otherwise; and INT64 pages come
+//! out ~1.5% smaller, one block header per 256 deltas instead of per 128.) As parquet-rs
+//! does, the last block's minimum is taken over its real deltas only, its last miniblock is
+//! padded with zeros, and the miniblocks it does not need get bit width 0 and no bytes. A
+//! page of 0 or 1 values is the header alone (first value 0 when there is none).
+//!
+//! Speed (this runs on every value of every checkpointed integer column): a block's deltas,
+//! minimum and offsets are computed in branch-free loops of constant length, which the
+//! compiler vectorises; a miniblock's width is the bit length of the OR of its offsets; and
+//! the packing is straight-line code specialised to each width. On x86-64 the page is
+//! compiled a second time for AVX2, chosen at run time: baseline x86-64 (SSE2) has no 64-bit
+//! compare, so the INT64 minimum costs several instructions per delta without it (measured
+//! ~1.6 ns per INT64 value without, ~0.9 ns with; INT32 ~1.05 and ~1.0).
+
+use std::ops::BitOr;
+
+use super::hybrid::{bit_pack, put_uleb128};
+
+/// Miniblocks per block.
+const MINIBLOCKS: usize = 4;
+/// The most deltas in a block of any type (INT64's), for the sizes of the scratch arrays.
+const MAX_BLOCK: usize = 256;
+
+/// Appends the `DELTA_BINARY_PACKED` encoding of `values` (one data page's non-null values)
+/// to `out`, in blocks of 256 deltas (4 miniblocks of 64; see the module doc). Deltas wrap
+/// (an `i64::MIN` after an `i64::MAX` is a delta of 1), so any values encode, at up to 64
+/// bits per delta.
+pub(crate) fn encode_delta_i64(values: &[i64], out: &mut Vec<u8>) {
+    encode(values, out);
+}
+
+/// [`encode_delta_i64`] for INT32 physical columns, in blocks of 128 deltas (4 miniblocks of
+/// 32). Deltas and their minimum are computed with `i32` wrapping arithmetic, so every bit
+/// width is at most 32: parquet-rs and parquet-java decode INT32 deltas with `i32` wrapping
+/// adds.
+pub(crate) fn encode_delta_i32(values: &[i32], out: &mut Vec<u8>) {
+    encode(values, out);
+}
+
+/// [`encode_delta_i64`] without the AVX2 dispatch, as CPUs without AVX2 run it.
+#[cfg(test)]
+pub(super) fn encode_delta_i64_portable(values: &[i64], out: &mut Vec<u8>) {
+    encode_page(values, out);
+}
+
+/// [`encode_delta_i32`] without the AVX2 dispatch, as CPUs without AVX2 run it.
+#[cfg(test)]
+pub(super) fn encode_delta_i32_portable(values: &[i32], out: &mut Vec<u8>) {
+    encode_page(values, out);
+}
+
+/// [`encode_page`], compiled for AVX2 when the CPU has it (see the module doc).
+fn encode<T: DeltaValue>(values: &[T], out: &mut Vec<u8>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `encode_avx2` requires nothing but AVX2, and this CPU has it.
+        return unsafe { encode_avx2(values, out) };
+    }
+    encode_page(values, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn encode_avx2<T: DeltaValue>(values: &[T], out: &mut Vec<u8>) {
+    encode_page(values, out);
+}
+
+/// The integer types a page can hold, with the arithmetic the encoding needs in each.
+trait DeltaValue: Copy + Ord + Default {
+    /// Deltas per miniblock (the spec requires a multiple of 32).
+    const MINIBLOCK: usize;
+    /// Deltas per block.
+    const BLOCK: usize = MINIBLOCKS * Self::MINIBLOCK;
+
+    /// A delta's distance from its block's minimum delta: what a miniblock packs.
+    type Offset: Copy + Default + BitOr<Output = Self::Offset>;
+
+    fn wrapping_sub(self, other: Self) -> Self;
+    /// `self - min` as the unsigned `Offset` (`self >= min`, so it never wraps).
+    fn offset_from(self, min: Self) -> Self::Offset;
+    /// The bits needed for every offset whose OR is `or`.
+    fn width(or: Self::Offset) -> u8;
+    /// The value as the header and the block minimum store it (a zigzag varint).
+    fn to_i64(self) -> i64;
+    /// Packs a miniblock's offsets at `width` (1..=bits of `Self`) into `dst`, which holds
+    /// exactly `width` bits per offset.
+    fn pack(offsets: &[Self::Offset], width: u8, dst: &mut [u8]);
+}
+
+impl DeltaValue for i64 {
+    const MINIBLOCK: usize = 64;
+    type Offset = u64;
+
+    fn wrapping_sub(self, other: Self) -> Self {
+        i64::wrapping_sub(self, other)
+    }
+    fn offset_from(self, min: Self) -> u64 {
+        self.wrapping_sub(min) as u64
+    }
+    fn width(or: u64) -> u8 {
+        (u64::BITS - or.leading_zeros()) as u8
+    }
+    fn to_i64(self) -> i64 {
+        self
+    }
+    fn pack(offsets: &[u64], width: u8, dst: &mut [u8]) {
+        let offsets: &[u64; 64] = offsets.try_into().unwrap();
+        if width <= 32 {
+            // The hybrid encoding's kernels pack 32-bit values faster.
+            bit_pack(&offsets.map(|o| o as u32), width, dst);
+        } else {
+            pack_wide(offsets, width, dst);
+        }
+    }
+}
+
+impl DeltaValue for i32 {
+    const MINIBLOCK: usize = 32;
+    type Offset = u32;
+
+    fn wrapping_sub(self, other: Self) -> Self {
+        i32::wrapping_sub(self, other)
+    }
+    fn offset_from(self, min: Self) -> u32 {
+        self.wrapping_sub(min) as u32
+    }
+    fn width(or: u32) -> u8 {
+        (u32::BITS - or.leading_zeros()) as u8
+    }
+    fn to_i64(self) -> i64 {
+        i64::from(self)
+    }
+    fn pack(offsets: &[u32], width: u8, dst: &mut [u8]) {
+        bit_pack(offsets, width, dst);
+    }
+}
+
+/// The page: header, then the full blocks, then the last, partial one. Inlined into
+/// [`encode`] and [`encode_avx2`], so each compiles it for its instruction set.
+#[inline(always)]
+fn encode_page<T: DeltaValue>(values: &[T], out: &mut Vec<u8>) {
+    const { assert!(T::BLOCK <= MAX_BLOCK && T::MINIBLOCK % 32 == 0) };
+    let deltas = values.len().saturating_sub(1);
+    // The largest a page can be: the header, and per block a 10-byte minimum, the widths
+    // and every delta at full width. Reserving it once keeps growth out of the loop.
+    out.reserve(4 * 10 + deltas.div_ceil(T::BLOCK) * (10 + MINIBLOCKS) + deltas * size_of::<T>());
+
+    put_uleb128(T::BLOCK as u64, out);
+    put_uleb128(MINIBLOCKS as u64, out);
+    put_uleb128(values.len() as u64, out);
+    put_zigzag(values.first().map_or(0, |v| v.to_i64()), out);
+
+    // Block k holds the deltas between values[k * BLOCK ..= (k + 1) * BLOCK]. The offsets
+    // buffer is shared by the blocks, so it is not zeroed for each.
+    let mut offsets = [T::Offset::default(); MAX_BLOCK];
+    let offsets = &mut offsets[..T::BLOCK];
+    let full = deltas / T::BLOCK;
+    for k in 0..full {
+        encode_block(&values[k * T::BLOCK..][..T::BLOCK + 1], offsets, out);
+    }
+    if !deltas.is_multiple_of(T::BLOCK) {
+        encode_block(&values[full * T::BLOCK..], offsets, out);
+    }
+}
+
+/// Appends the block of the deltas between consecutive `values` (2..=BLOCK + 1 of them),
+/// using `offsets` (BLOCK long) for their distances from the minimum. Inlined into both
+/// callers, so for full blocks every loop has a constant trip count.
+#[inline(always)]
+fn encode_block<T: DeltaValue>(values: &[T], offsets: &mut [T::Offset], out: &mut Vec<u8>) {
+    let n = values.len() - 1;
+    debug_assert!((1..=T::BLOCK).contains(&n) && offsets.len() == T::BLOCK);
+    let (previous, next) = (&values[..n], &values[1..]);
+    let delta = |(&a, &b): (&T, &T)| b.wrapping_sub(a);
+
+    let first = next[0].wrapping_sub(previous[0]);
+    let min = previous.iter().zip(next).map(delta).fold(first, Ord::min);
+
+    // Each miniblock's offsets, and its width: the bit length of their OR.
+    let used = n.div_ceil(T::MINIBLOCK);
+    let mut widths = [0u8; MINIBLOCKS];
+    for (k, width) in widths.iter_mut().enumerate().take(used) {
+        let range = k * T::MINIBLOCK..((k + 1) * T::MINIBLOCK).min(n);
+        let pairs = previous[range.clone()].iter().zip(&next[range.clone()]);
+        let mut or = T::Offset::default();
+        for (offset, pair) in offsets[range].iter_mut().zip(pairs) {
+            *offset = delta(pair).offset_from(min);
+            or = or | *offset;
+        }
+        *width = T::width(or);
+    }
+    // The last miniblock is padded with offset 0 (the minimum delta).
+    offsets[n..].fill(T::Offset::default());
+
+    put_zigzag(min.to_i64(), out);
+    out.extend_from_slice(&widths);
+    let miniblock_bytes = |width: u8| usize::from(width) * T::MINIBLOCK / 8;
+    let body: usize = widths.iter().map(|&w| miniblock_bytes(w)).sum();
+    let start = out.len();
+    out.resize(start + body, 0);
+    let mut dst = &mut out[start..];
+    for (miniblock, &width) in offsets.chunks_exact(T::MINIBLOCK).zip(&widths).take(used) {
+        let (head, rest) = dst.split_at_mut(miniblock_bytes(width));
+        if width > 0 {
+            T::pack(miniblock, width, head);
+        }
+        dst = rest;
+    }
+}
+
+/// Appends `value` zigzag encoded as a varint (the spec's format for the first value and
+/// the block minimums).
+fn put_zigzag(value: i64, out: &mut Vec<u8>) {
+    put_uleb128(((value << 1) ^ (value >> 63)) as u64, out);
+}
+
+/// Packs `u64` offsets (a multiple of 32 of them) at `width` (33..=64) bits into `dst`
+/// (`width` bits per offset).
+fn pack_wide(offsets: &[u64], width: u8, dst: &mut [u8]) {
+    macro_rules! dispatch {
+        ($($w:literal)*) => {
+            match width {
+                $($w => pack_wide_at::<$w>(offsets, dst),)*
+                _ => unreachable!("bit width {width} is not in 33..=64"),
+            }
+        };
+    }
+    dispatch!(
+        33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61
+        62 63 64
+    );
+}
+
+/// [`pack_wide`] for a width known at compile time: 32 offsets (`4 * W` bytes) at a time.
+fn pack_wide_at<const W: usize>(offsets: &[u64], dst: &mut [u8]) {
+    assert_eq!(offsets.len() * W, dst.len() * 8);
+    for (chunk, out) in offsets.chunks_exact(32).zip(dst.chunks_exact_mut(4 * W)) {
+        pack32_wide::<W>(chunk.try_into().unwrap(), out);
+    }
+}
+
+/// Packs 32 offsets of `W` (33..=64) bits into `dst` (`4 * W` bytes) as straight-line code
+/// (see the hybrid encoding's `pack_unrolled`): a `u128` accumulator hands over 64 bits at a
+/// time, and a last 32 for odd widths.
+#[inline(always)]
+fn pack32_wide<const W: usize>(src: &[u64; 32], dst: &mut [u8]) {
+    let dst = &mut dst[..4 * W];
+    let (mut acc, mut bits, mut at) = (0u128, 0, 0);
+    macro_rules! unrolled {
+        ($($i:literal)*) => {$(
+            acc |= u128::from(src[$i]) << bits;
+            bits += W;
+            if bits >= 64 {
+                dst[at..at + 8].copy_from_slice(&(acc as u64).to_le_bytes());
+                at += 8;
+                acc >>= 64;
+                bits -= 64;
+            }
+        )*};
+    }
+    unrolled!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    if bits > 0 {
+        dst[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
+    }
+}

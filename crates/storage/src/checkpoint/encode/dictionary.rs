@@ -1,0 +1,341 @@
+//! Dictionary encoding of string and binary columns, with a fast path for short values.
+//!
+//! Checkpointed strings are mostly flags, codes and categories: a handful of short values
+//! repeated millions of times. A value of up to 12 bytes is keyed by the 16 bytes Arrow's
+//! view layout gives it (length, then the bytes inline) — for a `Utf8View` column that is the
+//! view itself, no bytes are touched — and while the dictionary has at most [`SCAN_LIMIT`]
+//! entries a key is found by a scan of a small array, cheaper than hashing it. Longer values
+//! and larger dictionaries go through hash maps.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use arrow::array::{Array, AsArray, GenericByteArray, GenericByteViewArray};
+use arrow::datatypes::{
+    ArrowNativeType, BinaryViewType, ByteArrayType, ByteViewType, DataType, StringViewType,
+};
+
+/// Dictionary sizes up to which a short value is looked up by scanning.
+const SCAN_LIMIT: usize = 16;
+/// Longest value kept inline in a 16-byte key (Arrow's inline view limit).
+const INLINE_MAX: usize = 12;
+
+/// The dictionary of one column chunk and the codes of the current page.
+#[derive(Debug, Default)]
+pub(super) struct ByteDictionary {
+    /// The dictionary page's payload: each entry `PLAIN` encoded (u32 length, bytes).
+    plain: Vec<u8>,
+    entries: u32,
+    /// Keys of the first [`SCAN_LIMIT`] entries, in code order, while all are inline.
+    scan: Vec<u128>,
+    inline: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
+    long: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
+    /// The codes of the current page's non-null values.
+    codes: Vec<u32>,
+}
+
+/// Whether `data_type` is a string or binary type [`ByteDictionary::append`] reads.
+pub(super) fn supports(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+    )
+}
+
+impl ByteDictionary {
+    /// Encodes the non-null values of `array` (a type [`supports`] accepts) into the current
+    /// page's codes.
+    pub(super) fn append(&mut self, array: &dyn Array) {
+        match array.data_type() {
+            DataType::Utf8 => self.append_offsets(array.as_string::<i32>()),
+            DataType::LargeUtf8 => self.append_offsets(array.as_string::<i64>()),
+            DataType::Binary => self.append_offsets(array.as_binary::<i32>()),
+            DataType::LargeBinary => self.append_offsets(array.as_binary::<i64>()),
+            DataType::Utf8View => self.append_views::<StringViewType>(array.as_string_view()),
+            DataType::BinaryView => self.append_views::<BinaryViewType>(array.as_binary_view()),
+            other => unreachable!("dictionary encoding of {other} (see `supports`)"),
+        }
+    }
+
+    fn append_offsets<T: ByteArrayType>(&mut self, array: &GenericByteArray<T>) {
+        let offsets = array.value_offsets();
+        let data = array.value_data();
+        self.codes.reserve(array.len());
+        let mut push = |i: usize| {
+            let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+            let code = if end - start <= INLINE_MAX {
+                self.code_of_inline(inline_key_at(data, start, end - start))
+            } else {
+                self.code_of_long(&data[start..end])
+            };
+            self.codes.push(code);
+        };
+        match array.nulls().filter(|n| n.null_count() > 0) {
+            None => (0..array.len()).for_each(&mut push),
+            Some(nulls) => nulls.valid_indices().for_each(push),
+        }
+    }
+
+    fn append_views<T: ByteViewType + ?Sized>(&mut self, array: &GenericByteViewArray<T>) {
+        let views = array.views();
+        let mut push = |i: usize| {
+            let view = views[i];
+            let len = view as u32 as usize;
+            if len <= INLINE_MAX {
+                // Padding is zero in views Arrow makes; masking makes it so for any view.
+                let code = self.code_of_inline(view & inline_mask(len));
+                self.codes.push(code);
+            } else {
+                let bytes: &[u8] = array.value(i).as_ref();
+                let code = self.code_of_long(bytes);
+                self.codes.push(code);
+            }
+        };
+        match array.nulls().filter(|n| n.null_count() > 0) {
+            None => (0..array.len()).for_each(&mut push),
+            Some(nulls) => nulls.valid_indices().for_each(push),
+        }
+    }
+
+    /// The code of the inline value with key `key` (see [`inline_key_at`]), adding it if new.
+    #[inline]
+    fn code_of_inline(&mut self, key: u128) -> u32 {
+        if self.scan.len() == self.entries as usize && self.scan.len() <= SCAN_LIMIT {
+            if let Some(code) = self.scan.iter().position(|&k| k == key) {
+                return code as u32;
+            }
+        } else if let Some(&code) = self.inline.get(&key) {
+            return code;
+        }
+        let len = key as u32 as usize;
+        let code = self.add(&key.to_le_bytes()[4..4 + len]);
+        if self.scan.len() == code as usize && self.scan.len() < SCAN_LIMIT {
+            self.scan.push(key);
+        }
+        self.inline.insert(key, code);
+        code
+    }
+
+    fn code_of_long(&mut self, bytes: &[u8]) -> u32 {
+        if let Some(&code) = self.long.get(bytes) {
+            return code;
+        }
+        let code = self.add(bytes);
+        self.long.insert(bytes.into(), code);
+        // Scanning only knows inline keys: a long entry ends it.
+        self.scan.clear();
+        code
+    }
+
+    fn add(&mut self, bytes: &[u8]) -> u32 {
+        self.plain
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.plain.extend_from_slice(bytes);
+        self.entries += 1;
+        self.entries - 1
+    }
+}
+
+/// The 16-byte key of the value of `len` ≤ [`INLINE_MAX`] bytes at `data[start..]`: Arrow's
+/// inline view (length in the low 4 bytes, then the bytes, zero padded), so `Utf8View` views
+/// are their own keys. Reads a whole 16-byte window and masks it where the buffer allows,
+/// rather than copying a variable number of bytes.
+#[inline]
+fn inline_key_at(data: &[u8], start: usize, len: usize) -> u128 {
+    debug_assert!(len <= INLINE_MAX);
+    let window = match data.get(start..start + 16) {
+        Some(window) => u128::from_le_bytes(window.try_into().expect("16 bytes")),
+        None => {
+            let mut bytes = [0u8; 16];
+            bytes[..len].copy_from_slice(&data[start..start + len]);
+            u128::from_le_bytes(bytes)
+        }
+    };
+    ((window << 32) & inline_mask(len)) | len as u128
+}
+
+/// The bits of an inline key of a `len`-byte value: its length and its bytes.
+#[inline]
+fn inline_mask(len: usize) -> u128 {
+    u128::MAX >> (96 - 8 * len)
+}
+
+/// The dictionary of an INT32 or INT64 column chunk (a few distinct values far apart, like
+/// status codes, where codes are much narrower than deltas) and the codes of the current
+/// page.
+#[derive(Debug, Default)]
+pub(super) struct IntDictionary<T> {
+    /// The dictionary page's payload: the entries `PLAIN` encoded (little-endian).
+    plain: Vec<u8>,
+    entries: u32,
+    codes_of: HashMap<T, u32, BuildHasherDefault<KeyHasher>>,
+    codes: Vec<u32>,
+}
+
+/// A physical integer type and its `PLAIN` encoding.
+pub(super) trait PlainInt: Copy + Eq + std::hash::Hash {
+    fn put_plain(self, out: &mut Vec<u8>);
+}
+
+impl PlainInt for i32 {
+    fn put_plain(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl PlainInt for i64 {
+    fn put_plain(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl<T: PlainInt> IntDictionary<T> {
+    /// Encodes `values` (the page's next non-null values) into the current page's codes.
+    pub(super) fn append(&mut self, values: &[T]) {
+        self.codes.reserve(values.len());
+        let mut last: Option<(T, u32)> = None;
+        for &value in values {
+            let code = match last {
+                Some((seen, code)) if seen == value => code,
+                _ => {
+                    let code = match self.codes_of.get(&value) {
+                        Some(&code) => code,
+                        None => {
+                            value.put_plain(&mut self.plain);
+                            self.entries += 1;
+                            self.codes_of.insert(value, self.entries - 1);
+                            self.entries - 1
+                        }
+                    };
+                    last = Some((value, code));
+                    code
+                }
+            };
+            self.codes.push(code);
+        }
+    }
+}
+
+/// What a data page and the dictionary page need from a column chunk's dictionary.
+pub(super) trait Codes {
+    /// The current page's codes.
+    fn codes(&self) -> &[u32];
+    fn clear_codes(&mut self);
+    fn entries(&self) -> u32;
+    /// The dictionary page's payload.
+    fn plain(&self) -> &[u8];
+}
+
+impl<T> Codes for IntDictionary<T> {
+    fn codes(&self) -> &[u32] {
+        &self.codes
+    }
+
+    fn clear_codes(&mut self) {
+        self.codes.clear();
+    }
+
+    fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    fn plain(&self) -> &[u8] {
+        &self.plain
+    }
+}
+
+impl Codes for ByteDictionary {
+    fn codes(&self) -> &[u32] {
+        &self.codes
+    }
+
+    fn clear_codes(&mut self) {
+        self.codes.clear();
+    }
+
+    fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    fn plain(&self) -> &[u8] {
+        &self.plain
+    }
+}
+
+/// Appends the non-null values of `array` (a type [`supports`] accepts) to `out` `PLAIN`
+/// encoded: a page written after the dictionary outgrew its limit.
+pub(super) fn append_plain(array: &dyn Array, out: &mut Vec<u8>) {
+    let mut put = |bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let nulls = array.nulls().filter(|n| n.null_count() > 0);
+    let valid: Box<dyn Iterator<Item = usize>> = match nulls {
+        None => Box::new(0..array.len()),
+        Some(nulls) => Box::new(nulls.valid_indices()),
+    };
+    match array.data_type() {
+        DataType::Utf8 => valid.for_each(|i| put(array.as_string::<i32>().value(i).as_bytes())),
+        DataType::LargeUtf8 => {
+            valid.for_each(|i| put(array.as_string::<i64>().value(i).as_bytes()))
+        }
+        DataType::Binary => valid.for_each(|i| put(array.as_binary::<i32>().value(i))),
+        DataType::LargeBinary => valid.for_each(|i| put(array.as_binary::<i64>().value(i))),
+        DataType::Utf8View => valid.for_each(|i| put(array.as_string_view().value(i).as_bytes())),
+        DataType::BinaryView => valid.for_each(|i| put(array.as_binary_view().value(i))),
+        other => unreachable!("plain encoding of {other} as bytes (see `supports`)"),
+    }
+}
+
+/// A multiply-rotate hasher for dictionary keys: the keys are short and not adversarial (a
+/// task's own data), so SipHash's cost buys nothing here.
+#[derive(Debug, Default)]
+pub(super) struct KeyHasher(u64);
+
+const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl KeyHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(MULTIPLIER).rotate_left(26);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // hashbrown takes its control bits from the top: spread the last mix into them.
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.mix(u64::from_le_bytes(tail) ^ bytes.len() as u64);
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.mix(key as u64);
+        self.mix((key >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.mix(n as u64);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.mix(n as u64);
+    }
+}

@@ -1,0 +1,253 @@
+//! A streaming Parquet encoder for checkpoint files.
+//!
+//! A checkpoint is written on the critical path of the job that first computes its data, so
+//! encoding speed is the checkpoint's cost. The parquet crate's `ArrowWriter` spends about
+//! 10 ns per value even on plain pages (levels, per-value encoder calls, page buffers), and a
+//! hash-table insert per value for dictionaries — more than the query that produced the data.
+//! This module encodes the columns that dominate checkpoints itself, a page at a time in tight
+//! loops, and leaves the rest to the parquet crate's column writers in the same file:
+//!
+//! - integer-like columns (integers, dates, times, timestamps, decimals up to 18 digits) as
+//!   `DELTA_BINARY_PACKED` ([`delta`]), or, when the layout sample says dictionary codes are
+//!   much narrower than deltas, as a dictionary;
+//! - strings and binaries laid out as dictionaries: a `PLAIN` dictionary page plus
+//!   `RLE_DICTIONARY` data pages ([`dictionary`], [`hybrid`]);
+//! - a dictionary that outgrows its limit continues in `PLAIN` (bytes) or delta (integers)
+//!   pages, as parquet-rs and parquet-java fall back.
+//!
+//! Pages are uncompressed and carry no statistics: a checkpoint partition is always read
+//! whole, and bit-packed pages leave a compressor little to find. Page headers and the footer
+//! are the parquet crate's (`SerializedPageWriter`, `SerializedFileWriter`), so the files are
+//! ordinary Parquet that any reader opens.
+//!
+//! Batches are encoded as the task produces them ([`FileEncoder::write`]), while they are
+//! still in cache, rather than after the whole partition is computed.
+
+mod column;
+pub(crate) mod delta;
+mod dictionary;
+pub(crate) mod hybrid;
+#[cfg(test)]
+mod tests_bits;
+mod values;
+
+use std::sync::Arc;
+
+use arrow::array::{new_empty_array, ArrayRef};
+use arrow::datatypes::{Field, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory, ArrowWriterOptions,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Type as PhysicalType;
+use parquet::errors::Result;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnDescriptor;
+
+use super::writer::ColumnLayout;
+use column::{ColumnChunk, Values};
+
+/// Encodes record batches, as they come, into one Parquet file in memory.
+pub(super) enum FileEncoder {
+    /// Flat schemas: Ember's column encoders where they apply, the parquet crate's elsewhere.
+    Columns(ColumnsEncoder),
+    /// Nested columns (their levels are the parquet crate's business): its writer throughout.
+    Arrow(ArrowWriter<Vec<u8>>),
+}
+
+impl FileEncoder {
+    /// An encoder for `schema`; `layouts` gives each top-level column's layout by index (as
+    /// chosen from a sample of the first batch), `properties` the parquet crate's settings for
+    /// the columns it encodes.
+    pub(super) fn try_new(
+        schema: SchemaRef,
+        layouts: Vec<ColumnLayout>,
+        properties: WriterProperties,
+        skip_arrow_metadata: bool,
+    ) -> Result<Self> {
+        let max_row_group_rows = properties.max_row_group_row_count().unwrap_or(usize::MAX);
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties)
+            .with_skip_arrow_metadata(skip_arrow_metadata);
+        let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
+        if schema.fields().iter().any(|f| f.data_type().is_nested()) {
+            return Ok(FileEncoder::Arrow(writer));
+        }
+        let (file, factory) = writer.into_serialized_writer()?;
+        let plans = schema
+            .fields()
+            .iter()
+            .zip(file.schema_descr().columns())
+            .zip(layouts)
+            .map(|((field, descr), layout)| new_values(field, descr, layout).map(|_| layout))
+            .collect();
+        Ok(FileEncoder::Columns(ColumnsEncoder {
+            schema,
+            file,
+            factory,
+            plans,
+            row_group: None,
+            row_groups: 0,
+            max_row_group_rows: max_row_group_rows.max(1),
+        }))
+    }
+
+    /// Encodes `batch` (of the encoder's schema).
+    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            FileEncoder::Columns(encoder) => encoder.write(batch),
+            FileEncoder::Arrow(writer) => writer.write(batch),
+        }
+    }
+
+    /// The finished file.
+    pub(super) fn finish(self) -> Result<Vec<u8>> {
+        match self {
+            FileEncoder::Columns(encoder) => encoder.finish(),
+            FileEncoder::Arrow(writer) => writer.into_inner(),
+        }
+    }
+}
+
+/// Fresh value encoders for `field` under `layout`, or `None` when the parquet crate
+/// encodes it: Ember encodes integer-like columns (as deltas or dictionaries) and string or
+/// binary columns laid out as dictionaries.
+fn new_values(field: &Field, descr: &ColumnDescriptor, layout: ColumnLayout) -> Option<Values> {
+    let probe = new_empty_array(field.data_type());
+    match (layout, descr.physical_type()) {
+        (ColumnLayout::Delta, PhysicalType::INT32) => {
+            values::append_i32(probe.as_ref(), &mut Vec::new()).then(|| Values::Delta32(Vec::new()))
+        }
+        (ColumnLayout::Delta, PhysicalType::INT64) => {
+            values::append_i64(probe.as_ref(), &mut Vec::new()).then(|| Values::Delta64(Vec::new()))
+        }
+        (ColumnLayout::Dictionary, PhysicalType::INT32) => {
+            values::append_i32(probe.as_ref(), &mut Vec::new()).then(Values::ints32_dictionary)
+        }
+        (ColumnLayout::Dictionary, PhysicalType::INT64) => {
+            values::append_i64(probe.as_ref(), &mut Vec::new()).then(Values::ints64_dictionary)
+        }
+        (ColumnLayout::Dictionary, PhysicalType::BYTE_ARRAY)
+            if dictionary::supports(field.data_type()) =>
+        {
+            Some(Values::bytes_dictionary())
+        }
+        _ => None,
+    }
+}
+
+/// The encoder of a flat schema.
+pub(super) struct ColumnsEncoder {
+    schema: SchemaRef,
+    file: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    /// Per column: its layout when Ember encodes it (see [`new_values`]).
+    plans: Vec<Option<ColumnLayout>>,
+    row_group: Option<RowGroup>,
+    row_groups: usize,
+    max_row_group_rows: usize,
+}
+
+/// The row group being encoded.
+struct RowGroup {
+    columns: Vec<ColumnEncoder>,
+    rows: usize,
+}
+
+enum ColumnEncoder {
+    // Both boxed: the variants are hundreds of bytes, and of very different sizes.
+    Ember(Box<ColumnChunk>),
+    Parquet(Box<ArrowColumnWriter>),
+}
+
+impl ColumnsEncoder {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let row_group = match &mut self.row_group {
+                Some(row_group) => row_group,
+                None => self.row_group.insert(self.new_row_group()?),
+            };
+            let take = (batch.num_rows() - offset).min(self.max_row_group_rows - row_group.rows);
+            for ((column, array), field) in row_group
+                .columns
+                .iter_mut()
+                .zip(batch.columns())
+                .zip(self.schema.fields())
+            {
+                let array = array.slice(offset, take);
+                match column {
+                    ColumnEncoder::Ember(chunk) => chunk.write(array.as_ref())?,
+                    ColumnEncoder::Parquet(writer) => write_leaves(writer, field, &array)?,
+                }
+            }
+            row_group.rows += take;
+            offset += take;
+            if row_group.rows == self.max_row_group_rows {
+                self.flush_row_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn new_row_group(&self) -> Result<RowGroup> {
+        let writers = self.factory.create_column_writers(self.row_groups)?;
+        let columns = writers
+            .into_iter()
+            .zip(self.schema.fields())
+            .zip(self.file.schema_descr().columns())
+            .zip(&self.plans)
+            .map(|(((writer, field), descr), plan)| {
+                match plan.and_then(|layout| new_values(field, descr, layout)) {
+                    Some(values) => {
+                        ColumnEncoder::Ember(Box::new(ColumnChunk::new(descr.clone(), values)))
+                    }
+                    None => ColumnEncoder::Parquet(Box::new(writer)),
+                }
+            })
+            .collect();
+        Ok(RowGroup { columns, rows: 0 })
+    }
+
+    fn flush_row_group(&mut self) -> Result<()> {
+        let Some(row_group) = self.row_group.take() else {
+            return Ok(());
+        };
+        let mut writer = self.file.next_row_group()?;
+        for column in row_group.columns {
+            match column {
+                ColumnEncoder::Ember(chunk) => {
+                    let (bytes, close) = chunk.close()?;
+                    writer.append_column(&bytes, close)?;
+                }
+                ColumnEncoder::Parquet(column) => {
+                    column.close()?.append_to_row_group(&mut writer)?
+                }
+            }
+        }
+        writer.close()?;
+        self.row_groups += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        self.flush_row_group()?;
+        self.file.into_inner()
+    }
+}
+
+fn write_leaves(
+    writer: &mut ArrowColumnWriter,
+    field: &Arc<Field>,
+    array: &ArrayRef,
+) -> Result<()> {
+    for leaf in compute_leaves(field, array)? {
+        writer.write(&leaf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,330 @@
+//! Files made by [`FileEncoder`], read back by the parquet crate's reader.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
+    Int32Array, Int64Array, LargeStringArray, StringArray, StringViewArray,
+    TimestampMicrosecondArray, UInt64Array,
+};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, Encoding};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::properties::WriterProperties;
+
+use super::super::writer::ColumnLayout::{self, Delta, Dictionary, Plain};
+use super::FileEncoder;
+
+/// Rows of the test table: several pages (32 Ki rows each) and row groups.
+const ROWS: usize = 100_000;
+const ROW_GROUP_ROWS: usize = 40_000;
+
+/// Every column kind: Ember's delta and dictionary encoders, nulls, both physical integer
+/// widths, and columns left to the parquet crate (floats, booleans, plain strings).
+fn table() -> (RecordBatch, Vec<ColumnLayout>) {
+    let n = ROWS as i64;
+    let columns: Vec<(&str, ArrayRef, ColumnLayout)> = vec![
+        (
+            "i32_nulls",
+            Arc::new(Int32Array::from_iter(
+                (0..n).map(|i| (i % 7 != 3).then_some((i * 37 % 1000) as i32 - 500)),
+            )),
+            Delta,
+        ),
+        (
+            "i64_extremes",
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| match i % 5 {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                _ => i * 1_000_003,
+            }))),
+            Delta,
+        ),
+        (
+            "u64",
+            Arc::new(UInt64Array::from_iter_values(
+                (0..n as u64).map(|i| u64::MAX - i * 3),
+            )),
+            Delta,
+        ),
+        (
+            "price",
+            Arc::new(
+                Decimal128Array::from_iter_values((0..n).map(|i| (i * 7919 % 10_000_000) as i128))
+                    .with_precision_and_scale(15, 2)
+                    .unwrap(),
+            ),
+            Delta,
+        ),
+        (
+            "small_decimal",
+            Arc::new(
+                Decimal128Array::from_iter(
+                    (0..n).map(|i| (i % 11 != 0).then_some(i as i128 % 999)),
+                )
+                .with_precision_and_scale(5, 2)
+                .unwrap(),
+            ),
+            Delta,
+        ),
+        (
+            "day",
+            Arc::new(Date32Array::from_iter_values(
+                (0..n).map(|i| 8000 + (i % 2500) as i32),
+            )),
+            Delta,
+        ),
+        (
+            "at",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values((0..n).map(|i| i * 1_000_000))
+                    .with_timezone("Europe/Paris"),
+            ),
+            Delta,
+        ),
+        (
+            "status",
+            // Two values far apart: dictionary codes (1 bit) beat deltas (31 bits).
+            Arc::new(Int64Array::from_iter((0..n).map(|i| {
+                (i % 17 != 0).then_some([7, 1_000_000_007][(i * 13 % 2) as usize])
+            }))),
+            Dictionary,
+        ),
+        (
+            "tiny",
+            Arc::new(Int32Array::from_iter_values(
+                (0..n).map(|i| (i % 3) as i32 * 100_000),
+            )),
+            Dictionary,
+        ),
+        (
+            "flag",
+            Arc::new(StringArray::from_iter((0..n).map(|i| {
+                (i % 13 != 5).then(|| ["A", "N", "R"][(i * 31 % 3) as usize])
+            }))),
+            Dictionary,
+        ),
+        (
+            "mode",
+            Arc::new(StringViewArray::from_iter_values((0..n).map(|i| {
+                ["AIR", "TRUCK", "DELIVER IN PERSON", "", "TAKE BACK RETURN"][(i % 5) as usize]
+            }))),
+            Dictionary,
+        ),
+        (
+            "many",
+            // 40 distinct values: past the scanned small dictionary, into the hash map.
+            Arc::new(LargeStringArray::from_iter_values(
+                (0..n).map(|i| format!("nation-{}", i * 17 % 40)),
+            )),
+            Dictionary,
+        ),
+        (
+            "bytes",
+            Arc::new(BinaryArray::from_iter_values(
+                (0..n).map(|i| vec![(i % 4) as u8; (i % 3) as usize]),
+            )),
+            Dictionary,
+        ),
+        (
+            "ratio",
+            Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|i| i as f64 / 3.0),
+            )),
+            Plain,
+        ),
+        (
+            "ok",
+            Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(i % 3 == 0)))),
+            Dictionary,
+        ),
+        (
+            "comment",
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("comment {i}")),
+            )),
+            Plain,
+        ),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, array, _)| {
+            Field::new(*name, array.data_type().clone(), array.null_count() > 0)
+        })
+        .collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let batch =
+        RecordBatch::try_new(schema, columns.iter().map(|c| c.1.clone()).collect()).unwrap();
+    (batch, columns.iter().map(|c| c.2).collect())
+}
+
+/// Encodes `batch` in uneven slices, as a task's batches arrive.
+fn encode(batch: &RecordBatch, layouts: Vec<ColumnLayout>, properties: WriterProperties) -> Bytes {
+    let mut encoder = FileEncoder::try_new(batch.schema(), layouts, properties, false).unwrap();
+    let mut offset = 0;
+    for size in [1, 1000, 8191, 50_000].into_iter().cycle() {
+        if offset == batch.num_rows() {
+            break;
+        }
+        let size = size.min(batch.num_rows() - offset);
+        encoder.write(&batch.slice(offset, size)).unwrap();
+        offset += size;
+    }
+    Bytes::from(encoder.finish().unwrap())
+}
+
+fn read(file: Bytes) -> (RecordBatch, Arc<ParquetMetaData>) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let metadata = builder.metadata().clone();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    (concat_batches(&schema, &batches).unwrap(), metadata)
+}
+
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_offset_index_disabled(true)
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
+        .set_compression(Compression::SNAPPY)
+        .build()
+}
+
+#[test]
+fn every_column_kind_round_trips_across_pages_and_row_groups() {
+    let (batch, layouts) = table();
+    let (back, metadata) = read(encode(&batch, layouts, properties()));
+    assert_eq!(back, batch);
+    assert_eq!(metadata.num_row_groups(), ROWS.div_ceil(ROW_GROUP_ROWS));
+
+    // Which encoder wrote each chunk: Ember's are uncompressed (delta or dictionary), the
+    // parquet crate's compressed with the file's codec.
+    let chunk = |name: &str| {
+        let index = batch.schema().index_of(name).unwrap();
+        metadata.row_group(0).column(index).clone()
+    };
+    for name in [
+        "i32_nulls",
+        "i64_extremes",
+        "u64",
+        "price",
+        "small_decimal",
+        "day",
+        "at",
+    ] {
+        let chunk = chunk(name);
+        assert_eq!(chunk.compression(), Compression::UNCOMPRESSED, "{name}");
+        assert!(
+            chunk
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED),
+            "{name}: {:?}",
+            chunk.encodings().collect::<Vec<_>>()
+        );
+    }
+    for name in ["status", "tiny", "flag", "mode", "many", "bytes"] {
+        let chunk = chunk(name);
+        assert_eq!(chunk.compression(), Compression::UNCOMPRESSED, "{name}");
+        assert!(chunk.dictionary_page_offset().is_some(), "{name}");
+        assert!(
+            chunk.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+            "{name}"
+        );
+    }
+    for name in ["ratio", "ok", "comment"] {
+        assert_eq!(chunk(name).compression(), Compression::SNAPPY, "{name}");
+    }
+}
+
+#[test]
+fn an_outgrown_dictionary_continues_in_fallback_pages() {
+    // Unique values: the string dictionary (100-byte values) passes 1 MiB after ~10 thousand
+    // rows, the integer one after 131 thousand, inside the one row group, so later pages of
+    // those chunks are plain (strings) or delta-packed (integers).
+    let n = 200_000;
+    let strings = StringArray::from_iter_values((0..n).map(|i| format!("{i:0>100}")));
+    let ints = Int64Array::from_iter((0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7)));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(strings), Arc::new(ints)]).unwrap();
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(n))
+        .set_offset_index_disabled(true)
+        .build();
+    let (back, metadata) = read(encode(&batch, vec![Dictionary, Dictionary], properties));
+    assert_eq!(back, batch);
+    let encodings = |column: usize| -> Vec<Encoding> {
+        metadata.row_group(0).column(column).encodings().collect()
+    };
+    assert!(
+        encodings(0).contains(&Encoding::RLE_DICTIONARY),
+        "{:?}",
+        encodings(0)
+    );
+    assert!(
+        encodings(0).contains(&Encoding::PLAIN),
+        "{:?}",
+        encodings(0)
+    );
+    assert!(
+        encodings(1).contains(&Encoding::RLE_DICTIONARY),
+        "{:?}",
+        encodings(1)
+    );
+    assert!(
+        encodings(1).contains(&Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        encodings(1)
+    );
+}
+
+#[test]
+fn a_file_without_rows_keeps_its_schema() {
+    let (batch, layouts) = table();
+    let encoder = FileEncoder::try_new(batch.schema(), layouts, properties(), false).unwrap();
+    let (back, metadata) = read(Bytes::from(encoder.finish().unwrap()));
+    assert_eq!(back.num_rows(), 0);
+    assert_eq!(back.schema(), batch.schema());
+    assert_eq!(metadata.num_row_groups(), 0);
+}
+
+#[test]
+fn nested_columns_are_left_to_the_parquet_writer() {
+    let list = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Int64Type, _, _>(
+        (0..100).map(|i| Some(vec![Some(i), None])),
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("list", list.data_type().clone(), false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(list),
+            Arc::new(Int64Array::from_iter_values(0..100)),
+        ],
+    )
+    .unwrap();
+    let (back, _) = read(encode(&batch, vec![Dictionary, Delta], properties()));
+    assert_eq!(back, batch);
+}
+
+#[test]
+fn timestamps_in_seconds_are_left_to_the_parquet_writer() {
+    // Parquet has no seconds unit: the parquet crate rescales them, Ember must not write raw.
+    let seconds = arrow::array::TimestampSecondArray::from_iter_values(0..1000);
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "at",
+        DataType::Timestamp(TimeUnit::Second, None),
+        false,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(seconds)]).unwrap();
+    let (back, _) = read(encode(&batch, vec![Delta], properties()));
+    assert_eq!(back, batch);
+}
