@@ -4,11 +4,18 @@
 //! spawned on one small process-wide tokio runtime and the calling thread waits for it.
 //! Spawning (instead of `Runtime::block_on`) keeps this safe to call from any thread, including
 //! a thread that is itself inside some other tokio runtime, where `block_on` would panic.
-//! Local files pay one thread hop per call, which is noise next to writing a Parquet file.
+//!
+//! A local directory skips the runtime for the calls on a checkpoint's critical path (put,
+//! get, size, rename): they are plain file-system calls on the calling thread. Through the
+//! runtime, every task writing a partition and the driver reading the files back queued on
+//! its one worker and its blocking pool — about a tenth of a checkpointed query's time at
+//! TPC-H SF 1, by measurement.
 
 use std::fmt;
 use std::future::Future;
-use std::path::Path as FsPath;
+use std::io::{self, Write};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -58,6 +65,8 @@ fn wait<T: Send + 'static>(
 #[derive(Clone)]
 pub(crate) struct Objects {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory, for direct file-system calls.
+    local: Option<Arc<LocalFileSystem>>,
     root: Path,
     /// The location as the user gave it, for error messages.
     url: String,
@@ -91,8 +100,10 @@ impl Objects {
                 // Removing a checkpoint's last file removes its folder too: vacuum leaves
                 // no empty directories behind.
                 .with_automatic_cleanup(true);
+            let store = Arc::new(store);
             return Ok(Objects {
-                store: Arc::new(store),
+                store: store.clone(),
+                local: Some(store),
                 root: Path::default(),
                 url: location.to_string(),
             });
@@ -107,6 +118,7 @@ impl Objects {
         })?;
         Ok(Objects {
             store: Arc::from(store),
+            local: None,
             root,
             url: location.to_string(),
         })
@@ -143,9 +155,31 @@ impl Objects {
         ))
     }
 
+    /// The local file behind `path`, when the store is a local directory.
+    pub fn local_file(&self, path: &Path) -> Option<Result<PathBuf>> {
+        let local = self.local.as_ref()?;
+        Some(
+            local
+                .path_to_filesystem(path)
+                .map_err(|e| self.error("locate", path, e)),
+        )
+    }
+
+    pub fn io_error(&self, op: &str, path: &Path, e: io::Error) -> EmberError {
+        EmberError::Execution(format!(
+            "checkpoint store {}: cannot {op} {}: {e}",
+            self.url,
+            self.relative(path)
+        ))
+    }
+
     /// Writes `data` as the object `path`, replacing any previous object. Each store makes a
-    /// single put atomic (a local file is staged and renamed; S3 puts are atomic).
+    /// single put atomic (a local file is staged under a hidden name and renamed; S3 puts
+    /// are atomic).
     pub fn put(&self, path: &Path, data: Bytes) -> Result<()> {
+        if let Some(file) = self.local_file(path) {
+            return put_file(&file?, &data).map_err(|e| self.io_error("write", path, e));
+        }
         let store = self.store.clone();
         let location = path.clone();
         wait(async move {
@@ -159,6 +193,13 @@ impl Objects {
 
     /// The whole object, or `None` when it does not exist.
     pub fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        if let Some(file) = self.local_file(path) {
+            return match std::fs::read(file?) {
+                Ok(data) => Ok(Some(Bytes::from(data))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.io_error("read", path, e)),
+            };
+        }
         let store = self.store.clone();
         let location = path.clone();
         match wait(async move {
@@ -173,6 +214,14 @@ impl Objects {
 
     /// The object's size in bytes, or `None` when it does not exist.
     pub fn size(&self, path: &Path) -> Result<Option<u64>> {
+        if let Some(file) = self.local_file(path) {
+            return match std::fs::metadata(file?) {
+                Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.io_error("stat", path, e)),
+            };
+        }
         let store = self.store.clone();
         let location = path.clone();
         let options = GetOptions {
@@ -188,6 +237,14 @@ impl Objects {
 
     /// Moves `from` to `to`, replacing `to` if it exists.
     pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        if let (Some(source), Some(target)) = (self.local_file(from), self.local_file(to)) {
+            let op = || format!("rename to {} from", self.relative(to));
+            let (source, target) = (source?, target?);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| self.io_error(&op(), from, e))?;
+            }
+            return std::fs::rename(source, target).map_err(|e| self.io_error(&op(), from, e));
+        }
         let store = self.store.clone();
         let (source, target) = (from.clone(), to.clone());
         let options = RenameOptions {
@@ -241,6 +298,27 @@ impl Objects {
     }
 }
 
+/// Writes `data` to `file` atomically: to a hidden staging file in the same folder (readers
+/// skip names starting with `.`), then renamed over `file`.
+fn put_file(file: &FsPath, data: &[u8]) -> io::Result<()> {
+    static STAGED: AtomicU64 = AtomicU64::new(0);
+    let folder = file.parent().unwrap_or(FsPath::new("."));
+    std::fs::create_dir_all(folder)?;
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let staging = folder.join(format!(
+        ".{name}.{}-{}.staging",
+        std::process::id(),
+        STAGED.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::File::create(&staging)
+        .and_then(|mut f| f.write_all(data))
+        .and_then(|()| std::fs::rename(&staging, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +332,16 @@ mod tests {
         let b = objects.path("x/b.bin");
         objects.put(&a, Bytes::from_static(b"hello")).unwrap();
         assert_eq!(objects.size(&a).unwrap(), Some(5));
+        let names: Vec<_> = std::fs::read_dir(root.join("x"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["_a.bin"], "no staging file is left behind");
+        assert_eq!(
+            objects.size(&objects.path("x")).unwrap(),
+            None,
+            "a folder is no object"
+        );
         objects.rename(&a, &b).unwrap();
         assert_eq!(objects.get(&a).unwrap(), None);
         assert_eq!(objects.get(&b).unwrap().as_deref(), Some(&b"hello"[..]));

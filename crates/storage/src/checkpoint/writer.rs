@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
@@ -34,7 +35,7 @@ use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
 use super::reader::{self, Checkpoint};
 use super::{partition_file, temp_file, WriteFaults, MANIFEST_FILE, SUCCESS_FILE, TEMP_PREFIX};
-use crate::checksum::Checksum;
+use crate::checksum::ChecksumWriter;
 use crate::parquet::ParquetWriteOptions;
 
 /// Writes the partitions of one checkpoint. Cheap to clone: give each task its own copy.
@@ -89,7 +90,7 @@ impl CheckpointWriter {
 
     /// A file encoder for this checkpoint's partitions, with each column's layout chosen from
     /// a sample of `first` (the partition's first non-empty batch; `None` when it has none).
-    fn new_encoder(&self, first: Option<&RecordBatch>) -> Result<FileEncoder> {
+    fn new_encoder(&self, sink: Sink, first: Option<&RecordBatch>) -> Result<FileEncoder<Sink>> {
         let named = first.map(column_layouts).unwrap_or_default();
         let properties = with_layouts(checkpoint_properties(self.options).into_builder(), &named);
         let layouts = self
@@ -104,6 +105,7 @@ impl CheckpointWriter {
             })
             .collect();
         Ok(FileEncoder::try_new(
+            sink,
             self.schema.clone(),
             layouts,
             properties.build(),
@@ -200,7 +202,7 @@ pub struct PartitionWriter {
     partition: usize,
     attempt: usize,
     /// Made from the first non-empty batch, whose sample chooses the column layouts.
-    encoder: Option<FileEncoder>,
+    encoder: Option<FileEncoder<Sink>>,
     rows: usize,
 }
 
@@ -246,15 +248,48 @@ impl PartitionWriter {
         Ok(())
     }
 
-    fn encoder_for(&mut self, batch: &RecordBatch) -> Result<&mut FileEncoder> {
+    fn encoder_for(&mut self, batch: &RecordBatch) -> Result<&mut FileEncoder<Sink>> {
         if self.encoder.is_none() {
             let encoder = self
-                .checkpoint
-                .new_encoder(Some(batch))
+                .sink()
+                .and_then(|sink| self.checkpoint.new_encoder(sink, Some(batch)))
                 .map_err(|e| e.context(self.context()))?;
             self.encoder = Some(encoder);
         }
         Ok(self.encoder.as_mut().expect("just made"))
+    }
+
+    /// The attempt's temp file name.
+    fn temp_path(&self) -> object_store::path::Path {
+        self.checkpoint
+            .path(&temp_file(self.partition, self.attempt))
+    }
+
+    /// Where the encoded bytes go: straight into the attempt's temp file in a local store (no
+    /// copy of the whole file in memory), into memory for any other store.
+    fn sink(&self) -> Result<Sink> {
+        let objects = &self.checkpoint.objects;
+        let temp = self.temp_path();
+        let Some(file) = objects.local_file(&temp) else {
+            return Ok(ChecksumWriter::new(FileSink::Memory(Vec::new())));
+        };
+        let file = file?;
+        let created = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                // Readable too: an injected `corrupt-checkpoint` fault damages it in place.
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&file)
+            });
+        let created = created.map_err(|e| objects.io_error("create", &temp, e))?;
+        Ok(ChecksumWriter::new(FileSink::Local(
+            BufWriter::with_capacity(1 << 20, created),
+        )))
     }
 
     /// Finishes the file and puts it in place: written under a temp name of this attempt and
@@ -264,45 +299,103 @@ impl PartitionWriter {
     /// checks sizes). Returns what the manifest must record.
     pub fn finish(mut self) -> Result<PartitionInfo> {
         let context = self.context();
-        let encoder = match self.encoder.take() {
-            Some(encoder) => encoder,
-            None => self.checkpoint.new_encoder(None)?,
-        };
-        let data = encoder
-            .finish()
-            .map_err(|e| EmberError::from(e).context(context.clone()))?;
+        let temp = self.temp_path();
+        let finished = match self.encoder.take() {
+            Some(encoder) => Ok(encoder),
+            None => self
+                .sink()
+                .and_then(|sink| self.checkpoint.new_encoder(sink, None)),
+        }
+        .and_then(|encoder| Ok(encoder.finish()?))
+        .and_then(|sink| self.put_in_place(sink, &temp));
+        finished.map_err(|e| {
+            // Best effort: temp files are hidden and removed by commit or vacuum.
+            let _ = self.checkpoint.objects.delete(&temp);
+            e.context(context)
+        })
+    }
+
+    /// Stores the finished file under the attempt's temp name (already there for a local
+    /// store) and renames it to the partition's name.
+    fn put_in_place(&self, sink: Sink, temp: &object_store::path::Path) -> Result<PartitionInfo> {
         let (checkpoint, partition) = (&self.checkpoint, self.partition);
+        let objects = &checkpoint.objects;
+        let (file, checksum) = sink.into_parts();
         let info = PartitionInfo {
             partition,
             rows: self.rows,
-            bytes: data.len() as u64,
-            checksum: Checksum::of(&data),
+            bytes: checksum.len(),
+            checksum: checksum.finish(),
         };
-        let data = if checkpoint
+        // Injected fault: the manifest records the good checksum, so readers and lookups
+        // must notice this file is not the one that was written.
+        let damaged = checkpoint
             .faults
-            .should_damage(checkpoint.fingerprint, partition)
-        {
-            // Injected fault: the manifest will record the good checksum, so readers and
-            // lookups must notice this file is not the one that was written.
-            damage(data)
-        } else {
-            data
-        };
-        let temp = checkpoint.path(&temp_file(partition, self.attempt));
-        checkpoint
-            .objects
-            .put(&temp, Bytes::from(data))
-            .and_then(|()| {
-                let final_path = checkpoint.path(&partition_file(partition));
-                checkpoint.objects.rename(&temp, &final_path)
-            })
-            .map_err(|e| {
-                // Best effort: temp files are hidden and removed by commit or vacuum.
-                let _ = checkpoint.objects.delete(&temp);
-                e.context(context)
-            })?;
+            .should_damage(checkpoint.fingerprint, partition);
+        match file {
+            FileSink::Local(file) => {
+                let file = file
+                    .into_inner()
+                    .map_err(|e| objects.io_error("write", temp, e.into_error()))?;
+                if damaged {
+                    damage_file(&file, info.bytes)
+                        .map_err(|e| objects.io_error("damage", temp, e))?;
+                }
+            }
+            FileSink::Memory(data) => {
+                let data = if damaged { damage(data) } else { data };
+                objects.put(temp, Bytes::from(data))?;
+            }
+        }
+        objects.rename(temp, &checkpoint.path(&partition_file(partition)))?;
         Ok(info)
     }
+}
+
+/// A partition file's bytes on their way to the store, checksummed and counted.
+type Sink = ChecksumWriter<FileSink>;
+
+/// Where a partition file's bytes go while it is encoded; see [`PartitionWriter::sink`].
+#[derive(Debug)]
+enum FileSink {
+    Local(BufWriter<std::fs::File>),
+    Memory(Vec<u8>),
+}
+
+impl Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            FileSink::Local(file) => file.write(buf),
+            FileSink::Memory(data) => data.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            FileSink::Local(file) => file.write_all(buf),
+            FileSink::Memory(data) => data.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            FileSink::Local(file) => file.flush(),
+            FileSink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// [`damage`] for a file of `len` bytes already written to disk.
+fn damage_file(mut file: &std::fs::File, len: u64) -> std::io::Result<()> {
+    if len == 0 {
+        return file.write_all(&[0]);
+    }
+    let middle = len / 2;
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(middle))?;
+    file.read_exact(&mut byte)?;
+    file.seek(SeekFrom::Start(middle))?;
+    file.write_all(&[byte[0] ^ 0xFF])
 }
 
 /// Parquet writer settings for checkpoint files: the same row groups and compression as

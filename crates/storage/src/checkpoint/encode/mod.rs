@@ -31,6 +31,7 @@ pub(crate) mod hybrid;
 mod tests_bits;
 mod values;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{new_empty_array, ArrayRef};
@@ -49,19 +50,20 @@ use parquet::schema::types::ColumnDescriptor;
 use super::writer::ColumnLayout;
 use column::{ColumnChunk, Values};
 
-/// Encodes record batches, as they come, into one Parquet file in memory.
-pub(super) enum FileEncoder {
+/// Encodes record batches, as they come, into one Parquet file written to `W`.
+pub(super) enum FileEncoder<W: Write + Send> {
     /// Flat schemas: Ember's column encoders where they apply, the parquet crate's elsewhere.
-    Columns(ColumnsEncoder),
+    Columns(ColumnsEncoder<W>),
     /// Nested columns (their levels are the parquet crate's business): its writer throughout.
-    Arrow(ArrowWriter<Vec<u8>>),
+    Arrow(ArrowWriter<W>),
 }
 
-impl FileEncoder {
+impl<W: Write + Send> FileEncoder<W> {
     /// An encoder for `schema`; `layouts` gives each top-level column's layout by index (as
     /// chosen from a sample of the first batch), `properties` the parquet crate's settings for
     /// the columns it encodes.
     pub(super) fn try_new(
+        sink: W,
         schema: SchemaRef,
         layouts: Vec<ColumnLayout>,
         properties: WriterProperties,
@@ -71,7 +73,7 @@ impl FileEncoder {
         let options = ArrowWriterOptions::new()
             .with_properties(properties)
             .with_skip_arrow_metadata(skip_arrow_metadata);
-        let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
+        let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)?;
         if schema.fields().iter().any(|f| f.data_type().is_nested()) {
             return Ok(FileEncoder::Arrow(writer));
         }
@@ -102,8 +104,8 @@ impl FileEncoder {
         }
     }
 
-    /// The finished file.
-    pub(super) fn finish(self) -> Result<Vec<u8>> {
+    /// Finishes the file and returns its sink.
+    pub(super) fn finish(self) -> Result<W> {
         match self {
             FileEncoder::Columns(encoder) => encoder.finish(),
             FileEncoder::Arrow(writer) => writer.into_inner(),
@@ -139,9 +141,9 @@ fn new_values(field: &Field, descr: &ColumnDescriptor, layout: ColumnLayout) -> 
 }
 
 /// The encoder of a flat schema.
-pub(super) struct ColumnsEncoder {
+pub(super) struct ColumnsEncoder<W: Write + Send> {
     schema: SchemaRef,
-    file: SerializedFileWriter<Vec<u8>>,
+    file: SerializedFileWriter<W>,
     factory: ArrowRowGroupWriterFactory,
     /// Per column: its layout when Ember encodes it (see [`new_values`]).
     plans: Vec<Option<ColumnLayout>>,
@@ -162,7 +164,7 @@ enum ColumnEncoder {
     Parquet(Box<ArrowColumnWriter>),
 }
 
-impl ColumnsEncoder {
+impl<W: Write + Send> ColumnsEncoder<W> {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {
@@ -232,7 +234,7 @@ impl ColumnsEncoder {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<u8>> {
+    fn finish(mut self) -> Result<W> {
         self.flush_row_group()?;
         self.file.into_inner()
     }

@@ -164,7 +164,8 @@ fn table() -> (RecordBatch, Vec<ColumnLayout>) {
 
 /// Encodes `batch` in uneven slices, as a task's batches arrive.
 fn encode(batch: &RecordBatch, layouts: Vec<ColumnLayout>, properties: WriterProperties) -> Bytes {
-    let mut encoder = FileEncoder::try_new(batch.schema(), layouts, properties, false).unwrap();
+    let mut encoder =
+        FileEncoder::try_new(Vec::new(), batch.schema(), layouts, properties, false).unwrap();
     let mut offset = 0;
     for size in [1, 1000, 8191, 50_000].into_iter().cycle() {
         if offset == batch.num_rows() {
@@ -287,7 +288,8 @@ fn an_outgrown_dictionary_continues_in_fallback_pages() {
 #[test]
 fn a_file_without_rows_keeps_its_schema() {
     let (batch, layouts) = table();
-    let encoder = FileEncoder::try_new(batch.schema(), layouts, properties(), false).unwrap();
+    let encoder =
+        FileEncoder::try_new(Vec::new(), batch.schema(), layouts, properties(), false).unwrap();
     let (back, metadata) = read(Bytes::from(encoder.finish().unwrap()));
     assert_eq!(back.num_rows(), 0);
     assert_eq!(back.schema(), batch.schema());
