@@ -3,9 +3,9 @@
 //! Checkpointed strings are mostly flags, codes and categories: a handful of short values
 //! repeated millions of times. A value of up to 12 bytes is keyed by the 16 bytes Arrow's
 //! view layout gives it (length, then the bytes inline) — for a `Utf8View` column that is the
-//! view itself, no bytes are touched — and while the dictionary has at most [`SCAN_LIMIT`]
-//! entries a key is found by a scan of a small array, cheaper than hashing it. Longer values
-//! and larger dictionaries go through hash maps.
+//! view itself, no bytes are touched — and is looked up first in a small direct-mapped cache
+//! of recent keys ([`RecentCodes`]): one multiply, one load, one compare, where a hash map
+//! costs a full probe sequence. Longer values and cache misses go through hash maps.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,8 +15,8 @@ use arrow::datatypes::{
     ArrowNativeType, BinaryViewType, ByteArrayType, ByteViewType, DataType, StringViewType,
 };
 
-/// Dictionary sizes up to which a short value is looked up by scanning.
-const SCAN_LIMIT: usize = 16;
+/// Slots of a [`RecentCodes`] cache (a power of two).
+const RECENT_SLOTS: usize = 256;
 /// Longest value kept inline in a 16-byte key (Arrow's inline view limit).
 const INLINE_MAX: usize = 12;
 
@@ -26,8 +26,7 @@ pub(super) struct ByteDictionary {
     /// The dictionary page's payload: each entry `PLAIN` encoded (u32 length, bytes).
     plain: Vec<u8>,
     entries: u32,
-    /// Keys of the first [`SCAN_LIMIT`] entries, in code order, while all are inline.
-    scan: Vec<u128>,
+    recent: RecentCodes<u128>,
     inline: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
     long: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
     /// The codes of the current page's non-null values.
@@ -103,21 +102,26 @@ impl ByteDictionary {
     }
 
     /// The code of the inline value with key `key` (see [`inline_key_at`]), adding it if new.
-    #[inline]
+    #[inline(always)]
     fn code_of_inline(&mut self, key: u128) -> u32 {
-        if self.scan.len() == self.entries as usize && self.scan.len() <= SCAN_LIMIT {
-            if let Some(code) = self.scan.iter().position(|&k| k == key) {
-                return code as u32;
+        match self.recent.get(key) {
+            Some(code) => code,
+            None => self.code_of_inline_slow(key),
+        }
+    }
+
+    #[inline(never)]
+    fn code_of_inline_slow(&mut self, key: u128) -> u32 {
+        let code = match self.inline.get(&key) {
+            Some(&code) => code,
+            None => {
+                let len = key as u32 as usize;
+                let code = self.add(&key.to_le_bytes()[4..4 + len]);
+                self.inline.insert(key, code);
+                code
             }
-        } else if let Some(&code) = self.inline.get(&key) {
-            return code;
-        }
-        let len = key as u32 as usize;
-        let code = self.add(&key.to_le_bytes()[4..4 + len]);
-        if self.scan.len() == code as usize && self.scan.len() < SCAN_LIMIT {
-            self.scan.push(key);
-        }
-        self.inline.insert(key, code);
+        };
+        self.recent.put(key, code);
         code
     }
 
@@ -127,8 +131,6 @@ impl ByteDictionary {
         }
         let code = self.add(bytes);
         self.long.insert(bytes.into(), code);
-        // Scanning only knows inline keys: a long entry ends it.
-        self.scan.clear();
         code
     }
 
@@ -168,17 +170,18 @@ fn inline_mask(len: usize) -> u128 {
 /// The dictionary of an INT32 or INT64 column chunk (a few distinct values far apart, like
 /// status codes, where codes are much narrower than deltas) and the codes of the current
 /// page.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct IntDictionary<T> {
     /// The dictionary page's payload: the entries `PLAIN` encoded (little-endian).
     plain: Vec<u8>,
     entries: u32,
+    recent: RecentCodes<T>,
     codes_of: HashMap<T, u32, BuildHasherDefault<KeyHasher>>,
     codes: Vec<u32>,
 }
 
 /// A physical integer type and its `PLAIN` encoding.
-pub(super) trait PlainInt: Copy + Eq + std::hash::Hash {
+pub(super) trait PlainInt: RecentKey + std::hash::Hash {
     fn put_plain(self, out: &mut Vec<u8>);
 }
 
@@ -194,30 +197,102 @@ impl PlainInt for i64 {
     }
 }
 
+/// A key a [`RecentCodes`] cache can hold: folded to 64 bits to pick its slot.
+pub(super) trait RecentKey: Copy + Eq + Default {
+    fn fold(self) -> u64;
+}
+
+impl RecentKey for i32 {
+    fn fold(self) -> u64 {
+        self as u64
+    }
+}
+
+impl RecentKey for i64 {
+    fn fold(self) -> u64 {
+        self as u64
+    }
+}
+
+impl RecentKey for u128 {
+    fn fold(self) -> u64 {
+        (self as u64) ^ ((self >> 64) as u64).rotate_left(17)
+    }
+}
+
+/// A direct-mapped cache from keys to dictionary codes: the fast path of every lookup.
+/// Columns worth a dictionary repeat a few values, so nearly every lookup hits; a miss goes to
+/// the dictionary's hash map and replaces the slot.
+#[derive(Debug)]
+pub(super) struct RecentCodes<K> {
+    /// `(key, code)`; code `u32::MAX` marks an empty slot (codes stay far below it).
+    slots: Box<[(K, u32)]>,
+}
+
+impl<K: RecentKey> Default for RecentCodes<K> {
+    fn default() -> Self {
+        RecentCodes {
+            slots: vec![(K::default(), u32::MAX); RECENT_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl<K: RecentKey> RecentCodes<K> {
+    #[inline(always)]
+    fn slot(key: K) -> usize {
+        // Fibonacci hashing: the top bits of the product depend on every bit of the key.
+        (key.fold().wrapping_mul(MULTIPLIER) >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
+    }
+
+    #[inline(always)]
+    fn get(&self, key: K) -> Option<u32> {
+        let (cached, code) = self.slots[Self::slot(key)];
+        (cached == key && code != u32::MAX).then_some(code)
+    }
+
+    fn put(&mut self, key: K, code: u32) {
+        self.slots[Self::slot(key)] = (key, code);
+    }
+}
+
+impl<T: PlainInt> Default for IntDictionary<T> {
+    fn default() -> Self {
+        IntDictionary {
+            plain: Vec::new(),
+            entries: 0,
+            recent: RecentCodes::default(),
+            codes_of: HashMap::default(),
+            codes: Vec::new(),
+        }
+    }
+}
+
 impl<T: PlainInt> IntDictionary<T> {
     /// Encodes `values` (the page's next non-null values) into the current page's codes.
     pub(super) fn append(&mut self, values: &[T]) {
         self.codes.reserve(values.len());
-        let mut last: Option<(T, u32)> = None;
         for &value in values {
-            let code = match last {
-                Some((seen, code)) if seen == value => code,
-                _ => {
-                    let code = match self.codes_of.get(&value) {
-                        Some(&code) => code,
-                        None => {
-                            value.put_plain(&mut self.plain);
-                            self.entries += 1;
-                            self.codes_of.insert(value, self.entries - 1);
-                            self.entries - 1
-                        }
-                    };
-                    last = Some((value, code));
-                    code
-                }
+            let code = match self.recent.get(value) {
+                Some(code) => code,
+                None => self.code_of_slow(value),
             };
             self.codes.push(code);
         }
+    }
+
+    #[inline(never)]
+    fn code_of_slow(&mut self, value: T) -> u32 {
+        let code = match self.codes_of.get(&value) {
+            Some(&code) => code,
+            None => {
+                value.put_plain(&mut self.plain);
+                self.entries += 1;
+                self.codes_of.insert(value, self.entries - 1);
+                self.entries - 1
+            }
+        };
+        self.recent.put(value, code);
+        code
     }
 }
 
