@@ -12,7 +12,7 @@ use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::dictionary::{self, ByteDictionary, Codes, IntDictionary, PlainInt};
+use super::dictionary::{self, ByteDictionary, DictionaryPages, IntDictionary, PlainInt};
 use super::{delta, hybrid, values};
 
 /// Rows per data page. Pages bound the memory a reader decodes at once; 32 Ki values of
@@ -137,9 +137,9 @@ impl Values {
                 page.clear();
                 Encoding::PLAIN
             }
-            Values::Bytes { dictionary, .. } => encode_codes(dictionary, out),
-            Values::Ints32 { dictionary, .. } => encode_codes(dictionary, out),
-            Values::Ints64 { dictionary, .. } => encode_codes(dictionary, out),
+            Values::Bytes { dictionary, .. } => encode_codes(&mut dictionary.pages, out),
+            Values::Ints32 { dictionary, .. } => encode_codes(&mut dictionary.pages, out),
+            Values::Ints64 { dictionary, .. } => encode_codes(&mut dictionary.pages, out),
         }
     }
 
@@ -147,7 +147,7 @@ impl Values {
     fn spill_large_dictionary(&mut self) {
         let too_large = self
             .dictionary()
-            .is_some_and(|dictionary| dictionary.plain().len() > DICTIONARY_LIMIT);
+            .is_some_and(|pages| pages.plain.len() > DICTIONARY_LIMIT);
         if !too_large {
             return;
         }
@@ -160,11 +160,11 @@ impl Values {
         }
     }
 
-    fn dictionary(&self) -> Option<&dyn Codes> {
+    fn dictionary(&self) -> Option<&DictionaryPages> {
         match self {
-            Values::Bytes { dictionary, .. } => Some(dictionary),
-            Values::Ints32 { dictionary, .. } => Some(dictionary),
-            Values::Ints64 { dictionary, .. } => Some(dictionary),
+            Values::Bytes { dictionary, .. } => Some(&dictionary.pages),
+            Values::Ints32 { dictionary, .. } => Some(&dictionary.pages),
+            Values::Ints64 { dictionary, .. } => Some(&dictionary.pages),
             Values::Delta32(_) | Values::Delta64(_) => None,
         }
     }
@@ -190,12 +190,12 @@ fn append_ints<T: PlainInt>(
 
 /// Appends a dictionary data page's payload (bit width, then the hybrid-encoded codes) to
 /// `out` and clears the codes.
-fn encode_codes(dictionary: &mut dyn Codes, out: &mut Vec<u8>) -> Encoding {
-    let codes = dictionary.codes();
+fn encode_codes(pages: &mut DictionaryPages, out: &mut Vec<u8>) -> Encoding {
+    let codes = &pages.codes;
     let width = hybrid::bit_width(codes.iter().copied().max().unwrap_or(0));
     out.push(width);
     hybrid::encode_hybrid(codes, width, out);
-    dictionary.clear_codes();
+    pages.codes.clear();
     Encoding::RLE_DICTIONARY
 }
 
@@ -300,10 +300,10 @@ impl ColumnChunk {
         let mut encodings = vec![Encoding::RLE];
         let dictionary_page_offset = match self.values.dictionary() {
             Some(dictionary) => {
-                let size = dictionary.plain().len();
+                let size = dictionary.plain.len();
                 let page = Page::DictionaryPage {
-                    buf: Bytes::copy_from_slice(dictionary.plain()),
-                    num_values: dictionary.entries(),
+                    buf: Bytes::copy_from_slice(&dictionary.plain),
+                    num_values: dictionary.entries,
                     encoding: Encoding::PLAIN,
                     is_sorted: false,
                 };

@@ -23,14 +23,29 @@ const INLINE_MAX: usize = 12;
 /// The dictionary of one column chunk and the codes of the current page.
 #[derive(Debug, Default)]
 pub(super) struct ByteDictionary {
-    /// The dictionary page's payload: each entry `PLAIN` encoded (u32 length, bytes).
-    plain: Vec<u8>,
-    entries: u32,
+    /// Entries are `PLAIN` encoded byte arrays: u32 length, then the bytes.
+    pub(super) pages: DictionaryPages,
     recent: RecentCodes<u128>,
     inline: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
     long: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
-    /// The codes of the current page's non-null values.
-    codes: Vec<u32>,
+}
+
+/// What a dictionary-encoded column chunk writes: the dictionary page's payload (its entries
+/// `PLAIN` encoded) and the codes of the current data page's non-null values.
+#[derive(Debug, Default)]
+pub(super) struct DictionaryPages {
+    pub(super) plain: Vec<u8>,
+    pub(super) entries: u32,
+    pub(super) codes: Vec<u32>,
+}
+
+impl DictionaryPages {
+    /// Adds an entry, `PLAIN` encoded by `put`, and returns its code.
+    fn add(&mut self, put: impl FnOnce(&mut Vec<u8>)) -> u32 {
+        put(&mut self.plain);
+        self.entries += 1;
+        self.entries - 1
+    }
 }
 
 /// Whether `data_type` is a string or binary type [`ByteDictionary::append`] reads.
@@ -64,7 +79,7 @@ impl ByteDictionary {
     fn append_offsets<T: ByteArrayType>(&mut self, array: &GenericByteArray<T>) {
         let offsets = array.value_offsets();
         let data = array.value_data();
-        self.codes.reserve(array.len());
+        self.pages.codes.reserve(array.len());
         let mut push = |i: usize| {
             let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
             let code = if end - start <= INLINE_MAX {
@@ -72,7 +87,7 @@ impl ByteDictionary {
             } else {
                 self.code_of_long(&data[start..end])
             };
-            self.codes.push(code);
+            self.pages.codes.push(code);
         };
         match array.nulls().filter(|n| n.null_count() > 0) {
             None => (0..array.len()).for_each(&mut push),
@@ -88,11 +103,11 @@ impl ByteDictionary {
             if len <= INLINE_MAX {
                 // Padding is zero in views Arrow makes; masking makes it so for any view.
                 let code = self.code_of_inline(view & inline_mask(len));
-                self.codes.push(code);
+                self.pages.codes.push(code);
             } else {
                 let bytes: &[u8] = array.value(i).as_ref();
                 let code = self.code_of_long(bytes);
-                self.codes.push(code);
+                self.pages.codes.push(code);
             }
         };
         match array.nulls().filter(|n| n.null_count() > 0) {
@@ -135,11 +150,10 @@ impl ByteDictionary {
     }
 
     fn add(&mut self, bytes: &[u8]) -> u32 {
-        self.plain
-            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        self.plain.extend_from_slice(bytes);
-        self.entries += 1;
-        self.entries - 1
+        self.pages.add(|plain| {
+            plain.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            plain.extend_from_slice(bytes);
+        })
     }
 }
 
@@ -172,12 +186,10 @@ fn inline_mask(len: usize) -> u128 {
 /// page.
 #[derive(Debug)]
 pub(super) struct IntDictionary<T> {
-    /// The dictionary page's payload: the entries `PLAIN` encoded (little-endian).
-    plain: Vec<u8>,
-    entries: u32,
+    /// Entries are `PLAIN` encoded: little-endian.
+    pub(super) pages: DictionaryPages,
     recent: RecentCodes<T>,
     codes_of: HashMap<T, u32, BuildHasherDefault<KeyHasher>>,
-    codes: Vec<u32>,
 }
 
 /// A physical integer type and its `PLAIN` encoding.
@@ -258,11 +270,9 @@ impl<K: RecentKey> RecentCodes<K> {
 impl<T: PlainInt> Default for IntDictionary<T> {
     fn default() -> Self {
         IntDictionary {
-            plain: Vec::new(),
-            entries: 0,
+            pages: DictionaryPages::default(),
             recent: RecentCodes::default(),
             codes_of: HashMap::default(),
-            codes: Vec::new(),
         }
     }
 }
@@ -270,13 +280,13 @@ impl<T: PlainInt> Default for IntDictionary<T> {
 impl<T: PlainInt> IntDictionary<T> {
     /// Encodes `values` (the page's next non-null values) into the current page's codes.
     pub(super) fn append(&mut self, values: &[T]) {
-        self.codes.reserve(values.len());
+        self.pages.codes.reserve(values.len());
         for &value in values {
             let code = match self.recent.get(value) {
                 Some(code) => code,
                 None => self.code_of_slow(value),
             };
-            self.codes.push(code);
+            self.pages.codes.push(code);
         }
     }
 
@@ -285,60 +295,13 @@ impl<T: PlainInt> IntDictionary<T> {
         let code = match self.codes_of.get(&value) {
             Some(&code) => code,
             None => {
-                value.put_plain(&mut self.plain);
-                self.entries += 1;
-                self.codes_of.insert(value, self.entries - 1);
-                self.entries - 1
+                let code = self.pages.add(|plain| value.put_plain(plain));
+                self.codes_of.insert(value, code);
+                code
             }
         };
         self.recent.put(value, code);
         code
-    }
-}
-
-/// What a data page and the dictionary page need from a column chunk's dictionary.
-pub(super) trait Codes {
-    /// The current page's codes.
-    fn codes(&self) -> &[u32];
-    fn clear_codes(&mut self);
-    fn entries(&self) -> u32;
-    /// The dictionary page's payload.
-    fn plain(&self) -> &[u8];
-}
-
-impl<T> Codes for IntDictionary<T> {
-    fn codes(&self) -> &[u32] {
-        &self.codes
-    }
-
-    fn clear_codes(&mut self) {
-        self.codes.clear();
-    }
-
-    fn entries(&self) -> u32 {
-        self.entries
-    }
-
-    fn plain(&self) -> &[u8] {
-        &self.plain
-    }
-}
-
-impl Codes for ByteDictionary {
-    fn codes(&self) -> &[u32] {
-        &self.codes
-    }
-
-    fn clear_codes(&mut self) {
-        self.codes.clear();
-    }
-
-    fn entries(&self) -> u32 {
-        self.entries
-    }
-
-    fn plain(&self) -> &[u8] {
-        &self.plain
     }
 }
 
