@@ -11,7 +11,8 @@
 //!                    /_SUCCESS                written last: the commit point
 //! ```
 //!
-//! Lifecycle: [`CheckpointStore::begin`] → tasks call [`CheckpointWriter::write_partition`]
+//! Lifecycle: [`CheckpointStore::begin`] → each task streams its partition's batches into a
+//! [`PartitionWriter`] (Ember's own Parquet column encoders, `encode`)
 //! → the driver reads the files back ([`CheckpointWriter::verify_written`]; damaged ones are
 //! rewritten) → the driver calls [`CheckpointWriter::commit`]. Later, [`CheckpointStore::lookup`] returns
 //! a [`Checkpoint`] only when `_SUCCESS` and the manifest exist and every file has the size and

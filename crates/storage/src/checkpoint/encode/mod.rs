@@ -48,7 +48,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnDescriptor;
 
 use super::writer::ColumnLayout;
-use column::{ColumnChunk, Values};
+use column::{ColumnChunk, SizeHint, Values, PAGE_ROWS};
 
 /// Encodes record batches, as they come, into one Parquet file written to `W`.
 pub(super) enum FileEncoder<W: Write + Send> {
@@ -85,7 +85,9 @@ impl<W: Write + Send> FileEncoder<W> {
             .zip(layouts)
             .map(|((field, descr), layout)| new_values(field, descr, layout).map(|_| layout))
             .collect();
+        let hints = vec![SizeHint::default(); schema.fields().len()];
         Ok(FileEncoder::Columns(ColumnsEncoder {
+            hints,
             schema,
             file,
             factory,
@@ -120,10 +122,12 @@ fn new_values(field: &Field, descr: &ColumnDescriptor, layout: ColumnLayout) -> 
     let probe = new_empty_array(field.data_type());
     match (layout, descr.physical_type()) {
         (ColumnLayout::Delta, PhysicalType::INT32) => {
-            values::append_i32(probe.as_ref(), &mut Vec::new()).then(|| Values::Delta32(Vec::new()))
+            values::append_i32(probe.as_ref(), &mut Vec::new())
+                .then(|| Values::Delta32(Vec::with_capacity(PAGE_ROWS)))
         }
         (ColumnLayout::Delta, PhysicalType::INT64) => {
-            values::append_i64(probe.as_ref(), &mut Vec::new()).then(|| Values::Delta64(Vec::new()))
+            values::append_i64(probe.as_ref(), &mut Vec::new())
+                .then(|| Values::Delta64(Vec::with_capacity(PAGE_ROWS)))
         }
         (ColumnLayout::Dictionary, PhysicalType::INT32) => {
             values::append_i32(probe.as_ref(), &mut Vec::new()).then(Values::ints32_dictionary)
@@ -147,6 +151,8 @@ pub(super) struct ColumnsEncoder<W: Write + Send> {
     factory: ArrowRowGroupWriterFactory,
     /// Per column: its layout when Ember encodes it (see [`new_values`]).
     plans: Vec<Option<ColumnLayout>>,
+    /// Per column: the buffer sizes its last chunk Ember encoded needed.
+    hints: Vec<SizeHint>,
     row_group: Option<RowGroup>,
     row_groups: usize,
     max_row_group_rows: usize,
@@ -200,12 +206,14 @@ impl<W: Write + Send> ColumnsEncoder<W> {
             .into_iter()
             .zip(self.schema.fields())
             .zip(self.file.schema_descr().columns())
-            .zip(&self.plans)
-            .map(|(((writer, field), descr), plan)| {
+            .zip(self.plans.iter().zip(&self.hints))
+            .map(|(((writer, field), descr), (plan, &hint))| {
                 match plan.and_then(|layout| new_values(field, descr, layout)) {
-                    Some(values) => {
-                        ColumnEncoder::Ember(Box::new(ColumnChunk::new(descr.clone(), values)))
-                    }
+                    Some(values) => ColumnEncoder::Ember(Box::new(ColumnChunk::new(
+                        descr.clone(),
+                        values,
+                        hint,
+                    ))),
                     None => ColumnEncoder::Parquet(Box::new(writer)),
                 }
             })
@@ -218,11 +226,12 @@ impl<W: Write + Send> ColumnsEncoder<W> {
             return Ok(());
         };
         let mut writer = self.file.next_row_group()?;
-        for column in row_group.columns {
+        for (column, hint) in row_group.columns.into_iter().zip(&mut self.hints) {
             match column {
                 ColumnEncoder::Ember(chunk) => {
-                    let (bytes, close) = chunk.close()?;
+                    let (bytes, close, next) = chunk.close()?;
                     writer.append_column(&bytes, close)?;
+                    *hint = next;
                 }
                 ColumnEncoder::Parquet(column) => {
                     column.close()?.append_to_row_group(&mut writer)?
