@@ -21,11 +21,13 @@ const RECENT_SLOTS: usize = 256;
 const INLINE_MAX: usize = 12;
 
 /// The dictionary of one column chunk and the codes of the current page.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ByteDictionary {
     /// Entries are `PLAIN` encoded byte arrays: u32 length, then the bytes.
     pub(super) pages: DictionaryPages,
     recent: RecentCodes<u128>,
+    /// Codes of the one-byte values, by byte (`u32::MAX`: not seen yet).
+    single_bytes: Box<[u32; 256]>,
     inline: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
     long: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
 }
@@ -61,6 +63,18 @@ pub(super) fn supports(data_type: &DataType) -> bool {
     )
 }
 
+impl Default for ByteDictionary {
+    fn default() -> Self {
+        ByteDictionary {
+            pages: DictionaryPages::default(),
+            recent: RecentCodes::default(),
+            single_bytes: Box::new([u32::MAX; 256]),
+            inline: HashMap::default(),
+            long: HashMap::default(),
+        }
+    }
+}
+
 impl ByteDictionary {
     /// Encodes the non-null values of `array` (a type [`supports`] accepts) into the current
     /// page's codes.
@@ -80,6 +94,11 @@ impl ByteDictionary {
         let offsets = array.value_offsets();
         let data = array.value_data();
         self.pages.codes.reserve(array.len());
+        if array.null_count() == 0 && every_value_is_one_byte(offsets) {
+            let first = offsets[0].as_usize();
+            self.append_single_bytes(&data[first..first + array.len()]);
+            return;
+        }
         let mut push = |i: usize| {
             let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
             let code = if end - start <= INLINE_MAX {
@@ -113,6 +132,22 @@ impl ByteDictionary {
         match array.nulls().filter(|n| n.null_count() > 0) {
             None => (0..array.len()).for_each(&mut push),
             Some(nulls) => nulls.valid_indices().for_each(push),
+        }
+    }
+
+    /// Codes of one-byte values (flags like `'A'`/`'N'`/`'R'`, very common in checkpointed
+    /// data): a 256-entry table indexed by the byte, no key to build or hash.
+    fn append_single_bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            let code = match self.single_bytes[usize::from(byte)] {
+                u32::MAX => {
+                    let code = self.code_of_inline(inline_key_at(&[byte], 0, 1));
+                    self.single_bytes[usize::from(byte)] = code;
+                    code
+                }
+                code => code,
+            };
+            self.pages.codes.push(code);
         }
     }
 
@@ -155,6 +190,13 @@ impl ByteDictionary {
             plain.extend_from_slice(bytes);
         })
     }
+}
+
+/// Whether every value the `offsets` delimit is exactly one byte long.
+fn every_value_is_one_byte<O: ArrowNativeType>(offsets: &[O]) -> bool {
+    offsets
+        .windows(2)
+        .all(|pair| pair[1].as_usize().wrapping_sub(pair[0].as_usize()) == 1)
 }
 
 /// The 16-byte key of the value of `len` ≤ [`INLINE_MAX`] bytes at `data[start..]`: Arrow's

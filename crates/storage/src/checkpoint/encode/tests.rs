@@ -109,6 +109,18 @@ fn table() -> (RecordBatch, Vec<ColumnLayout>) {
             Dictionary,
         ),
         (
+            "status_flag",
+            // One-byte values (their own fast path), but a two-byte one every 30 thousand
+            // rows sends the slices holding it down the general path: codes must agree.
+            Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                match i % 30_000 {
+                    29_999 => "XY",
+                    _ => ["O", "F", "P"][(i * 7 % 3) as usize],
+                }
+            }))),
+            Dictionary,
+        ),
+        (
             "mode",
             Arc::new(StringViewArray::from_iter_values((0..n).map(|i| {
                 ["AIR", "TRUCK", "DELIVER IN PERSON", "", "TAKE BACK RETURN"][(i % 5) as usize]
@@ -228,7 +240,15 @@ fn every_column_kind_round_trips_across_pages_and_row_groups() {
             chunk.encodings().collect::<Vec<_>>()
         );
     }
-    for name in ["status", "tiny", "flag", "mode", "many", "bytes"] {
+    for name in [
+        "status",
+        "tiny",
+        "flag",
+        "status_flag",
+        "mode",
+        "many",
+        "bytes",
+    ] {
         let chunk = chunk(name);
         assert_eq!(chunk.compression(), Compression::UNCOMPRESSED, "{name}");
         assert!(chunk.dictionary_page_offset().is_some(), "{name}");
