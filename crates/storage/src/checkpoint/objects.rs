@@ -156,7 +156,7 @@ impl Objects {
     }
 
     /// The local file behind `path`, when the store is a local directory.
-    pub fn local_file(&self, path: &Path) -> Option<Result<PathBuf>> {
+    fn local_file(&self, path: &Path) -> Option<Result<PathBuf>> {
         let local = self.local.as_ref()?;
         Some(
             local
@@ -171,6 +171,15 @@ impl Objects {
             self.url,
             self.relative(path)
         ))
+    }
+
+    /// Creates (or truncates) the object `path` as a local file open for reading and
+    /// writing, so a caller can stream into it; `None` when the store is not a local
+    /// directory. Unlike [`put`](Self::put) this is not atomic: callers write to a temp name
+    /// and [`rename`](Self::rename) it when complete.
+    pub fn create_local(&self, path: &Path) -> Option<Result<std::fs::File>> {
+        let file = self.local_file(path)?;
+        Some(file.and_then(|file| create_file(&file).map_err(|e| self.io_error("create", path, e))))
     }
 
     /// Writes `data` as the object `path`, replacing any previous object. Each store makes a
@@ -303,20 +312,33 @@ impl Objects {
 fn put_file(file: &FsPath, data: &[u8]) -> io::Result<()> {
     static STAGED: AtomicU64 = AtomicU64::new(0);
     let folder = file.parent().unwrap_or(FsPath::new("."));
-    std::fs::create_dir_all(folder)?;
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let staging = folder.join(format!(
         ".{name}.{}-{}.staging",
         std::process::id(),
         STAGED.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = std::fs::File::create(&staging)
+    let written = create_file(&staging)
         .and_then(|mut f| f.write_all(data))
         .and_then(|()| std::fs::rename(&staging, file));
     if written.is_err() {
         let _ = std::fs::remove_file(&staging);
     }
     written
+}
+
+/// Creates (or truncates) `file`, and its folder if missing, open for reading and writing
+/// (readable so an injected fault can damage what was written in place).
+fn create_file(file: &FsPath) -> io::Result<std::fs::File> {
+    if let Some(folder) = file.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(file)
 }
 
 #[cfg(test)]

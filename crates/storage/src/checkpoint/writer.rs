@@ -268,28 +268,11 @@ impl PartitionWriter {
     /// Where the encoded bytes go: straight into the attempt's temp file in a local store (no
     /// copy of the whole file in memory), into memory for any other store.
     fn sink(&self) -> Result<Sink> {
-        let objects = &self.checkpoint.objects;
-        let temp = self.temp_path();
-        let Some(file) = objects.local_file(&temp) else {
-            return Ok(ChecksumWriter::new(FileSink::Memory(Vec::new())));
+        let file = match self.checkpoint.objects.create_local(&self.temp_path()) {
+            Some(file) => FileSink::Local(BufWriter::with_capacity(1 << 20, file?)),
+            None => FileSink::Memory(Vec::new()),
         };
-        let file = file?;
-        let created = file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                // Readable too: an injected `corrupt-checkpoint` fault damages it in place.
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&file)
-            });
-        let created = created.map_err(|e| objects.io_error("create", &temp, e))?;
-        Ok(ChecksumWriter::new(FileSink::Local(
-            BufWriter::with_capacity(1 << 20, created),
-        )))
+        Ok(ChecksumWriter::new(file))
     }
 
     /// Finishes the file and puts it in place: written under a temp name of this attempt and

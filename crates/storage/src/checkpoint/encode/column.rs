@@ -168,6 +168,16 @@ impl Values {
             Values::Delta32(_) | Values::Delta64(_) => None,
         }
     }
+
+    /// The chunk's dictionary, once its last page is written.
+    fn into_dictionary(self) -> Option<DictionaryPages> {
+        match self {
+            Values::Bytes { dictionary, .. } => Some(dictionary.pages),
+            Values::Ints32 { dictionary, .. } => Some(dictionary.pages),
+            Values::Ints64 { dictionary, .. } => Some(dictionary.pages),
+            Values::Delta32(_) | Values::Delta64(_) => None,
+        }
+    }
 }
 
 /// Appends the non-null values of `array` to an integer dictionary column: as codes, or to
@@ -278,13 +288,14 @@ impl ColumnChunk {
         }
         let mut buf = Vec::with_capacity(self.largest_page + 64);
         if self.nullable() {
-            let mut levels = Vec::new();
+            // V1 pages prefix the levels with their byte length: filled in once known.
+            buf.extend_from_slice(&[0; 4]);
             match self.levels.take() {
-                None => hybrid::encode_repeated(1, self.page_rows, 1, &mut levels),
-                Some(page) => hybrid::encode_hybrid(&page, 1, &mut levels),
+                None => hybrid::encode_repeated(1, self.page_rows, 1, &mut buf),
+                Some(page) => hybrid::encode_hybrid(&page, 1, &mut buf),
             }
-            buf.extend_from_slice(&(levels.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&levels);
+            let length = (buf.len() - 4) as u32;
+            buf[..4].copy_from_slice(&length.to_le_bytes());
         }
         let encoding = self.values.encode_page(&mut buf);
         let size = buf.len();
@@ -311,25 +322,30 @@ impl ColumnChunk {
     pub(super) fn close(mut self) -> Result<(Bytes, ColumnCloseResult, SizeHint)> {
         self.flush_page()?;
         let pages = self.pages.into_inner()?;
-        let mut chunk = TrackedWrite::new(Vec::with_capacity(pages.len() + 64));
         let mut encodings = vec![Encoding::RLE];
-        let dictionary_page_offset = match self.values.dictionary() {
+        // The dictionary page must come first, but is complete only now: the data pages
+        // are copied behind it. A chunk without one is its data pages as they are.
+        let (bytes, dictionary_page_offset, data_page_offset) = match self.values.into_dictionary()
+        {
             Some(dictionary) => {
+                let mut chunk = TrackedWrite::new(Vec::with_capacity(
+                    dictionary.plain.len() + pages.len() + 64,
+                ));
                 let size = dictionary.plain.len();
                 let page = Page::DictionaryPage {
-                    buf: Bytes::copy_from_slice(&dictionary.plain),
+                    buf: Bytes::from(dictionary.plain),
                     num_values: dictionary.entries,
                     encoding: Encoding::PLAIN,
                     is_sorted: false,
                 };
                 encodings.push(Encoding::PLAIN);
-                Some(write_page(&mut chunk, page, size)?.offset as i64)
+                let dictionary_offset = write_page(&mut chunk, page, size)?.offset as i64;
+                let data_offset = chunk.bytes_written() as i64;
+                chunk.write_all(&pages)?;
+                (chunk.into_inner()?, Some(dictionary_offset), data_offset)
             }
-            None => None,
+            None => (pages, None, 0),
         };
-        let data_page_offset = chunk.bytes_written() as i64;
-        chunk.write_all(&pages)?;
-        let bytes = chunk.into_inner()?;
         for encoding in self.encodings {
             if !encodings.contains(&encoding) {
                 encodings.push(encoding);
