@@ -136,19 +136,32 @@ impl ByteDictionary {
     }
 
     /// Codes of one-byte values (flags like `'A'`/`'N'`/`'R'`, very common in checkpointed
-    /// data): a 256-entry table indexed by the byte, no key to build or hash.
+    /// data): a 256-entry table indexed by the byte, no key to build or hash. The codes are
+    /// written in one tight pass (table load, store); bytes not seen before come out as
+    /// `u32::MAX` and are coded afterwards, which only the first batches need.
     fn append_single_bytes(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            let code = match self.single_bytes[usize::from(byte)] {
-                u32::MAX => {
-                    let code = self.code_of_inline(inline_key_at(&[byte], 0, 1));
-                    self.single_bytes[usize::from(byte)] = code;
-                    code
-                }
-                code => code,
-            };
-            self.pages.codes.push(code);
+        let start = self.pages.codes.len();
+        let table = &self.single_bytes;
+        self.pages
+            .codes
+            .extend(bytes.iter().map(|&byte| table[usize::from(byte)]));
+        if !self.pages.codes[start..].contains(&u32::MAX) {
+            return;
         }
+        for (i, &byte) in bytes.iter().enumerate() {
+            if self.pages.codes[start + i] == u32::MAX {
+                self.pages.codes[start + i] = self.single_byte_code(byte);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn single_byte_code(&mut self, byte: u8) -> u32 {
+        let slot = usize::from(byte);
+        if self.single_bytes[slot] == u32::MAX {
+            self.single_bytes[slot] = self.code_of_inline(inline_key_at(&[byte], 0, 1));
+        }
+        self.single_bytes[slot]
     }
 
     /// The code of the inline value with key `key` (see [`inline_key_at`]), adding it if new.
@@ -192,11 +205,13 @@ impl ByteDictionary {
     }
 }
 
-/// Whether every value the `offsets` delimit is exactly one byte long.
+/// Whether every value the `offsets` delimit is exactly one byte long. Folds every length's difference from 1 together instead of stopping at the first, so
+/// the loop is branch-free and vectorised.
 fn every_value_is_one_byte<O: ArrowNativeType>(offsets: &[O]) -> bool {
-    offsets
-        .windows(2)
-        .all(|pair| pair[1].as_usize().wrapping_sub(pair[0].as_usize()) == 1)
+    let (starts, ends) = (offsets, offsets.get(1..).unwrap_or_default());
+    starts.iter().zip(ends).fold(0, |other, (start, end)| {
+        other | (end.as_usize().wrapping_sub(start.as_usize()) ^ 1)
+    }) == 0
 }
 
 /// The 16-byte key of the value of `len` ≤ [`INLINE_MAX`] bytes at `data[start..]`: Arrow's
@@ -417,5 +432,22 @@ impl Hasher for KeyHasher {
 
     fn write_i64(&mut self, n: i64) {
         self.mix(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_byte_values_are_coded_by_table_including_new_ones_mid_batch() {
+        let mut dictionary = ByteDictionary::default();
+        dictionary.append_single_bytes(b"NNONAN");
+        dictionary.append_single_bytes(b"RNR");
+        assert_eq!(dictionary.pages.codes, [0, 0, 1, 0, 2, 0, 3, 0, 3]);
+        assert_eq!(dictionary.pages.entries, 4);
+        assert!(every_value_is_one_byte(&[3i32, 4, 5, 6]));
+        assert!(!every_value_is_one_byte(&[3i32, 4, 4, 6]));
+        assert!(!every_value_is_one_byte(&[0i64, 2]));
     }
 }
