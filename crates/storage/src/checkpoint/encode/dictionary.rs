@@ -390,7 +390,7 @@ pub(super) fn append_plain(array: &dyn Array, out: &mut Vec<u8>) {
 /// A multiply-rotate hasher for dictionary keys: the keys are short and not adversarial (a
 /// task's own data), so SipHash's cost buys nothing here.
 #[derive(Debug, Default)]
-pub(super) struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 

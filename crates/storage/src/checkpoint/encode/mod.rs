@@ -49,6 +49,7 @@ use parquet::schema::types::ColumnDescriptor;
 
 use super::writer::ColumnLayout;
 use column::{ColumnChunk, SizeHint, Values, PAGE_ROWS};
+pub(super) use dictionary::KeyHasher;
 
 /// Encodes record batches, as they come, into one Parquet file written to `W`.
 pub(super) enum FileEncoder<W: Write + Send> {
