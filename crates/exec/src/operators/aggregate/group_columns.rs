@@ -16,13 +16,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, LargeBinaryArray, LargeStringArray,
-    PrimitiveArray, StringArray, StringViewArray,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, GenericByteViewArray, LargeBinaryArray,
+    LargeStringArray, PrimitiveArray, StringArray, StringViewArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal128Type, Int16Type, Int32Type,
-    Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    ArrowPrimitiveType, ByteViewType, DataType, Date32Type, Date64Type, Decimal128Type, Int16Type,
+    Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion_common::hash_utils::{create_hashes, RandomState};
 use hashbrown::HashTable;
@@ -306,6 +306,41 @@ struct BytesKeys {
     offsets: Vec<usize>,
     data: Vec<u8>,
     valid: Vec<bool>,
+    /// Group `g`'s key as the head of an Arrow view ([`view_head`]), so that a view column's
+    /// rows are checked against it with one 16-byte compare: the whole key when it is at
+    /// most 12 bytes (flags, codes, short names: most group keys), else its length and
+    /// first 4 bytes, which reject nearly every mismatch before the bytes are compared.
+    heads: Vec<u128>,
+}
+
+/// Longest value an Arrow view holds inline.
+const INLINE_VIEW_MAX: usize = 12;
+
+/// The part of an Arrow view that depends only on the value: the whole view for values of
+/// at most [`INLINE_VIEW_MAX`] bytes (length, then the bytes, zero padded), else the low 8
+/// bytes (length and 4-byte prefix; the buffer index and offset are left zero).
+fn view_head(value: &[u8]) -> u128 {
+    let mut view = [0u8; 16];
+    view[..4].copy_from_slice(&(value.len() as u32).to_le_bytes());
+    let inline = value.len().min(INLINE_VIEW_MAX);
+    let kept = if value.len() <= INLINE_VIEW_MAX {
+        inline
+    } else {
+        4
+    };
+    view[4..4 + kept].copy_from_slice(&value[..kept]);
+    u128::from_le_bytes(view)
+}
+
+/// [`view_head`] of the value a view `view` describes, read from the view alone.
+fn head_of_view(view: u128) -> u128 {
+    let len = view as u32 as usize;
+    if len <= INLINE_VIEW_MAX {
+        // Arrow requires (and validates) zero padding after an inline value.
+        view
+    } else {
+        view & u128::from(u64::MAX)
+    }
 }
 
 /// One row's bytes, or `None` for NULL, of any supported string or binary array.
@@ -339,6 +374,33 @@ impl BytesKeys {
             offsets: vec![0],
             data: Vec::new(),
             valid: Vec::new(),
+            heads: Vec::new(),
+        }
+    }
+
+    /// [`KeyColumn::verify`] for a view array: the row's view against the group's head, and
+    /// the bytes only for long values whose length and prefix match.
+    fn verify_views<T: ByteViewType + ?Sized>(
+        &self,
+        array: &GenericByteViewArray<T>,
+        pairs: &[(usize, usize)],
+        equal: &mut [bool],
+    ) {
+        let views = array.views();
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        for (&(row, g), eq) in pairs.iter().zip(equal.iter_mut()) {
+            if !*eq {
+                continue;
+            }
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                *eq = !self.valid[g];
+                continue;
+            }
+            let view = views[row];
+            *eq = self.valid[g]
+                && head_of_view(view) == self.heads[g]
+                && (view as u32 as usize <= INLINE_VIEW_MAX
+                    || self.key(g) == Some(array.value(row).as_ref()));
         }
     }
 
@@ -357,6 +419,7 @@ impl KeyColumn for BytesKeys {
         self.data.extend_from_slice(value.unwrap_or_default());
         self.offsets.push(self.data.len());
         self.valid.push(value.is_some());
+        self.heads.push(view_head(value.unwrap_or_default()));
         Ok(())
     }
 
@@ -381,13 +444,13 @@ impl KeyColumn for BytesKeys {
         }
         let any = array.as_any();
         if let Some(a) = any.downcast_ref::<StringViewArray>() {
-            check!(a, |r| a.value(r).as_bytes())
+            self.verify_views(a, pairs, equal)
         } else if let Some(a) = any.downcast_ref::<StringArray>() {
             check!(a, |r| a.value(r).as_bytes())
         } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
             check!(a, |r| a.value(r).as_bytes())
         } else if let Some(a) = any.downcast_ref::<BinaryViewArray>() {
-            check!(a, |r| a.value(r))
+            self.verify_views(a, pairs, equal)
         } else if let Some(a) = any.downcast_ref::<BinaryArray>() {
             check!(a, |r| a.value(r))
         } else if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
@@ -428,6 +491,7 @@ impl KeyColumn for BytesKeys {
         self.offsets.capacity() * std::mem::size_of::<usize>()
             + self.data.capacity()
             + self.valid.capacity()
+            + self.heads.capacity() * std::mem::size_of::<u128>()
     }
 }
 
@@ -527,5 +591,36 @@ mod tests {
         g.intern(&new, &mut out).unwrap();
         assert_eq!(out, vec![3]);
         assert_eq!(g.num_groups(), 4);
+    }
+
+    #[test]
+    fn view_keys_are_told_apart_by_head_and_then_by_bytes_among_colliding_groups() {
+        let types = [DataType::Utf8View];
+        let keys = [
+            Some("shared-prefix-and-length-1"),
+            Some("shared-prefix-and-length-2"),
+            Some("twelve-bytes"),
+            Some("twelve-byteZ"),
+            Some(""),
+            None,
+        ];
+        let mut g = ColumnGroupValues::try_new(&types).unwrap();
+        let mut out = Vec::new();
+        g.intern(&[view(&keys)], &mut out).unwrap();
+        assert_eq!(out, vec![0, 1, 2, 3, 4, 5]);
+        // Each key, hashed as if it collided with every group, still finds its own group.
+        for (expected, key) in keys.iter().enumerate() {
+            let row = [view(&[*key])];
+            let mut h = vec![0u64; 1];
+            create_hashes(&row, &GROUP_HASH_STATE, &mut h).unwrap();
+            let groups: Vec<usize> = g.table.iter().map(|&(_, grp)| grp).collect();
+            g.table.clear();
+            for grp in groups {
+                g.table.insert_unique(h[0], (h[0], grp), |&(h, _)| h);
+            }
+            g.intern(&row, &mut out).unwrap();
+            assert_eq!(out, vec![expected], "{key:?}");
+        }
+        assert_eq!(g.num_groups(), keys.len());
     }
 }
