@@ -33,7 +33,7 @@ pub use crate::listing::{list_files, ListedFile, SUCCESS_MARKER, WRITE_STARTED_M
 pub use crate::memory::MemTable;
 pub use crate::parquet::{write_parquet, ParquetTable, ParquetWriteOptions};
 pub use crate::shuffle::{
-    block_path, read_block, write_block, BlockError, BlockErrorKind, BlockMeta,
+    map_file_path, read_block, write_block, BlockError, BlockErrorKind, BlockMeta, MapFileWriter,
 };
 pub use crate::text::TextTable;
 pub use crate::tpch::{generate_tpch, write_tpch_parquet};

@@ -42,8 +42,18 @@ impl FaultInjector {
             let Some(status) = tracker.get(loss.stage, loss.partition) else {
                 continue; // unregistered meanwhile: already lost
             };
-            for meta in status.blocks.iter().flatten() {
-                match damage_file(&meta.path, loss.damage) {
+            // A map task's blocks share one file: damage it once (flipping the same byte
+            // twice would undo the damage).
+            let mut files: Vec<&std::path::Path> = status
+                .blocks
+                .iter()
+                .flatten()
+                .map(|m| m.path.as_path())
+                .collect();
+            files.sort();
+            files.dedup();
+            for path in files {
+                match damage_file(path, loss.damage) {
                     Ok(()) => {}
                     // Already gone (its executor died): the loss happened anyway.
                     Err(EmberError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
@@ -128,6 +138,7 @@ mod tests {
                     Some(BlockMeta {
                         path: path.clone(),
                         rows: 1,
+                        offset: 0,
                         bytes: 11,
                         checksum: 0,
                     }),

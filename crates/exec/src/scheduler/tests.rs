@@ -129,7 +129,8 @@ fn delete_blocks(tracker: &MapOutputTracker, stage: usize, map_partition: usize)
     let status = tracker
         .get(stage, map_partition)
         .ok_or_else(|| EmberError::Internal("map output to delete is not registered".into()))?;
-    for meta in status.blocks.iter().flatten() {
+    // The map task's blocks share one file.
+    for meta in status.blocks.iter().flatten().take(1) {
         std::fs::remove_file(&meta.path)
             .map_err(|e| EmberError::io(meta.path.display().to_string(), e))?;
     }

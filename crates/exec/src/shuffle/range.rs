@@ -46,7 +46,7 @@ use ember_planner::expr::SortExpr;
 use ember_planner::schema::PlanSchema;
 use ember_planner::table::BatchIter;
 use ember_planner::{EmberError, Result};
-use ember_storage::shuffle::{block_path, read_block, write_block, BlockMeta};
+use ember_storage::shuffle::{map_file_path, read_block, BlockMeta, MapFileWriter};
 
 use super::tracker::{MapOutputTracker, MapStatus};
 use super::writer::{compact_views, MapOutput};
@@ -236,16 +236,16 @@ pub fn write_range_map_output(
         rows,
         bytes: 0,
     };
-    let mut write = |block: usize, schema: &SchemaRef, batches: &[RecordBatch]| -> Result<()> {
-        let path = block_path(dir, ctx.stage, ctx.partition, block, ctx.attempt);
-        let meta = write_block(&path, schema, batches)?;
+    let mut file = MapFileWriter::new(map_file_path(dir, ctx.stage, ctx.partition, ctx.attempt));
+    let mut write = |schema: &SchemaRef, batches: &[RecordBatch]| -> Result<()> {
+        let meta = file.write_block(schema, batches)?;
         output.bytes += meta.bytes;
         output.blocks.push(Some(meta));
         Ok(())
     };
 
     let sample = sample_batch(&keys, &layout)?;
-    write(0, &sample.schema(), std::slice::from_ref(&sample))?;
+    write(&sample.schema(), std::slice::from_ref(&sample))?;
 
     let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(
@@ -270,8 +270,9 @@ pub fn write_range_map_output(
             )?)?);
             at += len;
         }
-        write(1 + c, &chunk_schema, &pieces)?;
+        write(&chunk_schema, &pieces)?;
     }
+    file.finish()?;
     Ok(output)
 }
 
@@ -1046,12 +1047,16 @@ mod tests {
         let status = shuffle.tracker.get(0, 0).unwrap();
         assert!(status.blocks.len() > 3, "{} blocks", status.blocks.len());
         assert_sorted(&input, &sort, &shuffle.read_all());
-        // Reducer 0 reads only the first chunks: deleting the last chunk of every map
-        // output does not disturb it, but fails the last reducer with a fetch failure.
+        // Reducer 0 reads only the first chunks: cutting the last chunk off every map file
+        // does not disturb it, but fails the last reducer with a fetch failure.
         for m in 0..3 {
             let status = shuffle.tracker.get(0, m).unwrap();
             let last = status.blocks.last().unwrap().as_ref().unwrap();
-            std::fs::remove_file(&last.path).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&last.path)
+                .unwrap();
+            file.set_len(last.offset).unwrap();
         }
         assert!(shuffle.read(0).is_ok());
         let err = shuffle.read(2).unwrap_err();

@@ -1,5 +1,5 @@
-//! The map side of a shuffle: split a task's output into buckets and write one block file
-//! per non-empty bucket.
+//! The map side of a shuffle: split a task's output into buckets and write one block per
+//! non-empty bucket, all into the task's one map file.
 
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 
 use ember_planner::table::BatchIter;
 use ember_planner::{EmberError, Result};
-use ember_storage::shuffle::{block_path, write_block, BlockMeta};
+use ember_storage::shuffle::{map_file_path, BlockMeta, MapFileWriter};
 
 use super::partitioner::Partitioner;
 use crate::context::TaskContext;
@@ -27,8 +27,8 @@ pub struct MapOutput {
 
 /// Drains `input` (the stage pipeline for `ctx.partition`), buckets its rows with
 /// `partitioner`, and writes the buckets under `dir` (a range partitioner writes its
-/// sorted run and sample instead, see [`super::range`]). File names carry the attempt, so a
-/// retried or recomputed task never overwrites a block another reader may be using.
+/// sorted run and sample instead, see [`super::range`]). The file name carries the attempt,
+/// so a retried or recomputed task never overwrites a block another reader may be using.
 ///
 /// All of the partition's rows are buffered until the input ends (a block is written in one
 /// piece); small pieces of a bucket are merged into batches of about `ctx.batch_size` rows so
@@ -60,7 +60,8 @@ pub fn write_map_output(
         rows: 0,
         bytes: 0,
     };
-    for (bucket, bucket_pieces) in pieces.into_iter().enumerate() {
+    let mut file = MapFileWriter::new(map_file_path(dir, ctx.stage, ctx.partition, ctx.attempt));
+    for bucket_pieces in pieces {
         let Some(first) = bucket_pieces.first() else {
             output.blocks.push(None);
             continue;
@@ -70,12 +71,12 @@ pub fn write_map_output(
             .into_iter()
             .map(compact_views)
             .collect::<Result<Vec<_>>>()?;
-        let path = block_path(dir, ctx.stage, ctx.partition, bucket, ctx.attempt);
-        let meta = write_block(&path, &schema, &batches)?;
+        let meta = file.write_block(&schema, &batches)?;
         output.rows += meta.rows;
         output.bytes += meta.bytes;
         output.blocks.push(Some(meta));
     }
+    file.finish()?;
     Ok(output)
 }
 
