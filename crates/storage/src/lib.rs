@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod checksum;
 pub mod commit;
 pub mod csv;
+pub mod damage;
 pub mod file_scan;
 pub mod json;
 pub mod line_ranges;

@@ -161,16 +161,11 @@ impl MapFileWriter {
     }
 
     fn append(&mut self, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(usize, u64, u64)> {
-        let (tmp, file) = match &mut self.file {
-            Some((tmp, file)) => (tmp.clone(), file),
-            None => {
-                let (tmp, file) = create_temp(&self.path)?;
-                let (tmp, file) = self.file.insert((tmp, file));
-                (tmp.clone(), file)
-            }
-        };
-        let io_err = |e| EmberError::io(tmp.display().to_string(), e);
-        let mut writer = FileWriter::try_new(ChecksumWriter::new(file), schema)?;
+        if self.file.is_none() {
+            self.file = Some(create_temp(&self.path)?);
+        }
+        let (_, file) = self.file.as_mut().expect("just opened");
+        let mut writer = FileWriter::try_new(ChecksumWriter::new(BlockSink(file)), schema)?;
         let mut rows = 0;
         for batch in batches {
             if batch.num_rows() > 0 {
@@ -179,9 +174,7 @@ impl MapFileWriter {
             }
         }
         writer.finish()?;
-        let mut sink = writer.into_inner()?;
-        sink.flush().map_err(io_err)?;
-        let (_, checksum) = sink.into_parts();
+        let (_, checksum) = writer.into_inner()?.into_parts();
         Ok((rows, checksum.len(), checksum.finish()))
     }
 
@@ -216,6 +209,25 @@ impl Drop for MapFileWriter {
     }
 }
 
+/// One block's way into its map file. The IPC writer flushes when it finishes a block;
+/// that flush stops here, so the file's buffer is written out when it fills or when the file
+/// is finished, not once per block.
+struct BlockSink<'a>(&'a mut BufWriter<File>);
+
+impl Write for BlockSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Creates the folder of `path` and a hidden temp file beside it.
 fn create_temp(path: &Path) -> Result<(PathBuf, BufWriter<File>)> {
     let display = path.display().to_string();
@@ -247,15 +259,7 @@ pub fn write_block(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> 
 /// Reads a block back, verifying it is the block that was written.
 pub fn read_block(meta: &BlockMeta) -> Result<Vec<RecordBatch>, BlockError> {
     let path = meta.path.as_path();
-    let bytes = read_range(meta).map_err(|e| BlockError {
-        path: path.to_path_buf(),
-        kind: if e.kind() == std::io::ErrorKind::NotFound {
-            BlockErrorKind::Missing
-        } else {
-            BlockErrorKind::Unreadable(e)
-        },
-    })?;
-    let bytes = bytes?;
+    let bytes = read_range(meta)?;
     let checksum = Checksum::of(&bytes);
     if checksum != meta.checksum {
         return Err(BlockError::corrupt(
@@ -275,21 +279,30 @@ pub fn read_block(meta: &BlockMeta) -> Result<Vec<RecordBatch>, BlockError> {
     Ok(batches)
 }
 
-/// The block's bytes, or (inner error) a file too short to hold them.
-fn read_range(meta: &BlockMeta) -> std::io::Result<Result<Vec<u8>, BlockError>> {
-    let mut file = File::open(&meta.path)?;
-    let size = file.metadata()?.len();
+/// The block's bytes: missing if its file is gone, corrupt if the file is too short to hold
+/// them.
+fn read_range(meta: &BlockMeta) -> Result<Vec<u8>, BlockError> {
+    let io = |e: std::io::Error| BlockError {
+        path: meta.path.clone(),
+        kind: if e.kind() == std::io::ErrorKind::NotFound {
+            BlockErrorKind::Missing
+        } else {
+            BlockErrorKind::Unreadable(e)
+        },
+    };
+    let mut file = File::open(&meta.path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
     let end = meta.offset.saturating_add(meta.bytes);
     if size < end {
-        return Ok(Err(BlockError::corrupt(
+        return Err(BlockError::corrupt(
             &meta.path,
             format!("file size is {size} bytes, but the block ends at byte {end}"),
-        )));
+        ));
     }
-    file.seek(SeekFrom::Start(meta.offset))?;
+    file.seek(SeekFrom::Start(meta.offset)).map_err(io)?;
     let mut bytes = vec![0; meta.bytes as usize];
-    file.read_exact(&mut bytes)?;
-    Ok(Ok(bytes))
+    file.read_exact(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Decodes a whole IPC file held in one buffer; batches share the buffer (no copy).

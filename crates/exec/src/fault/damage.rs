@@ -4,10 +4,10 @@
 //! one — checksums, size checks, missing-file errors — not a simulated flag.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ember_planner::{EmberError, Result};
+use ember_storage::damage::flip_middle_byte;
 
 pub use super::chaos::Damage;
 
@@ -22,25 +22,12 @@ pub fn damage_file(path: &Path, damage: Damage) -> Result<()> {
             file.set_len(len / 2).map_err(io)
         }
         Damage::Corrupt => {
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(path)
                 .map_err(io)?;
-            let len = file.metadata().map_err(io)?.len();
-            if len == 0 {
-                // Nothing to flip; an empty file cannot hold a valid block anyway, so make
-                // it non-empty garbage instead.
-                return file.write_all(&[0xFF]).map_err(io);
-            }
-            let at = len / 2;
-            let mut byte = [0u8; 1];
-            file.seek(SeekFrom::Start(at)).map_err(io)?;
-            file.read_exact(&mut byte).map_err(io)?;
-            byte[0] ^= 0xFF;
-            file.seek(SeekFrom::Start(at)).map_err(io)?;
-            file.write_all(&byte).map_err(io)?;
-            file.flush().map_err(io)
+            flip_middle_byte(&file).map_err(io)
         }
     }
 }

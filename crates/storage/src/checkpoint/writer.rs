@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
@@ -37,6 +37,7 @@ use super::objects::Objects;
 use super::reader::{self, Checkpoint};
 use super::{partition_file, temp_file, WriteFaults, MANIFEST_FILE, SUCCESS_FILE, TEMP_PREFIX};
 use crate::checksum::ChecksumWriter;
+use crate::damage::flip_middle_byte;
 use crate::parquet::ParquetWriteOptions;
 
 /// Writes the partitions of one checkpoint. Cheap to clone: give each task its own copy.
@@ -322,8 +323,7 @@ impl PartitionWriter {
                     .into_inner()
                     .map_err(|e| objects.io_error("write", temp, e.into_error()))?;
                 if damaged {
-                    damage_file(&file, info.bytes)
-                        .map_err(|e| objects.io_error("damage", temp, e))?;
+                    flip_middle_byte(&file).map_err(|e| objects.io_error("damage", temp, e))?;
                 }
             }
             FileSink::Memory(data) => {
@@ -367,19 +367,6 @@ impl Write for FileSink {
             FileSink::Memory(_) => Ok(()),
         }
     }
-}
-
-/// [`damage`] for a file of `len` bytes already written to disk.
-fn damage_file(mut file: &std::fs::File, len: u64) -> std::io::Result<()> {
-    if len == 0 {
-        return file.write_all(&[0]);
-    }
-    let middle = len / 2;
-    let mut byte = [0u8; 1];
-    file.seek(SeekFrom::Start(middle))?;
-    file.read_exact(&mut byte)?;
-    file.seek(SeekFrom::Start(middle))?;
-    file.write_all(&[byte[0] ^ 0xFF])
 }
 
 /// Parquet writer settings for checkpoint files: the same row groups and compression as

@@ -16,8 +16,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, GenericByteViewArray, LargeBinaryArray,
-    LargeStringArray, PrimitiveArray, StringArray, StringViewArray,
+    make_view, Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, GenericByteViewArray,
+    LargeBinaryArray, LargeStringArray, PrimitiveArray, StringArray, StringViewArray,
+    MAX_INLINE_VIEW_LEN,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
@@ -314,22 +315,13 @@ struct BytesKeys {
 }
 
 /// Longest value an Arrow view holds inline.
-const INLINE_VIEW_MAX: usize = 12;
+const INLINE_VIEW_MAX: usize = MAX_INLINE_VIEW_LEN as usize;
 
 /// The part of an Arrow view that depends only on the value: the whole view for values of
 /// at most [`INLINE_VIEW_MAX`] bytes (length, then the bytes, zero padded), else the low 8
-/// bytes (length and 4-byte prefix; the buffer index and offset are left zero).
+/// bytes (length and 4-byte prefix; buffer index and offset zero).
 fn view_head(value: &[u8]) -> u128 {
-    let mut view = [0u8; 16];
-    view[..4].copy_from_slice(&(value.len() as u32).to_le_bytes());
-    let inline = value.len().min(INLINE_VIEW_MAX);
-    let kept = if value.len() <= INLINE_VIEW_MAX {
-        inline
-    } else {
-        4
-    };
-    view[4..4 + kept].copy_from_slice(&value[..kept]);
-    u128::from_le_bytes(view)
+    make_view(value, 0, 0)
 }
 
 /// [`view_head`] of the value a view `view` describes, read from the view alone.

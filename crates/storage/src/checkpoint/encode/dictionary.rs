@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use arrow::array::{Array, AsArray, GenericByteArray, GenericByteViewArray};
+use arrow::array::{Array, AsArray, GenericByteArray, GenericByteViewArray, MAX_INLINE_VIEW_LEN};
 use arrow::datatypes::{
     ArrowNativeType, BinaryViewType, ByteArrayType, ByteViewType, DataType, StringViewType,
 };
@@ -18,7 +18,7 @@ use arrow::datatypes::{
 /// Slots of a [`RecentCodes`] cache (a power of two).
 const RECENT_SLOTS: usize = 256;
 /// Longest value kept inline in a 16-byte key (Arrow's inline view limit).
-const INLINE_MAX: usize = 12;
+const INLINE_MAX: usize = MAX_INLINE_VIEW_LEN as usize;
 
 /// The dictionary of one column chunk and the codes of the current page.
 #[derive(Debug)]
