@@ -203,3 +203,36 @@ fn no_subplan_is_computed_twice() {
         );
     }
 }
+
+/// Broadcast joins: the small side's keys filter the big side only right above its scan,
+/// where the scan can skip decoding the rows they drop (late materialisation).
+#[test]
+fn a_reduced_broadcast_side_filters_the_scan_under_the_join() {
+    let session = tpch::with_tables(Session::new());
+    let text = explain(&session, &tpch::sql("q17"));
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let joins: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.starts_with(
+                "HashJoinExec(Broadcast, Inner): on=[lineitem.l_partkey = part.p_partkey]",
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!joins.is_empty(), "no broadcast join:\n{text}");
+    for i in joins {
+        assert!(
+            lines[i + 1].starts_with("DynamicFilterExec: [lineitem.l_partkey] in [part.p_partkey]")
+                && lines[i + 2].starts_with("ScanExec: lineitem"),
+            "the join's probe scan is not filtered:\n{text}"
+        );
+    }
+    // Every part is a key of Q14's join: nothing to filter.
+    let text = explain(&session, &tpch::sql("q14"));
+    assert!(!text.contains("DynamicFilterExec"), "{text}");
+    for query in ["q17", "q14", "q19", "q09"] {
+        assert_matches_answer(query, &result_rows(&session, &tpch::sql(query)));
+    }
+}

@@ -71,12 +71,44 @@ fn view_session() -> &'static Session {
     })
 }
 
+/// The same tables as Parquet files of small row groups (2,048 rows, so `lineitem` has 30),
+/// read through the Parquet scan: pruning, filters pushed into the scan (late
+/// materialisation, both its selective and its batch-by-batch reads) and dynamic join
+/// filters over file scans must give the same answers.
+fn parquet_session() -> &'static Session {
+    use ember_storage::parquet::{write_parquet, ParquetWriteOptions};
+
+    static SESSION: OnceLock<(Session, tempfile::TempDir)> = OnceLock::new();
+    let (session, _dir) = SESSION.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let session = Session::new();
+        let tables = ember_storage::tpch::generate_tpch(0.01).expect("TPC-H data at SF 0.01");
+        for (name, schema, batches) in tables {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let options = ParquetWriteOptions {
+                max_row_group_rows: 2048,
+                zstd: false,
+            };
+            write_parquet(&path, &schema, &batches, options).expect("write a TPC-H table");
+            session
+                .register_parquet(&name, path.to_str().expect("UTF-8 path"))
+                .expect("register a Parquet table");
+        }
+        (session, dir)
+    });
+    session
+}
+
 fn run_query(name: &str) {
     run_query_in(session(), name);
 }
 
 fn run_query_on_views(name: &str) {
     run_query_in(view_session(), name);
+}
+
+fn run_query_on_parquet(name: &str) {
+    run_query_in(parquet_session(), name);
 }
 
 fn run_query_in(session: &Session, name: &str) {
@@ -109,6 +141,11 @@ macro_rules! tpch_tests {
                 #[test]
                 fn on_utf8_views() {
                     super::run_query_on_views(stringify!($q));
+                }
+
+                #[test]
+                fn from_parquet_files() {
+                    super::run_query_on_parquet(stringify!($q));
                 }
             }
         )*

@@ -6,6 +6,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
@@ -45,6 +47,14 @@ pub trait ScanPartition: fmt::Debug + Send + Sync {
     /// A short description for EXPLAIN (file name and row groups, ...).
     fn describe(&self) -> String;
 
+    /// Reads the partition, keeping only the rows `filter` keeps, in the same order as
+    /// [`execute`](Self::execute). Columnar sources override it to decode the filter's columns
+    /// first and the others only for kept rows (late materialisation); this default decodes
+    /// every column and then drops rows.
+    fn execute_filtered(&self, filter: Box<dyn RowFilter>) -> Result<BatchIter> {
+        Ok(filter_decoded(self.execute()?, filter))
+    }
+
     /// This partition as plain data, so a plan can run in another process (see
     /// [`crate::wire`]). Only partitions of sources that other processes can open have one.
     fn descriptor(&self) -> Result<PartitionDescriptor> {
@@ -53,6 +63,39 @@ pub trait ScanPartition: fmt::Debug + Send + Sync {
             self.describe()
         )))
     }
+}
+
+/// A row predicate a scan applies while it reads (see [`ScanPartition::execute_filtered`]).
+pub trait RowFilter: Send {
+    /// Positions, in the scan's output schema, of the columns the filter reads: distinct,
+    /// ascending, and at least one.
+    fn columns(&self) -> &[usize];
+
+    /// Which rows of `batch` — exactly the [`columns`](Self::columns), in that order — to keep:
+    /// a mask without NULLs, or `None` to keep every row.
+    fn keep(&mut self, batch: &RecordBatch) -> Result<Option<BooleanArray>>;
+}
+
+/// Applies `filter` to whole decoded batches (what a source without late materialisation
+/// does).
+pub fn filter_decoded(input: BatchIter, mut filter: Box<dyn RowFilter>) -> BatchIter {
+    let columns = filter.columns().to_vec();
+    Box::new(input.filter_map(move |batch| {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => return Some(Err(e)),
+        };
+        let kept = batch
+            .project(&columns)
+            .map_err(EmberError::from)
+            .and_then(|narrow| filter.keep(&narrow));
+        match kept {
+            Ok(None) => Some(Ok(batch)),
+            Ok(Some(mask)) if mask.true_count() == 0 => None,
+            Ok(Some(mask)) => Some(filter_record_batch(&batch, &mask).map_err(Into::into)),
+            Err(e) => Some(Err(e)),
+        }
+    }))
 }
 
 pub trait TableSource: fmt::Debug + Send + Sync {

@@ -2,9 +2,10 @@
 //! (see `ember_planner::physical::dynamic_filter` for where the planner puts it and why).
 //!
 //! The key set is read from the whole of the source shuffle — every reduce partition — once
-//! per process and stage (`shared_build`), and probed per row. A single integer key, the
-//! common case (order keys, part keys), is a set of `i64`; anything else is a set of
-//! arrow-row encodings. Rows with a NULL key never match an equi-join and are dropped.
+//! per process and stage (`shared_build`), and probed per row (`key_set`: a bitmap or hash
+//! set of `i64` for one integer key, the common case; arrow-row encodings otherwise). Rows
+//! with a NULL key never match an equi-join and are dropped. Right above a table scan the
+//! filter runs inside the scan (`pushed_filter`).
 //!
 //! The filter watches what it does: when, after [`PROBE_ROWS`] rows, it has kept more than
 //! [`USEFUL_PASS_RATE`] of them, the lookups cost more than they save and it passes the rest
@@ -12,24 +13,19 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
-use arrow::buffer::NullBuffer;
-use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Int64Type};
-use arrow::row::{RowConverter, SortField};
-use hashbrown::HashSet;
+use arrow::array::RecordBatch;
 
 use ember_planner::expr::Expr;
 use ember_planner::physical::PhysicalPlan;
+use ember_planner::schema::PlanSchema;
 use ember_planner::table::BatchIter;
 use ember_planner::Result;
 
-use super::check_cancelled;
-use super::filter::filter_batches;
-use super::hash_join::broadcast_partitions;
+use super::filter::{filter_batches, RowMask};
+use super::key_set::KeySet;
 use super::shared_build::shared;
 use crate::context::TaskContext;
-use crate::expr::{create_physical_expr, PhysicalExprRef};
+use crate::expr::create_physical_expr;
 
 /// Rows looked at before the filter judges whether it is worth its lookups.
 const PROBE_ROWS: usize = 100_000;
@@ -54,18 +50,36 @@ pub fn execute_dynamic_filter(
             node.describe_node()
         )));
     };
+    let mask = key_mask(node, keys, source, source_keys, input.schema(), ctx)?;
+    let input = super::execute(input, partition, ctx)?;
+    Ok(filter_batches(input, mask, ctx.batch_size))
+}
+
+/// The filter's per-batch test for rows of `schema` (its input's, or the narrower one of the
+/// columns a scan decodes first when the filter is pushed into it): the key set is built
+/// from the source, or shared with this process's other tasks of the stage.
+pub(crate) fn key_mask(
+    node: &Arc<PhysicalPlan>,
+    keys: &[Expr],
+    source: &Arc<PhysicalPlan>,
+    source_keys: &[Expr],
+    schema: &PlanSchema,
+    ctx: &Arc<TaskContext>,
+) -> Result<RowMask> {
     let build = || KeySet::build(source, source_keys, ctx);
     let set = if ctx.attempt == 0 {
         shared(node, build)?
     } else {
         Arc::new(build()?)
     };
-    let keys = compile(keys, input, ctx)?;
-    let input = super::execute(input, partition, ctx)?;
+    let keys = keys
+        .iter()
+        .map(|k| create_physical_expr(k, schema, &ctx.functions))
+        .collect::<Result<Vec<_>>>()?;
     let mut seen = 0usize;
     let mut kept = 0usize;
     let mut active = true;
-    let mask = Box::new(move |batch: &RecordBatch| {
+    Ok(Box::new(move |batch: &RecordBatch| {
         if !active {
             return Ok(None);
         }
@@ -80,146 +94,13 @@ pub fn execute_dynamic_filter(
             active = false;
         }
         Ok(Some(mask))
-    });
-    Ok(filter_batches(input, mask, ctx.batch_size))
-}
-
-fn compile(exprs: &[Expr], plan: &PhysicalPlan, ctx: &TaskContext) -> Result<Vec<PhysicalExprRef>> {
-    exprs
-        .iter()
-        .map(|e| create_physical_expr(e, plan.schema(), &ctx.functions))
-        .collect()
-}
-
-/// The distinct non-NULL keys of the source side.
-enum KeySet {
-    /// One integer key, widened to `i64`.
-    Int(HashSet<i64>),
-    /// Any keys, as arrow-row encodings of the source's key types.
-    Rows {
-        converter: RowConverter,
-        types: Vec<DataType>,
-        set: HashSet<Box<[u8]>>,
-    },
-}
-
-fn is_small_integer(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-    )
-}
-
-/// `array` as `to`; values that do not fit become NULL (they cannot equal any source key).
-fn cast_keys(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
-    if array.data_type() == to {
-        return Ok(Arc::clone(array));
-    }
-    let options = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
-    Ok(cast_with_options(array, to, &options)?)
-}
-
-impl KeySet {
-    fn build(source: &Arc<PhysicalPlan>, keys: &[Expr], ctx: &Arc<TaskContext>) -> Result<Self> {
-        let exprs = compile(keys, source, ctx)?;
-        let types: Vec<DataType> = exprs.iter().map(|e| e.data_type().clone()).collect();
-        let mut set = if types.len() == 1 && is_small_integer(&types[0]) {
-            KeySet::Int(HashSet::new())
-        } else {
-            KeySet::Rows {
-                converter: RowConverter::new(
-                    types.iter().map(|t| SortField::new(t.clone())).collect(),
-                )?,
-                types,
-                set: HashSet::new(),
-            }
-        };
-        for p in broadcast_partitions(source) {
-            for batch in super::execute(source, p, ctx)? {
-                check_cancelled(ctx)?;
-                let batch = batch?;
-                let arrays = exprs
-                    .iter()
-                    .map(|e| e.evaluate(&batch))
-                    .collect::<Result<Vec<_>>>()?;
-                set.insert(&arrays)?;
-            }
-        }
-        Ok(set)
-    }
-
-    fn insert(&mut self, arrays: &[ArrayRef]) -> Result<()> {
-        match self {
-            KeySet::Int(set) => {
-                let keys = cast_keys(&arrays[0], &DataType::Int64)?;
-                set.extend(keys.as_primitive::<Int64Type>().iter().flatten());
-            }
-            KeySet::Rows { converter, set, .. } => {
-                let rows = converter.convert_columns(arrays)?;
-                let valid = all_valid(arrays);
-                for (i, row) in rows.iter().enumerate() {
-                    if valid.as_ref().is_none_or(|v| v.is_valid(i)) {
-                        set.insert(row.as_ref().into());
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Per row of `arrays` (the target's keys): whether the key is in the set.
-    fn contains(&self, arrays: &[ArrayRef]) -> Result<BooleanArray> {
-        let rows = arrays.first().map_or(0, |a| a.len());
-        let mut mask = BooleanBufferBuilder::new(rows);
-        match self {
-            KeySet::Int(set) => {
-                let keys = cast_keys(&arrays[0], &DataType::Int64)?;
-                for key in keys.as_primitive::<Int64Type>().iter() {
-                    mask.append(key.is_some_and(|k| set.contains(&k)));
-                }
-            }
-            KeySet::Rows {
-                converter,
-                types,
-                set,
-            } => {
-                let cast = arrays
-                    .iter()
-                    .zip(types)
-                    .map(|(a, t)| cast_keys(a, t))
-                    .collect::<Result<Vec<_>>>()?;
-                let encoded = converter.convert_columns(&cast)?;
-                let valid = all_valid(&cast);
-                for (i, row) in encoded.iter().enumerate() {
-                    let present =
-                        valid.as_ref().is_none_or(|v| v.is_valid(i)) && set.contains(row.as_ref());
-                    mask.append(present);
-                }
-            }
-        }
-        Ok(BooleanArray::new(mask.finish(), None))
-    }
-}
-
-/// Which rows have no NULL key (valid in all of `arrays`); `None` when none has a NULL.
-fn all_valid(arrays: &[ArrayRef]) -> Option<NullBuffer> {
-    arrays.iter().fold(None, |acc, a| {
-        NullBuffer::union(acc.as_ref(), a.logical_nulls().as_ref())
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int32Array, Int64Array, StringArray};
+    use arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::Int64Type;
     use ember_planner::expr::col;
 
     use super::super::test_util::*;

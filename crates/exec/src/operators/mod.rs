@@ -9,9 +9,11 @@ pub mod aggregate;
 pub mod dynamic_filter;
 pub mod filter;
 pub mod hash_join;
+pub(crate) mod key_set;
 pub mod limit;
 pub mod nested_loop_join;
 pub mod projection;
+pub mod pushed_filter;
 pub(crate) mod shared_build;
 pub mod sort;
 pub mod source;
@@ -65,10 +67,16 @@ pub fn execute(
         // Not cut into its own stage (a plan run directly): nothing to keep, pass through.
         PhysicalPlan::Persist { input, .. } => execute(input, partition, ctx)?,
         PhysicalPlan::Filter { input, predicate } => {
-            filter::execute_filter(input, predicate, partition, ctx)?
+            match pushed_filter::execute_pushed_filter(plan, partition, ctx)? {
+                Some(rows) => rows,
+                None => filter::execute_filter(input, predicate, partition, ctx)?,
+            }
         }
         PhysicalPlan::DynamicFilter { .. } => {
-            dynamic_filter::execute_dynamic_filter(plan, partition, ctx)?
+            match pushed_filter::execute_pushed_filter(plan, partition, ctx)? {
+                Some(rows) => rows,
+                None => dynamic_filter::execute_dynamic_filter(plan, partition, ctx)?,
+            }
         }
         PhysicalPlan::Projection {
             input,

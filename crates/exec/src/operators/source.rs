@@ -8,7 +8,7 @@ use arrow::compute::{cast, concat};
 use ember_planner::expr::Expr;
 use ember_planner::physical::ScanExec;
 use ember_planner::schema::{PlanSchema, PlanSchemaRef};
-use ember_planner::table::BatchIter;
+use ember_planner::table::{BatchIter, RowFilter, ScanPartition};
 use ember_planner::{EmberError, Result};
 
 use crate::context::TaskContext;
@@ -16,9 +16,26 @@ use crate::expr::create_physical_expr;
 
 /// Partition `partition` of a scan is the table source's partition of the same index.
 pub fn execute_scan(scan: &ScanExec, partition: usize) -> Result<BatchIter> {
+    read_partition(scan, partition, |p| p.execute())
+}
+
+/// Partition `partition` of a scan, only the rows `filter` keeps (see
+/// [`ScanPartition::execute_filtered`]).
+pub fn execute_scan_filtered(
+    scan: &ScanExec,
+    partition: usize,
+    filter: Box<dyn RowFilter>,
+) -> Result<BatchIter> {
+    read_partition(scan, partition, |p| p.execute_filtered(filter))
+}
+
+fn read_partition(
+    scan: &ScanExec,
+    partition: usize,
+    read: impl FnOnce(&dyn ScanPartition) -> Result<BatchIter>,
+) -> Result<BatchIter> {
     match scan.partitions.get(partition) {
-        Some(p) => p
-            .execute()
+        Some(p) => read(p.as_ref())
             .map_err(|e| e.context(format!("scanning {} ({})", scan.table_name, p.describe()))),
         // A table with no partitions (no files) still has one, empty, partition.
         None if scan.partitions.is_empty() && partition == 0 => Ok(Box::new(std::iter::empty())),

@@ -12,6 +12,11 @@
 //! (the same node the join reads, so the same stage), which makes the target's stage a child
 //! of the source's stage: the source is computed first, like a broadcast.
 //!
+//! A broadcast join's small side filters the big side too, but only where the filter lands
+//! on the big side's table scan (there is no shuffle to save): the scan then decodes its other
+//! columns only for rows whose keys the small side has (late materialisation). TPC-H Q17's
+//! `lineitem` scan keeps 6,088 of 6 M rows by the 204 parts of one brand and container.
+//!
 //! It is an optimisation only: the join above still matches keys, so the filter may keep
 //! rows it could drop (the operator turns itself off when it drops too little), but it must
 //! never drop a row the join could match. That is why it only goes where the join type
@@ -142,7 +147,7 @@ impl Rewriter {
             on,
             join_type,
             null_aware,
-            mode: JoinMode::Partitioned,
+            mode,
             ..
         } = node.as_ref()
         else {
@@ -151,6 +156,11 @@ impl Rewriter {
         let Some(direction) = self.direction(left, right, on, *join_type, *null_aware) else {
             return Ok(node);
         };
+        // A broadcast join's right side is the small one every task reads whole: it filters
+        // the left (into its scan, see `wrap`), never the other way round.
+        if *mode == JoinMode::Broadcast && direction != Direction::RightFiltersLeft {
+            return Ok(node);
+        }
         let (source_side, target_side, source_exprs, target_exprs): (_, _, Vec<_>, Vec<_>) =
             match direction {
                 Direction::LeftFiltersRight => (
@@ -488,14 +498,15 @@ impl Rewriter {
 }
 
 /// The filter on columns `keys` of `node`, placed on top of it — only when a shuffle lies
-/// above (`below_exchange`), where dropping rows saves the shuffle.
+/// above (`below_exchange`), where dropping rows saves the shuffle, or when `node` is a scan
+/// that can skip its other columns for the rows the filter drops.
 fn wrap(
     node: &Arc<PhysicalPlan>,
     keys: &[usize],
     source: &Source,
     below_exchange: bool,
 ) -> Option<Arc<PhysicalPlan>> {
-    if !below_exchange {
+    if !below_exchange && !scan_with_other_columns(node, keys) {
         return None;
     }
     let schema = node.schema();
@@ -509,6 +520,25 @@ fn wrap(
         source: Arc::clone(&source.exchange),
         source_keys: source.keys.clone(),
     }))
+}
+
+/// Whether `node` is a table scan, possibly under filters, that reads columns besides `keys`.
+/// A key filter on it is pushed into the scan (`execute_filtered`), which then decodes the
+/// other columns only for rows whose keys the source has: worth it even with no shuffle
+/// above, as under a broadcast join (TPC-H Q17 keeps 6,088 of 6 M `lineitem` rows by part).
+fn scan_with_other_columns(node: &PhysicalPlan, keys: &[usize]) -> bool {
+    match node {
+        PhysicalPlan::Scan(scan) => {
+            let mut distinct = keys.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            scan.schema.len() > distinct.len()
+        }
+        PhysicalPlan::Filter { input, .. } | PhysicalPlan::DynamicFilter { input, .. } => {
+            scan_with_other_columns(input, keys)
+        }
+        _ => false,
+    }
 }
 
 /// Column `index` of `schema` as an expression, if its name resolves to exactly that field.
@@ -558,7 +588,7 @@ fn equivalent_keys(
 fn find_source(side: &Arc<PhysicalPlan>, keys: &[usize]) -> Option<Source> {
     match side.as_ref() {
         PhysicalPlan::Exchange {
-            kind: ExchangeKind::Hash(..),
+            kind: ExchangeKind::Hash(..) | ExchangeKind::Broadcast,
             ..
         } => {
             let schema = side.schema();

@@ -1,6 +1,7 @@
 //! Parquet tables: a file list read through the footer metadata, split into scan partitions by
 //! row groups, with projection pushed into the decoder and row groups pruned by statistics.
 
+mod late;
 mod pruning;
 mod writer;
 
@@ -9,11 +10,14 @@ use std::fs::File;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use ember_planner::error::{EmberError, Result};
-use ember_planner::table::{BatchIter, ScanPartition, ScanRequest, Statistics, TableSource};
+use ember_planner::table::{
+    BatchIter, RowFilter, ScanPartition, ScanRequest, Statistics, TableSource,
+};
 use ember_planner::wire::{PartitionDescriptor, SourceDescriptor};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::ProjectionMask;
 
@@ -316,6 +320,53 @@ struct ParquetPartition {
     output: SchemaRef,
 }
 
+/// Decoded batches of some row groups of one file, with columns in the order asked for.
+type DecodedBatches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// Decodes `columns` (table column indices, in output order, repeats allowed; `None` = all)
+/// of `row_groups` of `file`, only the rows `selection` selects if there is one.
+fn decode_columns(
+    file: &ParquetFile,
+    row_groups: &[usize],
+    columns: Option<&[usize]>,
+    selection: Option<RowSelection>,
+) -> Result<DecodedBatches> {
+    let path = file.listed.display();
+    let handle = File::open(&file.listed.path).map_err(|e| EmberError::io(&path, e))?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.reader_meta.clone())
+            .with_row_groups(row_groups.to_vec())
+            .with_batch_size(BATCH_SIZE);
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    // The decoder returns projected columns in file order; `reorder` restores the order the
+    // caller asked for.
+    let mut reorder = None;
+    if let Some(columns) = columns {
+        let mut sorted = columns.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let positions: Vec<usize> = columns
+            .iter()
+            .map(|c| sorted.binary_search(c).unwrap_or(0))
+            .collect();
+        let mask = ProjectionMask::roots(file.reader_meta.parquet_schema(), sorted.clone());
+        builder = builder.with_projection(mask);
+        if positions.iter().enumerate().any(|(i, &p)| i != p) || positions.len() != sorted.len() {
+            reorder = Some(positions);
+        }
+    }
+    let reader = builder.build()?;
+    Ok(Box::new(reader.map(move |batch| {
+        let batch = batch?;
+        Ok(match &reorder {
+            Some(positions) => batch.project(positions)?,
+            None => batch,
+        })
+    })))
+}
+
 impl ParquetPartition {
     fn read_chunk(
         file: &ParquetFile,
@@ -323,39 +374,10 @@ impl ParquetPartition {
         read_columns: Option<&[usize]>,
         output: SchemaRef,
     ) -> Result<BatchIter> {
-        let path = file.listed.display();
-        let handle = File::open(&file.listed.path).map_err(|e| EmberError::io(&path, e))?;
-        let mut builder =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.reader_meta.clone())
-                .with_row_groups(row_groups.to_vec())
-                .with_batch_size(BATCH_SIZE);
-        // The decoder returns projected columns in file order; `reorder` restores the order
-        // the scan asked for.
-        let mut reorder = None;
-        if let Some(columns) = read_columns {
-            let mut sorted = columns.to_vec();
-            sorted.sort_unstable();
-            sorted.dedup();
-            let positions: Vec<usize> = columns
-                .iter()
-                .map(|c| sorted.binary_search(c).unwrap_or(0))
-                .collect();
-            let mask = ProjectionMask::roots(file.reader_meta.parquet_schema(), sorted.clone());
-            builder = builder.with_projection(mask);
-            if positions.iter().enumerate().any(|(i, &p)| i != p) || positions.len() != sorted.len()
-            {
-                reorder = Some(positions);
-            }
-        }
-        let reader = builder.build()?;
-        Ok(Box::new(reader.map(move |batch| {
-            let batch = batch?;
-            let batch = match &reorder {
-                Some(positions) => batch.project(positions)?,
-                None => batch,
-            };
-            finish_batch(batch, &output)
-        })))
+        let batches = decode_columns(file, row_groups, read_columns, None)?;
+        Ok(Box::new(
+            batches.map(move |batch| finish_batch(batch?, &output)),
+        ))
     }
 }
 
@@ -375,6 +397,15 @@ impl ScanPartition for ParquetPartition {
             inner.map(move |r| r.map_err(|e| read_error(&path, e)))
         });
         Ok(Box::new(iter))
+    }
+
+    fn execute_filtered(&self, filter: Box<dyn RowFilter>) -> Result<BatchIter> {
+        late::read_filtered(
+            &self.chunks,
+            self.read_columns.as_deref(),
+            &self.output,
+            filter,
+        )
     }
 
     fn describe(&self) -> String {
