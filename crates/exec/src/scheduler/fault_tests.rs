@@ -278,7 +278,11 @@ fn killed_executor_is_replaced_and_exactly_its_outputs_are_recomputed() {
 
 #[test]
 fn hung_executor_is_detected_by_heartbeat_timeout_with_default_settings() {
-    let plan = "hang-executor executor=0 stage=1 at=50%";
+    // Stage 1's last two tasks are slowed down so that one of them is on executor 0 when it
+    // hangs: on a loaded machine both could otherwise finish before the scheduler fires the
+    // hang, and then nothing would need the hung executor (the test failed that way once).
+    let plan = "hang-executor executor=0 stage=1 at=50%; \
+                delay-task stage=1 partition=2 ms=300; delay-task stage=1 partition=3 ms=300";
     let out = run(&hash_graph(), 2, 1, &[("ember.fault.plan", plan)]);
     assert_eq!(out.rows(), expected_rows());
 
