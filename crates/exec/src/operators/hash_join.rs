@@ -653,6 +653,50 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn chains_of_matches_longer_than_a_chunk_continue_in_build_order() {
+        let left = side(
+            "l",
+            vec![vec![batch(vec![
+                ("a", ints(&[Some(7), Some(1), Some(7), Some(5)])),
+                ("x", strs(&["p", "q", "s", "t"])),
+            ])]],
+        );
+        // Key 7 has five rows, 1 two, 5 one; a NULL key is in no chain.
+        let keys = [7, 1, 7, 0, 7, 7, 1, 7, 5].map(|k| (k != 0).then_some(k));
+        let right = side(
+            "r",
+            vec![vec![batch(vec![
+                ("b", ints(&keys)),
+                ("y", strs(&["a", "b", "c", "d", "e", "f", "g", "h", "i"])),
+            ])]],
+        );
+        let join = Join::new(left, right, JoinType::Inner);
+        // Chunks of two pairs: chains are cut and resumed.
+        let out = join.run_partition(0, 2).unwrap();
+        let pairs: Vec<String> = pretty(&out)[3..]
+            .iter()
+            .filter(|l| l.starts_with("| "))
+            .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join(" "))
+            .collect();
+        let want: Vec<String> = [
+            "p a", "p c", "p e", "p f", "p h", "q b", "q g", "s a", "s c", "s e", "s f", "s h",
+            "t i",
+        ]
+        .iter()
+        .map(|p| {
+            let (x, y) = p.split_once(' ').unwrap();
+            let key = match x {
+                "q" => 1,
+                "t" => 5,
+                _ => 7,
+            };
+            format!(" {key} {x} {key} {y} ")
+        })
+        .collect();
+        assert_eq!(pairs, want);
+    }
+
+    #[test]
     fn left_join_pads_unmatched_and_null_key_rows_with_nulls() {
         let out = Join::new(left(), right(), JoinType::Left).run();
         assert_eq!(
