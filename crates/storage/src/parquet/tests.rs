@@ -21,7 +21,7 @@ fn lit_str(v: &str) -> Expr {
     Expr::Literal(ScalarValue::Utf8(Some(v.to_string())))
 }
 
-fn schema() -> SchemaRef {
+pub(super) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int32, false),
         Field::new("name", DataType::Utf8, false),
@@ -30,7 +30,7 @@ fn schema() -> SchemaRef {
 }
 
 /// `rows` rows with id = 0..rows, written in row groups of `group` rows.
-fn write_file(path: &Path, start: i32, rows: i32, group: usize) {
+pub(super) fn write_file(path: &Path, start: i32, rows: i32, group: usize) {
     let ids: Vec<i32> = (start..start + rows).collect();
     let names: Vec<String> = ids.iter().map(|i| format!("n{i:05}")).collect();
     let bigs: Vec<Option<i64>> = ids

@@ -1,43 +1,19 @@
 use std::path::Path;
 
-use arrow::array::{AsArray, Int32Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::array::AsArray;
+use arrow::datatypes::Int32Type;
 
-use super::super::{write_parquet, ParquetWriteOptions};
+use super::super::tests::{schema, write_file};
 use super::*;
 use crate::listing::list_files;
 
-fn table_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int32, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("big", DataType::Int64, true),
-    ]))
-}
-
-/// Rows `start..start + rows` (id, "n<id>", id * 10 or NULL for multiples of 7), in row
-/// groups of `group` rows.
-fn write_file(path: &Path, start: i32, rows: i32, group: usize) {
-    let ids: Vec<i32> = (start..start + rows).collect();
-    let names: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
-    let bigs: Vec<Option<i64>> = ids
-        .iter()
-        .map(|&i| (i % 7 != 0).then_some(i as i64 * 10))
-        .collect();
-    let batch = RecordBatch::try_new(
-        table_schema(),
-        vec![
-            Arc::new(Int32Array::from(ids)),
-            Arc::new(StringArray::from(names)),
-            Arc::new(Int64Array::from(bigs)),
-        ],
-    )
-    .unwrap();
-    let options = ParquetWriteOptions {
-        max_row_group_rows: group,
-        zstd: false,
-    };
-    write_parquet(path, &table_schema(), &[batch], options).unwrap();
+/// A file of rows `0..rows` in row groups of `group` rows, in a folder that lives as long as
+/// the returned guard.
+fn one_file(rows: i32, group: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    write_file(&path, 0, rows, group);
+    (dir, path)
 }
 
 /// Every row group of every file at `location`.
@@ -94,7 +70,7 @@ fn ids_where(column: usize, keep: fn(i32) -> bool) -> Box<dyn RowFilter> {
 }
 
 fn output_schema(read_columns: &[usize]) -> SchemaRef {
-    Arc::new(table_schema().project(read_columns).unwrap())
+    Arc::new(schema().project(read_columns).unwrap())
 }
 
 fn scan(
@@ -153,9 +129,7 @@ fn concat_all(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
 
 #[test]
 fn a_sparse_filter_decodes_the_other_columns_only_for_the_rows_it_keeps() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 10_000, 1_000);
+    let (_dir, path) = one_file(10_000, 1_000);
     let keep: fn(i32) -> bool = |i| (2_500..2_600).contains(&i);
     // Output (big, name, id): the filter's column is the last one.
     let (mut filtered, output) = scan(&path, &[2, 1, 0], ids_where(2, keep));
@@ -172,9 +146,7 @@ fn a_sparse_filter_decodes_the_other_columns_only_for_the_rows_it_keeps() {
 
 #[test]
 fn a_scattered_filter_decodes_everything_and_reads_in_lockstep_after_one_row_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 10_000, 1_000);
+    let (_dir, path) = one_file(10_000, 1_000);
     let keep: fn(i32) -> bool = |i| i % 3 == 0;
     let (mut filtered, output) = scan(&path, &[0, 1, 2], ids_where(0, keep));
     let (batches, phases) = drain(&mut filtered);
@@ -190,9 +162,7 @@ fn a_scattered_filter_decodes_everything_and_reads_in_lockstep_after_one_row_gro
 
 #[test]
 fn reads_switch_between_skipping_and_lockstep_as_the_selection_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 6_000, 1_000);
+    let (_dir, path) = one_file(6_000, 1_000);
     // Scattered in the first half, one run per row group in the second.
     let keep: fn(i32) -> bool = |i| {
         if i < 3_000 {
@@ -237,9 +207,7 @@ fn filters_over_several_files_repeated_columns_and_all_or_no_rows_match_a_plain_
 
 #[test]
 fn a_filter_on_two_columns_including_nulls_sees_both() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 4_000, 1_000);
+    let (_dir, path) = one_file(4_000, 1_000);
     // Output (id, name, big); keep rows whose big is not NULL and whose id ends in 0..4.
     let filter = filter_on(vec![0, 2], |batch| {
         let ids = batch.column(0).as_primitive::<Int32Type>();
@@ -263,9 +231,7 @@ fn a_filter_on_two_columns_including_nulls_sees_both() {
 
 #[test]
 fn a_filter_that_keeps_everything_without_a_mask_reads_every_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 2_500, 1_000);
+    let (_dir, path) = one_file(2_500, 1_000);
     let (mut filtered, _) = scan(&path, &[1, 0], filter_on(vec![1], |_| Ok(None)));
     let (batches, _) = drain(&mut filtered);
     assert_eq!(
@@ -276,9 +242,7 @@ fn a_filter_that_keeps_everything_without_a_mask_reads_every_row() {
 
 #[test]
 fn a_failing_filter_stops_the_read_with_the_file_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 3_000, 1_000);
+    let (_dir, path) = one_file(3_000, 1_000);
     let filter = filter_on(vec![0], |_| {
         Err(EmberError::Execution("the predicate broke".to_string()))
     });
@@ -291,9 +255,7 @@ fn a_failing_filter_stops_the_read_with_the_file_named() {
 
 #[test]
 fn a_mask_of_the_wrong_length_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.parquet");
-    write_file(&path, 0, 100, 1_000);
+    let (_dir, path) = one_file(100, 1_000);
     let filter = filter_on(vec![0], |_| Ok(Some(BooleanArray::from(vec![true]))));
     let (mut filtered, _) = scan(&path, &[0, 1], filter);
     let error = filtered.next().unwrap().unwrap_err().to_string();
