@@ -11,6 +11,13 @@
 //! predicate over every row group before returning the first batch, and decodes the filter's
 //! columns a second time when the output needs them (as a `Filter` above a scan always does).
 //! Here the filter columns are decoded once and their kept rows reused for the output.
+//!
+//! Skipping pays only when kept rows come in runs: when they are scattered (a date range over
+//! unsorted dates), every page is decoded anyway, so the other columns are decoded in full
+//! and rows dropped batch by batch, as a filter above a plain scan would — and the next row
+//! group is read in lockstep, both decoders advancing together, because neighbouring row
+//! groups select alike ([`MIN_SKIP_RUN`]). Which way a row group is read never changes which
+//! rows come out, or their order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
