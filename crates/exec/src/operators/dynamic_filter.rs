@@ -25,7 +25,7 @@ use super::filter::{filter_batches, RowMask};
 use super::key_set::KeySet;
 use super::shared_build::shared;
 use crate::context::TaskContext;
-use crate::expr::create_physical_expr;
+use crate::expr::create_physical_exprs;
 
 /// Rows looked at before the filter judges whether it is worth its lookups.
 const PROBE_ROWS: usize = 100_000;
@@ -72,10 +72,7 @@ pub(crate) fn key_mask(
     } else {
         Arc::new(build()?)
     };
-    let keys = keys
-        .iter()
-        .map(|k| create_physical_expr(k, schema, &ctx.functions))
-        .collect::<Result<Vec<_>>>()?;
+    let keys = create_physical_exprs(keys, schema, &ctx.functions)?;
     let mut seen = 0usize;
     let mut kept = 0usize;
     let mut active = true;

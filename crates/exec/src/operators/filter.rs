@@ -12,6 +12,7 @@ use arrow::compute::BatchCoalescer;
 
 use ember_planner::expr::Expr;
 use ember_planner::physical::PhysicalPlan;
+use ember_planner::schema::PlanSchema;
 use ember_planner::table::BatchIter;
 use ember_planner::Result;
 
@@ -24,13 +25,21 @@ pub fn execute_filter(
     partition: usize,
     ctx: &Arc<TaskContext>,
 ) -> Result<BatchIter> {
-    let predicate = create_physical_expr(predicate, input.schema(), &ctx.functions)?;
+    let mask = predicate_mask(predicate, input.schema(), ctx)?;
     let input = super::execute(input, partition, ctx)?;
-    Ok(filter_batches(
-        input,
-        Box::new(move |batch| evaluate_predicate(predicate.as_ref(), batch).map(Some)),
-        ctx.batch_size,
-    ))
+    Ok(filter_batches(input, mask, ctx.batch_size))
+}
+
+/// The rows of `schema`-shaped batches where `predicate` is true.
+pub(crate) fn predicate_mask(
+    predicate: &Expr,
+    schema: &PlanSchema,
+    ctx: &TaskContext,
+) -> Result<RowMask> {
+    let predicate = create_physical_expr(predicate, schema, &ctx.functions)?;
+    Ok(Box::new(move |batch| {
+        evaluate_predicate(predicate.as_ref(), batch).map(Some)
+    }))
 }
 
 /// Says which rows of a batch to keep; `None` keeps them all (no mask is built or applied).

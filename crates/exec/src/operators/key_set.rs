@@ -18,14 +18,7 @@ use ember_planner::{EmberError, Result};
 use super::check_cancelled;
 use super::hash_join::broadcast_partitions;
 use crate::context::TaskContext;
-use crate::expr::{create_physical_expr, PhysicalExprRef};
-
-fn compile(exprs: &[Expr], plan: &PhysicalPlan, ctx: &TaskContext) -> Result<Vec<PhysicalExprRef>> {
-    exprs
-        .iter()
-        .map(|e| create_physical_expr(e, plan.schema(), &ctx.functions))
-        .collect()
-}
+use crate::expr::create_physical_exprs;
 
 /// The distinct non-NULL keys of the source side.
 pub(crate) enum KeySet {
@@ -70,7 +63,7 @@ impl KeySet {
         keys: &[Expr],
         ctx: &Arc<TaskContext>,
     ) -> Result<Self> {
-        let exprs = compile(keys, source, ctx)?;
+        let exprs = create_physical_exprs(keys, source.schema(), &ctx.functions)?;
         let types: Vec<DataType> = exprs.iter().map(|e| e.data_type().clone()).collect();
         let mut set = if types.len() == 1 && is_small_integer(&types[0]) {
             KeySet::Int(IntKeys::Sparse(HashSet::new()))
@@ -126,12 +119,10 @@ impl KeySet {
 
     /// Per row of `arrays` (the target's keys): whether the key is in the set.
     pub(crate) fn contains(&self, arrays: &[ArrayRef]) -> Result<BooleanArray> {
-        let rows = arrays.first().map_or(0, |a| a.len());
-        let mut mask = BooleanBufferBuilder::new(rows);
         match self {
             KeySet::Int(set) => {
                 let keys = cast_keys(&arrays[0], &DataType::Int64)?;
-                return Ok(set.contains(keys.as_primitive::<Int64Type>()));
+                Ok(set.contains(keys.as_primitive::<Int64Type>()))
             }
             KeySet::Rows {
                 converter,
@@ -145,14 +136,13 @@ impl KeySet {
                     .collect::<Result<Vec<_>>>()?;
                 let encoded = converter.convert_columns(&cast)?;
                 let valid = all_valid(&cast);
-                for (i, row) in encoded.iter().enumerate() {
-                    let present =
-                        valid.as_ref().is_none_or(|v| v.is_valid(i)) && set.contains(row.as_ref());
-                    mask.append(present);
-                }
+                let found = BooleanBuffer::collect_bool(encoded.num_rows(), |i| {
+                    valid.as_ref().is_none_or(|v| v.is_valid(i))
+                        && set.contains(encoded.row(i).as_ref())
+                });
+                Ok(BooleanArray::new(found, None))
             }
         }
-        Ok(BooleanArray::new(mask.finish(), None))
     }
 }
 

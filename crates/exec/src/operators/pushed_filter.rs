@@ -11,15 +11,14 @@ use arrow::compute::filter_record_batch;
 
 use ember_planner::expr::Expr;
 use ember_planner::physical::{PhysicalPlan, ScanExec};
-use ember_planner::schema::PlanSchema;
+use ember_planner::schema::{Column, PlanSchema};
 use ember_planner::table::{BatchIter, RowFilter};
 use ember_planner::Result;
 
 use super::dynamic_filter::key_mask;
-use super::filter::{filter_batches, RowMask};
+use super::filter::{filter_batches, predicate_mask, RowMask};
 use super::source::execute_scan_filtered;
 use crate::context::TaskContext;
-use crate::expr::{create_physical_expr, evaluate_predicate};
 
 /// Runs `plan` (a filter) as a filtered scan when it is a chain of filters over a scan;
 /// `None` when it is not, and the filter runs as its own operator.
@@ -67,43 +66,32 @@ pub fn execute_pushed_filter(
 /// One filter of a chain over a scan.
 enum Condition<'a> {
     Predicate(&'a Expr),
-    /// A `DynamicFilter` node, whose key set is shared by node.
-    Keys(&'a Arc<PhysicalPlan>),
+    /// A `DynamicFilter` node (its key set is shared by node) and its fields.
+    Keys {
+        node: &'a Arc<PhysicalPlan>,
+        keys: &'a [Expr],
+        source: &'a Arc<PhysicalPlan>,
+        source_keys: &'a [Expr],
+    },
 }
 
 impl Condition<'_> {
-    fn columns(&self) -> Vec<ember_planner::schema::Column> {
+    fn columns(&self) -> Vec<Column> {
         match self {
             Condition::Predicate(predicate) => predicate.column_refs(),
-            Condition::Keys(node) => match node.as_ref() {
-                PhysicalPlan::DynamicFilter { keys, .. } => {
-                    keys.iter().flat_map(Expr::column_refs).collect()
-                }
-                _ => vec![],
-            },
+            Condition::Keys { keys, .. } => keys.iter().flat_map(Expr::column_refs).collect(),
         }
     }
 
     fn compile(&self, schema: &PlanSchema, ctx: &Arc<TaskContext>) -> Result<RowMask> {
-        match self {
-            Condition::Predicate(predicate) => {
-                let predicate = create_physical_expr(predicate, schema, &ctx.functions)?;
-                Ok(Box::new(move |batch| {
-                    evaluate_predicate(predicate.as_ref(), batch).map(Some)
-                }))
-            }
-            Condition::Keys(node) => match node.as_ref() {
-                PhysicalPlan::DynamicFilter {
-                    keys,
-                    source,
-                    source_keys,
-                    ..
-                } => key_mask(node, keys, source, source_keys, schema, ctx),
-                other => Err(ember_planner::EmberError::Internal(format!(
-                    "a key condition on {}",
-                    other.describe_node()
-                ))),
-            },
+        match *self {
+            Condition::Predicate(predicate) => predicate_mask(predicate, schema, ctx),
+            Condition::Keys {
+                node,
+                keys,
+                source,
+                source_keys,
+            } => key_mask(node, keys, source, source_keys, schema, ctx),
         }
     }
 }
@@ -119,8 +107,18 @@ fn filters_over_scan(plan: &Arc<PhysicalPlan>) -> Option<(&ScanExec, Vec<Conditi
                 conditions.push(Condition::Predicate(predicate));
                 node = input;
             }
-            PhysicalPlan::DynamicFilter { input, .. } => {
-                conditions.push(Condition::Keys(node));
+            PhysicalPlan::DynamicFilter {
+                input,
+                keys,
+                source,
+                source_keys,
+            } => {
+                conditions.push(Condition::Keys {
+                    node,
+                    keys,
+                    source,
+                    source_keys,
+                });
                 node = input;
             }
             PhysicalPlan::Scan(scan) if !conditions.is_empty() => return Some((scan, conditions)),

@@ -10,10 +10,9 @@ use std::fs::File;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
 use ember_planner::error::{EmberError, Result};
 use ember_planner::table::{
-    BatchIter, RowFilter, ScanPartition, ScanRequest, Statistics, TableSource,
+    filter_decoded, BatchIter, RowFilter, ScanPartition, ScanRequest, Statistics, TableSource,
 };
 use ember_planner::wire::{PartitionDescriptor, SourceDescriptor};
 use parquet::arrow::arrow_reader::{
@@ -320,9 +319,6 @@ struct ParquetPartition {
     output: SchemaRef,
 }
 
-/// Decoded batches of some row groups of one file, with columns in the order asked for.
-type DecodedBatches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
-
 /// Decodes `columns` (table column indices, in output order, repeats allowed; `None` = all)
 /// of `row_groups` of `file`, only the rows `selection` selects if there is one.
 fn decode_columns(
@@ -330,7 +326,7 @@ fn decode_columns(
     row_groups: &[usize],
     columns: Option<&[usize]>,
     selection: Option<RowSelection>,
-) -> Result<DecodedBatches> {
+) -> Result<BatchIter> {
     let path = file.listed.display();
     let handle = File::open(&file.listed.path).map_err(|e| EmberError::io(&path, e))?;
     let mut builder =
@@ -400,6 +396,10 @@ impl ScanPartition for ParquetPartition {
     }
 
     fn execute_filtered(&self, filter: Box<dyn RowFilter>) -> Result<BatchIter> {
+        if filter.columns().is_empty() {
+            // Nothing to decode first: a filter of constants sees whole batches.
+            return Ok(filter_decoded(self.execute()?, filter));
+        }
         late::read_filtered(
             &self.chunks,
             self.read_columns.as_deref(),

@@ -24,35 +24,23 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::buffer::BooleanBuffer;
-use arrow::compute::{concat, filter, filter_record_batch};
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use ember_planner::error::{EmberError, Result};
-use ember_planner::table::{filter_decoded, BatchIter, RowFilter};
+use ember_planner::table::{BatchIter, RowFilter};
 use parquet::arrow::arrow_reader::RowSelection;
 
-use super::{decode_columns, DecodedBatches, ParquetFile, ParquetPartition};
+use super::{decode_columns, ParquetFile};
 use crate::file_scan::read_error;
 
 /// Reads `chunks` keeping the rows `filter` keeps; `read_columns` maps output positions to
-/// table columns (`None` = all, in table order).
+/// table columns (`None` = all, in table order). The filter reads at least one column.
 pub(super) fn read_filtered(
     chunks: &[(Arc<ParquetFile>, Vec<usize>)],
     read_columns: Option<&[usize]>,
     output: &SchemaRef,
     filter: Box<dyn RowFilter>,
 ) -> Result<BatchIter> {
-    if filter.columns().is_empty() {
-        // Nothing to decode first: a filter of constants sees whole batches.
-        let partition = ParquetPartition {
-            chunks: chunks.to_vec(),
-            read_columns: read_columns.map(<[usize]>::to_vec),
-            output: Arc::clone(output),
-        };
-        return Ok(filter_decoded(
-            ember_planner::table::ScanPartition::execute(&partition)?,
-            filter,
-        ));
-    }
     Ok(Box::new(FilteredScan::new(
         chunks,
         read_columns,
@@ -122,18 +110,18 @@ enum Phase {
         kept_rows: usize,
         /// Kept rows already handed out.
         offset: usize,
-        rest: DecodedBatches,
+        rest: BatchIter,
     },
     /// The filter's columns were decoded and filtered; the other columns (if the output
     /// needs any) are decoded in full, batch for batch with them, and rows dropped.
     Decoded {
         decoded: VecDeque<(RecordBatch, BooleanArray)>,
-        rest: Option<DecodedBatches>,
+        rest: Option<BatchIter>,
     },
     /// Both decoders advance together, batch by batch; the filter runs as they go.
     Lockstep {
-        filter_columns: DecodedBatches,
-        rest: DecodedBatches,
+        filter_columns: BatchIter,
+        rest: BatchIter,
         runs: RunCount,
     },
 }
@@ -219,22 +207,14 @@ impl FilteredScan {
             }));
         }
         let masks: Vec<BooleanArray> = decoded.iter().map(|(_, m)| m.clone()).collect();
-        let kept = (0..self.filter_columns.len())
-            .map(|c| {
-                let parts = decoded
-                    .iter()
-                    .filter(|(_, mask)| mask.true_count() > 0)
-                    .map(|(batch, mask)| Ok(filter(batch.column(c), mask)?))
-                    .collect::<Result<Vec<ArrayRef>>>()?;
-                match parts.as_slice() {
-                    [one] => Ok(Arc::clone(one)),
-                    parts => {
-                        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-                        Ok(concat(&refs)?)
-                    }
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let kept_batches = decoded
+            .iter()
+            .filter(|(_, mask)| mask.true_count() > 0)
+            .map(|(batch, mask)| filter_record_batch(batch, mask))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let kept = concat_batches(&decoded[0].0.schema(), &kept_batches)?
+            .columns()
+            .to_vec();
         let rest = decode(&self.rest_columns, Some(RowSelection::from_filters(&masks)))?;
         Ok(Some(RowGroupRead {
             phase: Phase::Selective {
@@ -282,17 +262,9 @@ impl FilteredScan {
             }
             Phase::Decoded { decoded, rest } => loop {
                 let (batch, mask) = decoded.pop_front()?;
-                let other = match rest.as_mut() {
-                    None => None,
-                    Some(rest) => match next_beside(rest, &batch) {
-                        Ok(other) => Some(other),
-                        Err(e) => return Some(Err(e)),
-                    },
-                };
-                self.rest_rows_decoded += other.as_ref().map_or(0, RecordBatch::num_rows);
-                if mask.true_count() > 0 {
-                    let other_columns = other.as_ref().map_or(&[][..], |b| b.columns());
-                    return Some(self.join_kept(batch.columns(), other_columns, &mask));
+                match self.decoded_step(&batch, &mask, rest.as_mut()) {
+                    Ok(None) => continue,
+                    done => return done.transpose(),
                 }
             },
             Phase::Lockstep {
@@ -314,35 +286,37 @@ impl FilteredScan {
                 let step = batch.and_then(|batch| {
                     let mask = keep(self.filter.as_mut(), &batch)?;
                     runs.add(&mask);
-                    let other = next_beside(rest, &batch)?;
-                    self.rest_rows_decoded += other.num_rows();
-                    if mask.true_count() == 0 {
-                        return Ok(None);
-                    }
-                    self.join_kept(batch.columns(), other.columns(), &mask)
-                        .map(Some)
+                    self.decoded_step(&batch, &mask, Some(rest))
                 });
                 match step {
                     Ok(None) => continue,
-                    Ok(Some(batch)) => return Some(Ok(batch)),
-                    Err(e) => return Some(Err(e)),
+                    done => return done.transpose(),
                 }
             },
         }
     }
 
-    /// The rows `mask` keeps of an output batch joined from the filter's and the other columns.
-    fn join_kept(
-        &self,
-        filter_columns: &[ArrayRef],
-        rest_columns: &[ArrayRef],
+    /// One batch of the filter's columns with its mask: decodes the other columns' batch
+    /// beside it (when the output has other columns) and returns the kept rows of both,
+    /// `None` when the mask keeps none.
+    fn decoded_step(
+        &mut self,
+        batch: &RecordBatch,
         mask: &BooleanArray,
-    ) -> Result<RecordBatch> {
-        let joined = self.join(filter_columns, rest_columns, mask.len())?;
-        if mask.true_count() == mask.len() {
-            Ok(joined)
+        rest: Option<&mut BatchIter>,
+    ) -> Result<Option<RecordBatch>> {
+        let other = rest.map(|rest| next_beside(rest, batch)).transpose()?;
+        self.rest_rows_decoded += other.as_ref().map_or(0, RecordBatch::num_rows);
+        let kept = mask.true_count();
+        if kept == 0 {
+            return Ok(None);
+        }
+        let other_columns = other.as_ref().map_or(&[][..], |b| b.columns());
+        let joined = self.join(batch.columns(), other_columns, mask.len())?;
+        if kept == mask.len() {
+            Ok(Some(joined))
         } else {
-            Ok(filter_record_batch(&joined, mask)?)
+            Ok(Some(filter_record_batch(&joined, mask)?))
         }
     }
 
@@ -374,7 +348,7 @@ impl FilteredScan {
 }
 
 /// The other columns' batch decoded beside the filter columns' `batch` (same rows).
-fn next_beside(rest: &mut DecodedBatches, batch: &RecordBatch) -> Result<RecordBatch> {
+fn next_beside(rest: &mut BatchIter, batch: &RecordBatch) -> Result<RecordBatch> {
     match rest.next() {
         Some(Ok(other)) if other.num_rows() == batch.num_rows() => Ok(other),
         Some(Ok(other)) => Err(EmberError::Internal(format!(

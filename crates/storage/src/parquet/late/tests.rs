@@ -4,6 +4,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 
 use super::super::tests::{schema, write_file};
+use super::super::ParquetPartition;
 use super::*;
 use crate::listing::list_files;
 
