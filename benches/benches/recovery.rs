@@ -1,5 +1,6 @@
 //! Fault-tolerance costs (issue 3), on a local cluster of 4 executors × 1 core at SF 0.1
-//! (`EMBER_TPCH_SF` overrides; the issue's figures are at SF 1):
+//! (`EMBER_TPCH_SF` overrides; the issue's figures are at SF 1), with the default partition
+//! count: twice the task slots, 8:
 //!
 //! - `recovery/q18`, `recovery/q9`: the query fault-free, and with one executor killed when
 //!   the query's largest stage is 50 % done (`kill-executor executor=E stage=S at=50%`). The

@@ -71,9 +71,10 @@ const KNOWN_KEYS: &[KnownKey] = &[
     },
     KnownKey {
         key: SHUFFLE_PARTITIONS,
-        default: Some("4"),
+        default: None,
         kind: ValueKind::PositiveInt,
-        doc: "partitions after a shuffle (joins, aggregations)",
+        doc: "partitions after a shuffle (joins, aggregations) and of generated tables \
+              (default: twice the cluster's task slots, executors × cores)",
     },
     KnownKey {
         key: BROADCAST_THRESHOLD,
@@ -194,12 +195,29 @@ impl SessionConfig {
         self.values.get(canonical).map(String::as_str)
     }
 
-    /// Every key and value, sorted by key (for `SHOW ALL`).
+    /// Every key and value, sorted by key (for `SHOW ALL`); keys whose default depends on
+    /// the machine or on other keys show the value in effect.
     pub fn entries(&self) -> Vec<(String, String)> {
-        self.values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let mut entries = self.values.clone();
+        for key in [EXECUTOR_CORES, SHUFFLE_PARTITIONS] {
+            if let Some(value) = self.effective(key) {
+                entries.entry(key.to_string()).or_insert(value);
+            }
+        }
+        entries.into_iter().collect()
+    }
+
+    /// The value of `key` in effect: as set or defaulted, or derived (cores per executor,
+    /// shuffle partitions) when its default depends on the machine or on other keys.
+    pub fn effective(&self, key: &str) -> Option<String> {
+        if let Some(value) = self.get(key) {
+            return Some(value.to_string());
+        }
+        match known(key)?.key {
+            EXECUTOR_CORES => Some((self.task_slots() / self.executor_instances()).to_string()),
+            SHUFFLE_PARTITIONS => Some(self.shuffle_partitions().to_string()),
+            _ => None,
+        }
     }
 
     /// A one-line description of a known key (for `SHOW ALL`).
@@ -222,9 +240,26 @@ impl SessionConfig {
         self.get(EXECUTOR_CORES).and_then(|v| v.parse().ok())
     }
 
-    /// Partitions after a shuffle: the physical planner's target partition count.
+    /// Partitions after a shuffle: the physical planner's target partition count. Unless
+    /// set, twice the cluster's task slots: every slot has a second task to take when
+    /// partitions differ in size, and when an executor is lost, the partitions it held are
+    /// each a smaller share of the work, recomputed side by side on the survivors (one
+    /// partition per slot left a 4 × 1 cluster recomputing a quarter of each stage on one
+    /// core while three idled). On the default 2 × 1 cluster of a 2-core machine: 4.
     pub fn shuffle_partitions(&self) -> usize {
-        self.positive(SHUFFLE_PARTITIONS)
+        match self.get(SHUFFLE_PARTITIONS) {
+            Some(_) => self.positive(SHUFFLE_PARTITIONS),
+            None => 2 * self.task_slots(),
+        }
+    }
+
+    /// Task slots of the cluster this configuration describes: executors × cores each.
+    pub fn task_slots(&self) -> usize {
+        let instances = self.executor_instances();
+        let cores = self
+            .executor_cores()
+            .unwrap_or_else(|| ember_exec::executor::default_cores(instances));
+        instances * cores
     }
 
     /// The broadcast-join threshold in bytes; 0 when broadcasting is disabled (`-1`).
@@ -313,9 +348,36 @@ mod tests {
     fn defaults_are_typed() {
         let c = SessionConfig::new();
         assert_eq!(c.executor_instances(), 2);
-        assert_eq!(c.shuffle_partitions(), 4);
+        assert_eq!(c.shuffle_partitions(), 2 * c.task_slots());
         assert_eq!(c.broadcast_threshold_bytes(), 10 * 1024 * 1024);
         assert_eq!(c.batch_size(), 8192);
+    }
+
+    #[test]
+    fn shuffle_partitions_default_to_twice_the_task_slots_unless_set() {
+        let mut c = SessionConfig::new();
+        c.set(EXECUTOR_INSTANCES, "4").unwrap();
+        c.set(EXECUTOR_CORES, "1").unwrap();
+        assert_eq!(c.shuffle_partitions(), 8);
+        c.set(EXECUTOR_CORES, "3").unwrap();
+        assert_eq!(c.shuffle_partitions(), 24);
+        assert_eq!(c.get(SHUFFLE_PARTITIONS), None, "derived, not stored");
+        assert_eq!(c.effective(SHUFFLE_PARTITIONS).as_deref(), Some("24"));
+        assert!(c
+            .entries()
+            .contains(&(SHUFFLE_PARTITIONS.to_string(), "24".to_string())));
+        c.set(SHUFFLE_PARTITIONS, "5").unwrap();
+        assert_eq!(c.shuffle_partitions(), 5);
+        assert_eq!(c.effective(SHUFFLE_PARTITIONS).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn cores_per_executor_show_the_machine_default_when_unset() {
+        let c = SessionConfig::new();
+        assert_eq!(c.get(EXECUTOR_CORES), None);
+        let cores: usize = c.effective(EXECUTOR_CORES).unwrap().parse().unwrap();
+        assert_eq!(cores, ember_exec::executor::default_cores(2));
+        assert_eq!(c.effective("ember.no.such.key"), None);
     }
 
     #[test]

@@ -595,8 +595,8 @@ impl Session {
                         .into_iter()
                         .map(|(k, v)| vec![k, v])
                         .collect(),
-                    Some(key) => match config.get(&key) {
-                        Some(v) => vec![vec![key.clone(), v.to_string()]],
+                    Some(key) => match config.effective(&key) {
+                        Some(v) => vec![vec![key.clone(), v]],
                         None => {
                             return Err(EmberError::Config(format!(
                                 "configuration key '{key}' is not set (SHOW ALL lists every key)"

@@ -668,6 +668,7 @@ fn copy_session() -> Session {
         Session::builder()
             .config("ember.executor.instances", "2")
             .config("ember.executor.cores", "2")
+            .config("ember.sql.shuffle.partitions", "4")
             .build()
             .expect("valid settings"),
     )

@@ -62,7 +62,9 @@ impl Default for ClusterConfig {
     }
 }
 
-fn default_cores(instances: usize) -> usize {
+/// Task slots per executor when `ember.executor.cores` is not set: the machine's cores
+/// shared evenly among the executors, at least one each.
+pub fn default_cores(instances: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / instances.max(1)).max(1)
 }

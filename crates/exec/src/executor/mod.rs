@@ -10,6 +10,6 @@ pub mod heartbeat;
 pub mod local;
 pub mod session_dir;
 
-pub use cluster::{ClusterConfig, LocalCluster};
+pub use cluster::{default_cores, ClusterConfig, LocalCluster};
 pub use heartbeat::{HeartbeatReceiver, HEARTBEAT_INTERVAL_KEY, NETWORK_TIMEOUT_KEY};
 pub use local::{ExecutorState, LocalExecutor};

@@ -19,12 +19,22 @@ fn shared_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tpch")
 }
 
+/// A session with default settings but a fixed partition count: the default follows the
+/// machine's cores, and the fault tests (plans naming partitions, chaos seeds whose faults
+/// land on particular tasks) were written for four.
+pub fn new_session() -> Session {
+    Session::builder()
+        .config("ember.sql.shuffle.partitions", "4")
+        .build()
+        .expect("a session with four shuffle partitions")
+}
+
 /// The eight tables, generated once per test binary and registered in every session a test
 /// asks for, so sessions with different settings query the same data.
 fn tables() -> &'static Vec<(String, Arc<dyn TableSource>)> {
     static TABLES: OnceLock<Vec<(String, Arc<dyn TableSource>)>> = OnceLock::new();
     TABLES.get_or_init(|| {
-        let partitions = Session::new().config().shuffle_partitions();
+        let partitions = new_session().config().shuffle_partitions();
         ember_frontend::sources::tpch(0.01, partitions).expect("TPC-H data generation at SF 0.01")
     })
 }
@@ -39,11 +49,11 @@ pub fn with_tables(session: Session) -> Session {
     session
 }
 
-/// A session with default settings and the TPC-H tables, shared by a whole test binary; use
+/// A session with default settings (but four partitions) and the TPC-H tables, shared by a whole test binary; use
 /// it to plan, not to change settings.
 pub fn session() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
-    SESSION.get_or_init(|| with_tables(Session::new()))
+    SESSION.get_or_init(|| with_tables(new_session()))
 }
 
 /// Like [`session`], with every table cut into `ember.sql.shuffle.partitions` partitions
@@ -54,7 +64,7 @@ pub fn session() -> &'static Session {
 pub fn session_with_split_tables() -> &'static Session {
     static SESSION: OnceLock<Session> = OnceLock::new();
     SESSION.get_or_init(|| {
-        let session = Session::new();
+        let session = new_session();
         let n = session.config().shuffle_partitions();
         for (name, schema, batches) in
             ember_storage::tpch::generate_tpch(0.01).expect("TPC-H data generation at SF 0.01")
