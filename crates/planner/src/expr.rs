@@ -127,6 +127,10 @@ pub enum BuiltinFunction {
     NullIf,
     // dates: EXTRACT(field FROM d) is `DatePart` with a literal field name first.
     DatePart,
+    /// `(row_count, value)` of an uncorrelated scalar subquery, aggregated to one row:
+    /// `value`, or an error when the subquery returned more than one row. Placed by the
+    /// subquery decorrelation, not callable from SQL.
+    ScalarSubqueryValue,
 }
 
 impl BuiltinFunction {
@@ -178,6 +182,7 @@ impl BuiltinFunction {
             Coalesce => "coalesce",
             NullIf => "nullif",
             DatePart => "date_part",
+            ScalarSubqueryValue => "scalar_subquery_value",
         }
     }
 }

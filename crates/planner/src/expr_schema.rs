@@ -177,5 +177,6 @@ fn function_type(
         }
         NullIf => arg_type(0)?,
         DatePart => Int32,
+        ScalarSubqueryValue => arg_type(1)?,
     })
 }

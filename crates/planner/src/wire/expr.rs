@@ -52,7 +52,7 @@ wire_enum!(
     /// [`BuiltinFunction`] on the wire.
     BuiltinFunctionWire <=> BuiltinFunction {
         Substring, Upper, Lower, Trim, Ltrim, Rtrim, Length, Concat, Split, StartsWith, Abs,
-        Round, Floor, Ceil, Power, Sqrt, Coalesce, NullIf, DatePart,
+        Round, Floor, Ceil, Power, Sqrt, Coalesce, NullIf, DatePart, ScalarSubqueryValue,
     }
 );
 

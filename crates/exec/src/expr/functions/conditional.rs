@@ -1,15 +1,15 @@
-//! `coalesce` and `nullif`.
+//! `coalesce`, `nullif`, and the value of a scalar subquery.
 
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, Array, ArrayRef};
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray};
 use arrow::compute::kernels::{boolean::is_not_null, cmp, zip::zip};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 
 use ember_planner::expr::BuiltinFunction;
 use ember_planner::types::common_type;
-use ember_planner::{internal_err, plan_err, Result};
+use ember_planner::{internal_err, plan_err, EmberError, Result};
 
 use super::check_arity;
 use crate::expr::cast::{cast_array, coerce};
@@ -50,6 +50,19 @@ pub(super) fn build(func: BuiltinFunction, args: Vec<PhysicalExprRef>) -> Result
                 a,
                 b: Operand::new(coerce(b, &compare_as)?)?,
                 compare_as,
+            }))
+        }
+        BuiltinFunction::ScalarSubqueryValue => {
+            check_arity(func, &args, 2, 2)?;
+            if *args[0].data_type() != DataType::Int64 {
+                return internal_err!(
+                    "scalar_subquery_value() counts rows as Int64, got {}",
+                    args[0].data_type()
+                );
+            }
+            Ok(Arc::new(ScalarSubqueryValueExpr {
+                rows: args[0].clone(),
+                value: args[1].clone(),
             }))
         }
         other => internal_err!("{}() is not a conditional function", other.name()),
@@ -108,6 +121,35 @@ impl PhysicalExpr for NullIfExpr {
         let b = self.b.evaluate(batch)?;
         let equal = cmp::eq(&a_cmp, b.datum())?;
         Ok(arrow::compute::nullif(&a, &equal)?)
+    }
+}
+
+/// The value of an uncorrelated scalar subquery from its one aggregated row: the row count
+/// and the value (NULL when there were no rows). SQL allows at most one row; more is an
+/// error, never a silently chosen value or a repeated outer row.
+#[derive(Debug)]
+struct ScalarSubqueryValueExpr {
+    rows: PhysicalExprRef,
+    value: PhysicalExprRef,
+}
+
+impl PhysicalExpr for ScalarSubqueryValueExpr {
+    fn data_type(&self) -> &DataType {
+        self.value.data_type()
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+        let rows = self.rows.evaluate(batch)?;
+        let rows = rows.as_primitive_opt::<Int64Type>().ok_or_else(|| {
+            EmberError::Internal("scalar_subquery_value() row count is not Int64".into())
+        })?;
+        if let Some(n) = rows.iter().flatten().find(|n| *n > 1) {
+            return Err(EmberError::Execution(format!(
+                "a scalar subquery returned {n} rows: a subquery used as a value must return \
+                 at most one row (add a WHERE, an aggregate or LIMIT 1)"
+            )));
+        }
+        self.value.evaluate(batch)
     }
 }
 

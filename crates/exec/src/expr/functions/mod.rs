@@ -29,7 +29,7 @@ pub(crate) fn build(func: BuiltinFunction, args: Vec<PhysicalExprRef>) -> Result
             string::build(func, args)
         }
         Abs | Round | Floor | Ceil | Power | Sqrt => math::build(func, args),
-        Coalesce | NullIf => conditional::build(func, args),
+        Coalesce | NullIf | ScalarSubqueryValue => conditional::build(func, args),
         DatePart => datetime::build(args),
     }
 }

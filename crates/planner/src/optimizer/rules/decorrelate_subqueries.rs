@@ -6,7 +6,9 @@
 //! * `[NOT] EXISTS (SELECT ... WHERE inner.k = outer.k AND inner.j <> outer.j)` → LeftSemi /
 //!   LeftAnti join: correlated equalities become join keys, other correlated predicates the
 //!   join filter; uncorrelated predicates stay inside.
-//! * uncorrelated scalar subquery → CrossJoin with its single row.
+//! * uncorrelated scalar subquery → CrossJoin with its single row: a global aggregate as it
+//!   is, anything else aggregated to (row count, value) first, so no rows give NULL and two
+//!   rows an error, as SQL says, instead of the join dropping or repeating outer rows.
 //! * correlated scalar subquery with an aggregate → the aggregate grouped by the correlated
 //!   inner columns, Left-joined on them (a missing group means "aggregate over no rows": COUNT
 //!   is coalesced to 0, others are NULL as SQL says).
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use datafusion_common::ScalarValue;
 
 use crate::error::{EmberError, Result};
-use crate::expr::{AggregateFunction, BuiltinFunction, Expr, Operator, Subquery};
+use crate::expr::{count_star, max, AggregateFunction, BuiltinFunction, Expr, Operator, Subquery};
 use crate::logical::{
     Aggregate, CrossJoin, Join, JoinType, LogicalPlan, Projection, SubqueryAlias,
 };
@@ -333,7 +335,7 @@ impl Decorrelator {
         let plan = self.prepare(&sq)?;
         let alias = self.fresh_alias();
         if !has_outer_refs(&plan) {
-            let value = first_column(&plan)?;
+            let (plan, value) = single_row_value(plan)?;
             let right = aliased(&alias, plan, vec![value.alias("__value")])?;
             *input = Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(
                 Arc::clone(input),
@@ -545,6 +547,45 @@ fn first_column(plan: &Arc<LogicalPlan>) -> Result<Expr> {
         .ok_or_else(|| EmberError::Plan("subquery returns no columns".into()))
 }
 
+/// An uncorrelated scalar subquery as a plan of exactly one row, and the expression of its
+/// value over that row. A global aggregate (under projections) already is one row. Anything
+/// else could return none — the value is then NULL and the outer rows must stay, where a
+/// cross join with no rows would drop them all — or several, which is an error rather than a
+/// cross join repeating every outer row: it is aggregated to its row count and its value
+/// (the largest, which with at most one row is the row's), checked when it runs.
+fn single_row_value(plan: Arc<LogicalPlan>) -> Result<(Arc<LogicalPlan>, Expr)> {
+    let value = first_column(&plan)?;
+    if always_one_row(&plan) {
+        return Ok((plan, value));
+    }
+    let counted = Aggregate::try_new(
+        plan,
+        vec![],
+        vec![count_star().alias("__rows"), max(value).alias("__value")],
+    )?;
+    let checked = Expr::ScalarFunction {
+        func: BuiltinFunction::ScalarSubqueryValue,
+        args: vec![
+            Expr::Column(Column::new(None::<&str>, "__rows")),
+            Expr::Column(Column::new(None::<&str>, "__value")),
+        ],
+    };
+    Ok((Arc::new(LogicalPlan::Aggregate(counted)), checked))
+}
+
+/// Whether `plan` returns exactly one row whatever its input: a global aggregate, a
+/// one-row `VALUES` or `SELECT` without `FROM`, possibly renamed or projected.
+fn always_one_row(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(a) => a.group_exprs.is_empty(),
+        LogicalPlan::EmptyRelation(e) => e.produce_one_row,
+        LogicalPlan::Values(v) => v.rows.len() == 1,
+        LogicalPlan::Projection(p) => always_one_row(&p.input),
+        LogicalPlan::SubqueryAlias(s) => always_one_row(&s.input),
+        _ => false,
+    }
+}
+
 fn alias_col(alias: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(alias), name))
 }
@@ -705,6 +746,30 @@ mod tests {
         Projection: min(t.a) AS __value
           Projection: min(t.a)
             Aggregate: groupBy=[], aggr=[min(t.a)]
+              TableScan: t"
+        );
+    }
+
+    #[test]
+    fn uncorrelated_scalar_subquery_of_any_rows_is_aggregated_to_one_checked_row() {
+        let sub = project(
+            filter(scan("t", &["a"]), col("t.a").gt(lit(1i64))),
+            vec![col("t.a")],
+        );
+        let plan = project(
+            scan("u", &["b"]),
+            vec![col("u.b"), Expr::ScalarSubquery(subquery(sub))],
+        );
+        assert_eq!(
+            run(plan),
+            "Projection: u.b, __sq_1.__value AS (<subquery>)
+  CrossJoin
+    TableScan: u
+    SubqueryAlias: __sq_1
+      Projection: scalar_subquery_value(__rows, __value) AS __value
+        Aggregate: groupBy=[], aggr=[count(*) AS __rows, max(t.a) AS __value]
+          Projection: t.a
+            Filter: (t.a > 1)
               TableScan: t"
         );
     }
