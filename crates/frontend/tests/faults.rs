@@ -69,3 +69,32 @@ fn failed_task_and_lost_shuffle_are_recovered_and_logged() {
         assert_eq!(event["partitions"], serde_json::json!([0]), "{event}");
     }
 }
+
+#[test]
+fn a_fault_the_query_cannot_have_is_an_error_not_a_silent_no_op() {
+    let session = Session::builder()
+        .config("ember.sql.shuffle.partitions", "4")
+        .build()
+        .unwrap();
+    session.register_tpch(0.01).unwrap();
+    let expected = run(&session, QUERY);
+    session
+        .sql("SET ember.fault.plan = 'fail-task stage=0 partition=0 attempt=0; lose-shuffle stage=7 partition=0'")
+        .unwrap();
+    let err = session
+        .sql(QUERY)
+        .and_then(|df| df.collect())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fault 2 'lose-shuffle stage=7 partition=0' cannot fire: this query has no stage 7"),
+        "{err}"
+    );
+    // Constant queries are not what a plan aims at: they run as they are.
+    assert_eq!(session.sql("SELECT 1 AS one").unwrap().collect().unwrap()[0].num_rows(), 1);
+    // A plan that fits runs, and the session is unharmed by the rejected one.
+    session
+        .sql("SET ember.fault.plan = 'fail-task stage=0 partition=3 attempt=0'")
+        .unwrap();
+    assert_eq!(run(&session, QUERY), expected);
+}

@@ -17,4 +17,4 @@ pub mod plan;
 pub use chaos::{ChaosConfig, ChaosFault, Damage, CHAOS_RATE_KEY, CHAOS_SEED_KEY};
 pub use damage::damage_file;
 pub use injector::{FaultAction, FaultInjector, FaultSource, InjectedFault, ShuffleLoss};
-pub use plan::{Fault, FaultPlan, FAULT_PLAN_KEY};
+pub use plan::{Fault, FaultPlan, JobShape, FAULT_PLAN_KEY};

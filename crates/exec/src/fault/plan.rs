@@ -183,6 +183,91 @@ impl FaultPlan {
     }
 }
 
+/// What a fault plan is checked against when a job starts: the job's stages as `EXPLAIN`
+/// numbers them, with their task counts, and the attempts a task may make.
+pub struct JobShape {
+    /// `(stage id, tasks)` of every stage.
+    pub stages: Vec<(usize, usize)>,
+    /// `ember.task.maxFailures`: attempts are numbered `0 .. max_task_failures`.
+    pub max_task_failures: usize,
+}
+
+impl FaultPlan {
+    /// Checks every fault against the job about to run, so a fault naming a stage, task or
+    /// attempt the job does not have is an error instead of silently never firing (the
+    /// plan applies to every job run while it is set; stage ids restart with each).
+    pub fn check_against(&self, job: &JobShape) -> Result<()> {
+        for (i, fault) in self.faults.iter().enumerate() {
+            let (stage, partition, attempt) = match *fault {
+                Fault::FailTask {
+                    stage,
+                    partition,
+                    attempt,
+                } => (stage, Some(partition), Some(attempt)),
+                Fault::DelayTask {
+                    stage, partition, ..
+                }
+                | Fault::LoseShuffle { stage, partition } => (stage, Some(partition), None),
+                Fault::KillExecutor { stage, .. } | Fault::HangExecutor { stage, .. } => {
+                    (stage, None, None)
+                }
+                Fault::CorruptCheckpoint => continue,
+            };
+            let why = match job.stages.iter().find(|(id, _)| *id == stage) {
+                None => Some(format!(
+                    "this query has no stage {stage} (its {} {}; EXPLAIN lists them)",
+                    if job.stages.len() == 1 {
+                        "only stage is"
+                    } else {
+                        "stages are"
+                    },
+                    id_ranges(job.stages.iter().map(|(id, _)| *id))
+                )),
+                Some((_, tasks)) if partition.is_some_and(|p| p >= *tasks) => Some(format!(
+                    "stage {stage} of this query has {tasks} task{} (partitions 0 to {})",
+                    if *tasks == 1 { "" } else { "s" },
+                    tasks.saturating_sub(1)
+                )),
+                _ if attempt.is_some_and(|a| a >= job.max_task_failures) => Some(format!(
+                    "attempt {} never runs: ember.task.maxFailures = {} allows attempts 0 to {}",
+                    attempt.unwrap_or_default(),
+                    job.max_task_failures,
+                    job.max_task_failures.saturating_sub(1)
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(EmberError::Config(format!(
+                    "{FAULT_PLAN_KEY}: fault {} '{fault}' cannot fire: {why}",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `0 to 3`, or `0 to 2, 5` for ids with gaps.
+fn id_ranges(ids: impl Iterator<Item = usize>) -> String {
+    let mut ids: Vec<usize> = ids.collect();
+    ids.sort_unstable();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        while i + 1 < ids.len() && ids[i + 1] == ids[i] + 1 {
+            i += 1;
+        }
+        parts.push(if ids[i] == start {
+            start.to_string()
+        } else {
+            format!("{start} to {}", ids[i])
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
 impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, fault) in self.faults.iter().enumerate() {
@@ -481,6 +566,50 @@ mod tests {
         assert!(plan.validate(5).is_ok());
         let e = plan.validate(4).unwrap_err().to_string();
         assert!(e.contains("executor 4 does not exist"), "{e}");
+    }
+
+    #[test]
+    fn faults_the_job_cannot_have_are_rejected_when_it_starts() {
+        let job = JobShape {
+            stages: vec![(0, 4), (1, 4), (2, 1)],
+            max_task_failures: 4,
+        };
+        let check = |text: &str| FaultPlan::parse(text).unwrap().check_against(&job);
+        assert!(check("fail-task stage=1 partition=3 attempt=3; corrupt-checkpoint").is_ok());
+        assert!(check("kill-executor executor=0 stage=2 at=50%").is_ok());
+        let e =
+            check("delay-task stage=0 partition=0 ms=1; fail-task stage=9 partition=0 attempt=0")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("fault 2 'fail-task stage=9 partition=0 attempt=0' cannot fire: this query has no stage 9 (its stages are 0 to 2"),
+            "{e}"
+        );
+        let e = check("lose-shuffle stage=2 partition=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stage 2 of this query has 1 task (partitions 0 to 0)"),
+            "{e}"
+        );
+        let e = check("fail-task stage=0 partition=0 attempt=4")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("attempt 4 never runs: ember.task.maxFailures = 4"),
+            "{e}"
+        );
+        let e = check("hang-executor executor=0 stage=3 at=0%")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no stage 3"), "{e}");
+    }
+
+    #[test]
+    fn id_ranges_name_runs_and_gaps() {
+        assert_eq!(id_ranges([0, 1, 2, 3].into_iter()), "0 to 3");
+        assert_eq!(id_ranges([5, 0, 1, 2, 7].into_iter()), "0 to 2, 5, 7");
+        assert_eq!(id_ranges([4].into_iter()), "4");
     }
 
     #[test]

@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
+use ember_planner::physical::PhysicalPlan;
 use ember_planner::stages::StageGraph;
 use ember_planner::Result;
 
@@ -50,7 +51,7 @@ use ember_storage::checkpoint::DEFAULT_CHECKPOINT_DIR;
 /// Where reliable checkpoints go (an object_store URL or a local path).
 pub const CHECKPOINT_DIR_KEY: &str = "ember.checkpoint.dir";
 use crate::executor::LocalCluster;
-use crate::fault::FaultInjector;
+use crate::fault::{FaultInjector, JobShape};
 use crate::udf::FunctionRegistry;
 
 /// What a job needs besides the graph and the cluster.
@@ -158,11 +159,35 @@ impl JobResult {
     }
 }
 
+/// Whether any stage reads a table or persisted data: jobs over constants only (`SELECT 1`,
+/// the rows of `EXPLAIN` collected as a DataFrame) are not the query a fault plan is aimed
+/// at, so its faults are not checked against them.
+fn reads_data(graph: &StageGraph) -> bool {
+    // A stack, not recursion: a stage's pipeline can be thousands of nodes deep.
+    let mut pending: Vec<&PhysicalPlan> = graph.stages.iter().map(|s| s.plan.as_ref()).collect();
+    while let Some(plan) = pending.pop() {
+        if matches!(
+            plan,
+            PhysicalPlan::Scan(_) | PhysicalPlan::PersistRead { .. }
+        ) {
+            return true;
+        }
+        pending.extend(plan.inputs().into_iter().map(|p| p.as_ref()));
+    }
+    false
+}
+
 /// Runs `graph` on `cluster` and returns the result stage's batches in partition order
 /// (use [`JobResult::into_batches`] for a flat list).
 ///
 /// Blocks the calling thread (which runs the scheduling loop; tasks run on the cluster's
 /// pool). Must not be called from inside the cluster's own pool.
 pub fn run_job(graph: &StageGraph, cluster: &LocalCluster, ctx: &JobContext) -> Result<JobResult> {
+    if let Some(faults) = ctx.faults.as_ref().filter(|_| reads_data(graph)) {
+        faults.plan().check_against(&JobShape {
+            stages: graph.stages.iter().map(|s| (s.id, s.partitions)).collect(),
+            max_task_failures: ctx.config.max_task_failures,
+        })?;
+    }
     dag::DagScheduler::new(graph, cluster, ctx)?.run()
 }
