@@ -87,11 +87,16 @@ fn a_fault_the_query_cannot_have_is_an_error_not_a_silent_no_op() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("fault 2 'lose-shuffle stage=7 partition=0' cannot fire: this query has no stage 7"),
+        err.contains(
+            "fault 2 'lose-shuffle stage=7 partition=0' cannot fire: this query has no stage 7"
+        ),
         "{err}"
     );
     // Constant queries are not what a plan aims at: they run as they are.
-    assert_eq!(session.sql("SELECT 1 AS one").unwrap().collect().unwrap()[0].num_rows(), 1);
+    assert_eq!(
+        session.sql("SELECT 1 AS one").unwrap().collect().unwrap()[0].num_rows(),
+        1
+    );
     // A plan that fits runs, and the session is unharmed by the rejected one.
     session
         .sql("SET ember.fault.plan = 'fail-task stage=0 partition=3 attempt=0'")
