@@ -6,7 +6,7 @@
 //! partitions of stage S are missing" — the scheduler's recomputation work list — is simply
 //! the partitions without an entry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ember_storage::shuffle::BlockMeta;
 use parking_lot::RwLock;
@@ -44,7 +44,35 @@ pub struct MapOutputTracker {
 #[derive(Debug, Default)]
 struct Outputs {
     by_partition: BTreeMap<(usize, usize), (MapStatus, u64)>,
+    /// Registered outputs per stage: the scheduler asks after every task event which
+    /// partitions of every stage are missing, and a job of thousands of stages (a long
+    /// DataFrame loop) must answer "none" for its finished ones without looking at each.
+    registered: HashMap<usize, usize>,
     next_epoch: u64,
+}
+
+impl Outputs {
+    fn insert(&mut self, key: (usize, usize), value: (MapStatus, u64)) {
+        if self.by_partition.insert(key, value).is_none() {
+            *self.registered.entry(key.0).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &(usize, usize)) -> bool {
+        let removed = self.by_partition.remove(key).is_some();
+        if removed {
+            if let Some(n) = self.registered.get_mut(&key.0) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        removed
+    }
+
+    /// Whether all `partitions` outputs of `stage` are registered (map partitions are
+    /// always below the stage's partition count).
+    fn complete(&self, stage: usize, partitions: usize) -> bool {
+        self.registered.get(&stage).copied().unwrap_or(0) >= partitions
+    }
 }
 
 impl MapOutputTracker {
@@ -57,9 +85,7 @@ impl MapOutputTracker {
         let mut inner = self.inner.write();
         let epoch = inner.next_epoch;
         inner.next_epoch += 1;
-        inner
-            .by_partition
-            .insert((stage, map_partition), (status, epoch));
+        inner.insert((stage, map_partition), (status, epoch));
     }
 
     pub fn get(&self, stage: usize, map_partition: usize) -> Option<MapStatus> {
@@ -87,25 +113,21 @@ impl MapOutputTracker {
     /// Forgets one map output (its blocks could not be read). Returns whether it was
     /// registered.
     pub fn unregister(&self, stage: usize, map_partition: usize) -> bool {
-        self.inner
-            .write()
-            .by_partition
-            .remove(&(stage, map_partition))
-            .is_some()
+        self.inner.write().remove(&(stage, map_partition))
     }
 
     /// Forgets every output held by `executor` (it was lost). Returns the (stage, map
     /// partition) pairs that are now missing, in order.
     pub fn unregister_executor(&self, executor: usize) -> Vec<(usize, usize)> {
         let mut inner = self.inner.write();
-        let outputs = &mut inner.by_partition;
-        let lost: Vec<(usize, usize)> = outputs
+        let lost: Vec<(usize, usize)> = inner
+            .by_partition
             .iter()
             .filter(|(_, (s, _))| s.executor == executor)
             .map(|(k, _)| *k)
             .collect();
         for key in &lost {
-            outputs.remove(key);
+            inner.remove(key);
         }
         lost
     }
@@ -113,16 +135,16 @@ impl MapOutputTracker {
     /// Map partitions of `stage` (of `partitions`) with no registered output, ascending.
     pub fn missing_partitions(&self, stage: usize, partitions: usize) -> Vec<usize> {
         let inner = self.inner.read();
-        let outputs = &inner.by_partition;
+        if inner.complete(stage, partitions) {
+            return Vec::new();
+        }
         (0..partitions)
-            .filter(|p| !outputs.contains_key(&(stage, *p)))
+            .filter(|p| !inner.by_partition.contains_key(&(stage, *p)))
             .collect()
     }
 
     pub fn is_complete(&self, stage: usize, partitions: usize) -> bool {
-        let inner = self.inner.read();
-        let outputs = &inner.by_partition;
-        (0..partitions).all(|p| outputs.contains_key(&(stage, p)))
+        self.inner.read().complete(stage, partitions)
     }
 }
 
@@ -155,6 +177,23 @@ mod tests {
         assert_eq!(t.unregister_executor(0), vec![(0, 0), (0, 2), (1, 0)]);
         assert_eq!(t.missing_partitions(0, 3), vec![0, 1, 2]);
         assert!(t.get(1, 0).is_none());
+    }
+
+    #[test]
+    fn counts_stay_right_when_an_output_is_replaced_or_lost_twice() {
+        let t = MapOutputTracker::new();
+        t.register(0, 0, status(0));
+        t.register(0, 0, status(1)); // a retry's output replaces the first: still one
+        assert!(!t.is_complete(0, 2));
+        assert_eq!(t.missing_partitions(0, 2), vec![1]);
+        t.register(0, 1, status(0));
+        assert!(t.is_complete(0, 2));
+        assert!(t.missing_partitions(0, 2).is_empty());
+        assert_eq!(t.unregister_executor(0), vec![(0, 1)]);
+        assert!(!t.unregister(0, 1));
+        assert_eq!(t.missing_partitions(0, 2), vec![1]);
+        t.register(0, 1, status(1));
+        assert!(t.is_complete(0, 2));
     }
 
     #[test]
