@@ -577,32 +577,24 @@ mod tests {
         let check = |text: &str| FaultPlan::parse(text).unwrap().check_against(&job);
         assert!(check("fail-task stage=1 partition=3 attempt=3; corrupt-checkpoint").is_ok());
         assert!(check("kill-executor executor=0 stage=2 at=50%").is_ok());
-        let e =
-            check("delay-task stage=0 partition=0 ms=1; fail-task stage=9 partition=0 attempt=0")
-                .unwrap_err()
-                .to_string();
-        assert!(
-            e.contains("fault 2 'fail-task stage=9 partition=0 attempt=0' cannot fire: this query has no stage 9 (its stages are 0 to 2"),
-            "{e}"
+        let rejected = |text: &str, why: &str| {
+            let e = check(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        rejected(
+            "delay-task stage=0 partition=0 ms=1; fail-task stage=9 partition=0 attempt=0",
+            "fault 2 'fail-task stage=9 partition=0 attempt=0' cannot fire: this query has no \
+             stage 9 (its stages are 0 to 2",
         );
-        let e = check("lose-shuffle stage=2 partition=1")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("stage 2 of this query has 1 task (partitions 0 to 0)"),
-            "{e}"
+        rejected(
+            "lose-shuffle stage=2 partition=1",
+            "stage 2 of this query has 1 task (partitions 0 to 0)",
         );
-        let e = check("fail-task stage=0 partition=0 attempt=4")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("attempt 4 never runs: ember.task.maxFailures = 4"),
-            "{e}"
+        rejected(
+            "fail-task stage=0 partition=0 attempt=4",
+            "attempt 4 never runs: ember.task.maxFailures = 4",
         );
-        let e = check("hang-executor executor=0 stage=3 at=0%")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no stage 3"), "{e}");
+        rejected("hang-executor executor=0 stage=3 at=0%", "no stage 3");
     }
 
     #[test]
