@@ -1,7 +1,6 @@
 //! Queries → logical plans: WITH, set operations, ORDER BY, LIMIT/OFFSET, VALUES.
 //! A single SELECT block is planned in `select.rs`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field};
@@ -11,9 +10,9 @@ use sqlparser::ast::{
     SetOperator, SetQuantifier, Spanned, Value, Values as SqlValues,
 };
 
-use ember_planner::expr::{Expr, SortExpr};
+use ember_planner::expr::{max, min, Expr, SortExpr};
 use ember_planner::logical::{
-    Distinct, Join, JoinType, Limit, LogicalPlan, Projection, Sort, SubqueryAlias, Union, Values,
+    Aggregate, Distinct, Filter, Limit, LogicalPlan, Projection, Sort, Union, Values,
 };
 use ember_planner::schema::{Column, PlanSchema, QualifiedField};
 use ember_planner::types::common_type;
@@ -135,31 +134,7 @@ impl SqlPlanner<'_> {
                 if all {
                     return not_impl_err!("{op} ALL");
                 }
-                let join_type = if op == SetOperator::Intersect {
-                    JoinType::LeftSemi
-                } else {
-                    JoinType::LeftAnti
-                };
-                // Give the right side its own qualifier so each key resolves on one side.
-                let right = if has_unique_names(right.schema()) {
-                    Arc::new(LogicalPlan::SubqueryAlias(SubqueryAlias::new(
-                        right,
-                        "__set_rhs",
-                    )))
-                } else {
-                    right
-                };
-                let on = left
-                    .schema()
-                    .fields()
-                    .iter()
-                    .zip(right.schema().fields())
-                    .map(|(l, r)| (Expr::Column(l.column()), Expr::Column(r.column())))
-                    .collect();
-                let join = Join::try_new(left, right, on, None, join_type, false)?;
-                Ok(Arc::new(LogicalPlan::Distinct(Distinct {
-                    input: Arc::new(LogicalPlan::Join(join)),
-                })))
+                set_difference(left, right, op == SetOperator::Intersect)
             }
         }
     }
@@ -376,12 +351,66 @@ fn coerce_columns(
     )?)))
 }
 
-fn has_unique_names(schema: &PlanSchema) -> bool {
-    let mut seen = HashSet::new();
-    schema
+/// `left INTERSECT right` (`intersect`) or `left EXCEPT right`: the distinct rows of `left`
+/// that are (are not) rows of `right`, where rows match when every column is equal *or both
+/// NULL* — set operations compare rows as `DISTINCT` and `GROUP BY` do, not as `=` does. Both
+/// sides are tagged (1, 2), unioned and grouped by every column; a group seen on both sides
+/// (`min(tag) = 1, max(tag) = 2`) is in the intersection, one seen only on the left
+/// (`max(tag) = 1`) in the difference. A join on `=` would drop NULL rows from INTERSECT and
+/// keep them in EXCEPT.
+fn set_difference(
+    left: Arc<LogicalPlan>,
+    right: Arc<LogicalPlan>,
+    intersect: bool,
+) -> Result<Arc<LogicalPlan>> {
+    let tagged = |plan: Arc<LogicalPlan>, side: i32| -> Result<Arc<LogicalPlan>> {
+        let mut exprs: Vec<Expr> = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Expr::Column(f.column()))
+            .collect();
+        exprs.push(Expr::Literal(ScalarValue::Int32(Some(side))).alias("__set_side"));
+        Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+            plan, exprs,
+        )?)))
+    };
+    let width = left.schema().len();
+    let union = Arc::new(LogicalPlan::Union(Union::try_new(vec![
+        tagged(left, 1)?,
+        tagged(right, 2)?,
+    ])?));
+    let columns: Vec<Expr> = union
+        .schema()
         .fields()
         .iter()
-        .all(|f| seen.insert(f.name().to_ascii_lowercase()))
+        .map(|f| Expr::Column(f.column()))
+        .collect();
+    let (keys, side) = (columns[..width].to_vec(), columns[width].clone());
+    let grouped = Arc::new(LogicalPlan::Aggregate(Aggregate::try_new(
+        union,
+        keys.clone(),
+        vec![
+            min(side.clone()).alias("__set_first"),
+            max(side).alias("__set_last"),
+        ],
+    )?));
+    let side_is = |name: &str, value: i32| {
+        Expr::Column(Column::new(None::<&str>, name))
+            .eq(Expr::Literal(ScalarValue::Int32(Some(value))))
+    };
+    let keep = if intersect {
+        side_is("__set_first", 1).and(side_is("__set_last", 2))
+    } else {
+        side_is("__set_last", 1)
+    };
+    let kept = Arc::new(LogicalPlan::Filter(Filter {
+        input: grouped,
+        predicate: keep,
+    }));
+    Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+        kept, keys,
+    )?)))
 }
 
 pub(crate) fn order_by_items(order_by: &OrderBy) -> Result<&[OrderByExpr]> {

@@ -372,13 +372,16 @@ fn set_operations_and_values() {
     assert_plan(
         "SELECT id FROM emp EXCEPT SELECT id FROM dept",
         "
-        Distinct
-          LeftAnti Join: on=[emp.id = __set_rhs.id]
-            Projection: emp.id
-              TableScan: emp
-            SubqueryAlias: __set_rhs
-              Projection: dept.id
-                TableScan: dept
+        Projection: emp.id
+          Filter: (__set_last = 1)
+            Aggregate: groupBy=[emp.id], aggr=[min(__set_side) AS __set_first, max(__set_side) AS __set_last]
+              Union
+                Projection: emp.id, 1 AS __set_side
+                  Projection: emp.id
+                    TableScan: emp
+                Projection: dept.id, 2 AS __set_side
+                  Projection: dept.id
+                    TableScan: dept
         ",
     );
     assert_plan(
@@ -848,13 +851,16 @@ fn intersect_nested_joins_and_semi_joins() {
     assert_plan(
         "SELECT dept FROM emp INTERSECT SELECT id FROM dept",
         "
-        Distinct
-          LeftSemi Join: on=[emp.dept = __set_rhs.id]
-            Projection: emp.dept
-              TableScan: emp
-            SubqueryAlias: __set_rhs
-              Projection: dept.id
-                TableScan: dept
+        Projection: emp.dept
+          Filter: ((__set_first = 1) AND (__set_last = 2))
+            Aggregate: groupBy=[emp.dept], aggr=[min(__set_side) AS __set_first, max(__set_side) AS __set_last]
+              Union
+                Projection: emp.dept, 1 AS __set_side
+                  Projection: emp.dept
+                    TableScan: emp
+                Projection: dept.id, 2 AS __set_side
+                  Projection: dept.id
+                    TableScan: dept
         ",
     );
     assert_plan(
