@@ -232,6 +232,14 @@ impl PlanSchema {
         matches!(self.maybe_index_of_column(column), Ok(Some(_)))
     }
 
+    /// Every column as an expression, in order: the select list that keeps a plan as it is.
+    pub fn column_exprs(&self) -> Vec<crate::expr::Expr> {
+        self.fields
+            .iter()
+            .map(|f| crate::expr::Expr::Column(f.column()))
+            .collect()
+    }
+
     pub fn columns(&self) -> Vec<Column> {
         self.fields.iter().map(QualifiedField::column).collect()
     }

@@ -364,12 +364,7 @@ fn set_difference(
     intersect: bool,
 ) -> Result<Arc<LogicalPlan>> {
     let tagged = |plan: Arc<LogicalPlan>, side: i32| -> Result<Arc<LogicalPlan>> {
-        let mut exprs: Vec<Expr> = plan
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| Expr::Column(f.column()))
-            .collect();
+        let mut exprs = plan.schema().column_exprs();
         exprs.push(Expr::Literal(ScalarValue::Int32(Some(side))).alias("__set_side"));
         Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
             plan, exprs,
@@ -380,12 +375,7 @@ fn set_difference(
         tagged(left, 1)?,
         tagged(right, 2)?,
     ])?));
-    let columns: Vec<Expr> = union
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| Expr::Column(f.column()))
-        .collect();
+    let columns = union.schema().column_exprs();
     let (keys, side) = (columns[..width].to_vec(), columns[width].clone());
     let grouped = Arc::new(LogicalPlan::Aggregate(Aggregate::try_new(
         union,

@@ -382,12 +382,7 @@ impl SqlPlanner<'_> {
             unnested = true;
             let list = self.sql_to_expr(arg, plan.schema(), scope)?;
             let name = alias.unwrap_or_else(|| format!("unnest({list})"));
-            let mut exprs: Vec<Expr> = plan
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| Expr::Column(f.column()))
-                .collect();
+            let mut exprs = plan.schema().column_exprs();
             let index = exprs.len();
             exprs.push(list.alias(name.clone()));
             let projected = Arc::new(LogicalPlan::Projection(Projection::try_new(plan, exprs)?));
