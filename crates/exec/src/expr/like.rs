@@ -7,6 +7,7 @@ use arrow::array::ArrayRef;
 use arrow::compute::kernels::comparison as kernels;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
+use datafusion_common::ScalarValue;
 
 use ember_planner::types::is_string;
 use ember_planner::{plan_err, Result};
@@ -29,6 +30,14 @@ pub(crate) fn build(
     if !is_string(&et) || !is_string(&pt) {
         return plan_err!("LIKE needs strings, got {et} LIKE {pt}");
     }
+    if let Some(
+        ScalarValue::Utf8(Some(p))
+        | ScalarValue::LargeUtf8(Some(p))
+        | ScalarValue::Utf8View(Some(p)),
+    ) = pattern.as_literal()
+    {
+        check_escapes(p)?;
+    }
     // The kernels want both sides of one string type.
     let pattern = coerce(pattern, &et)?;
     Ok(Arc::new(LikeExpr {
@@ -37,6 +46,20 @@ pub(crate) fn build(
         negated,
         case_insensitive,
     }))
+}
+
+/// A pattern may not end in an unpaired escape character (`\`): it escapes nothing, and
+/// the kernels would quietly match it as a literal backslash or not at all (Spark and
+/// PostgreSQL reject it too).
+fn check_escapes(pattern: &str) -> Result<()> {
+    let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
+    if trailing % 2 == 1 {
+        return plan_err!(
+            "LIKE pattern '{pattern}' ends with the escape character \\, which escapes \
+             nothing (write \\\\ for a literal backslash)"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -103,6 +126,21 @@ mod tests {
         assert_eq!(
             eval_bools(&not_like, &parts()),
             vec![Some(false), Some(true), None, Some(true)]
+        );
+    }
+
+    #[test]
+    fn a_pattern_ending_in_an_unpaired_escape_is_an_error() {
+        let e = crate::expr::test_util::eval_err(&col("p_type").like(lit("PROMO\\")), &parts());
+        assert!(e.contains("ends with the escape character"), "{e}");
+        // An escaped backslash at the end is a literal backslash: fine.
+        assert_eq!(
+            eval_bools(&col("p_type").like(lit("%\\\\")), &parts()),
+            vec![Some(false), Some(false), None, Some(false)]
+        );
+        assert_eq!(
+            eval_bools(&col("p_type").like(lit("%\\%")), &parts()),
+            vec![Some(false), Some(false), None, Some(false)]
         );
     }
 

@@ -806,20 +806,26 @@ impl<'a> DagScheduler<'a> {
             return Ok(());
         }
         let count = failures.len();
-        let report = run.failure_report(task.partition);
         run.state = StageState::Failed;
         let last = run.failures[task.partition]
             .pop()
-            .map(|f| f.error)
             .ok_or_else(|| EmberError::Internal("failure list emptied".into()))?;
+        // Every attempt's reason, each once: the earlier ones listed, the last one as the
+        // error itself (its kind is the job's error kind).
+        let earlier = run.failure_report(task.partition);
+        let earlier = if earlier.is_empty() {
+            String::new()
+        } else {
+            format!("; earlier attempts: {earlier}")
+        };
         let why = if deterministic {
             "failed with an error a retry cannot fix".to_string()
         } else {
             format!("failed {count} times (ember.task.maxFailures = {max})")
         };
-        Err(last.context(format!(
-            "job {} aborted: task {stage_id}.{} {why}; attempts: {report}",
-            self.job, task.partition
+        Err(last.error.context(format!(
+            "job {} aborted: task {stage_id}.{} {why}{earlier}; attempt {} on executor {}",
+            self.job, task.partition, last.attempt, last.executor
         )))
     }
 
