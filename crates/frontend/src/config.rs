@@ -214,7 +214,9 @@ impl SessionConfig {
             return Some(value.to_string());
         }
         match known(key)?.key {
-            EXECUTOR_CORES => Some((self.task_slots() / self.executor_instances()).to_string()),
+            EXECUTOR_CORES => {
+                Some(ember_exec::executor::default_cores(self.executor_instances()).to_string())
+            }
             SHUFFLE_PARTITIONS => Some(self.shuffle_partitions().to_string()),
             _ => None,
         }
