@@ -343,8 +343,23 @@ impl SqlPlanner<'_> {
         if f.over.is_some() {
             return not_impl_err!("window function {name}(..) OVER (..)");
         }
-        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
-            return not_impl_err!("FILTER / WITHIN GROUP / NULLS clauses on {name}");
+        if !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return not_impl_err!("WITHIN GROUP / NULLS clauses on {name}");
+        }
+        let filter = f
+            .filter
+            .as_ref()
+            .map(|c| self.sql_to_expr(c, schema, scope))
+            .transpose()?;
+        if let Some(c) = &filter {
+            if AggregateFunction::from_name(&name).is_none() {
+                return plan_err!(
+                    "FILTER (WHERE ..) is only allowed on aggregate functions, not on {name}()"
+                );
+            }
+            if c.contains_aggregate() {
+                return plan_err!("aggregate functions are not allowed in FILTER (WHERE ..): {c}");
+            }
         }
         let (args, distinct) = match &f.args {
             FunctionArguments::None => (vec![], false),
@@ -378,9 +393,13 @@ impl SqlPlanner<'_> {
                 if func != AggregateFunction::Count || !planned.is_empty() || distinct {
                     return plan_err!("'*' is only allowed as COUNT(*)");
                 }
+                // COUNT(*) FILTER (WHERE c) counts the rows where c holds.
+                let args = filter
+                    .map(|c| vec![only_where(c, Expr::Literal(ScalarValue::Int64(Some(1))))])
+                    .unwrap_or_default();
                 return Ok(Expr::AggregateFunction {
                     func,
-                    args: vec![],
+                    args,
                     distinct: false,
                 });
             }
@@ -394,9 +413,18 @@ impl SqlPlanner<'_> {
             if let Some(inner) = planned.iter().find(|a| a.contains_aggregate()) {
                 return plan_err!("aggregate functions cannot be nested: {inner} inside {name}");
             }
+            // Every aggregate skips NULL inputs, so `agg(x) FILTER (WHERE c)` is
+            // `agg(CASE WHEN c THEN x END)`: rows failing c (or where c is NULL) are skipped.
+            let args = match filter {
+                Some(c) => planned
+                    .into_iter()
+                    .map(|a| only_where(c.clone(), a))
+                    .collect(),
+                None => planned,
+            };
             return Ok(Expr::AggregateFunction {
                 func,
-                args: planned,
+                args,
                 distinct,
             });
         }
@@ -584,4 +612,13 @@ fn array_literal(items: Vec<Expr>, sql: &SqlExpr) -> Result<Expr> {
         .collect::<Result<Vec<_>>>()?;
     let list = ScalarValue::new_list(&values, &element_type, true);
     Ok(Expr::Literal(ScalarValue::List(Arc::clone(&list))))
+}
+
+/// `CASE WHEN condition THEN value END`: `value` where `condition` holds, NULL elsewhere.
+fn only_where(condition: Expr, value: Expr) -> Expr {
+    Expr::Case {
+        operand: None,
+        when_then: vec![(condition, value)],
+        else_expr: None,
+    }
 }
