@@ -104,6 +104,29 @@ impl SqlPlanner<'_> {
             SqlExpr::IsNotFalse(e) => is_true(plan(e)?.not()).not(),
             SqlExpr::IsDistinctFrom(a, b) => is_distinct_from(plan(a)?, plan(b)?),
             SqlExpr::IsNotDistinctFrom(a, b) => is_distinct_from(plan(a)?, plan(b)?).not(),
+            // `x = ANY (subquery)` is `x IN (subquery)`, and `x <> ALL (subquery)` is
+            // `x NOT IN (subquery)`, NULLs included; other comparisons are not supported.
+            SqlExpr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } if matches!(right.as_ref(), SqlExpr::Subquery(_)) => {
+                let SqlExpr::Subquery(q) = right.as_ref() else {
+                    unreachable!("matched above")
+                };
+                self.in_subquery(plan(left)?, q, false, schema, scope)?
+            }
+            SqlExpr::AllOp {
+                left,
+                compare_op: BinaryOperator::NotEq,
+                right,
+            } if matches!(right.as_ref(), SqlExpr::Subquery(_)) => {
+                let SqlExpr::Subquery(q) = right.as_ref() else {
+                    unreachable!("matched above")
+                };
+                self.in_subquery(plan(left)?, q, true, schema, scope)?
+            }
             SqlExpr::Between {
                 expr,
                 negated,
@@ -127,18 +150,7 @@ impl SqlPlanner<'_> {
                     negated: *negated,
                 },
                 InTarget::Subquery(q) => {
-                    let subquery = self.plan_subquery(q, schema, scope)?;
-                    if subquery.plan.schema().len() != 1 {
-                        return plan_err!(
-                            "IN subquery must return exactly one column, it returns {}",
-                            subquery.plan.schema().len()
-                        );
-                    }
-                    Expr::InSubquery {
-                        expr: boxed(expr)?,
-                        subquery,
-                        negated: *negated,
-                    }
+                    self.in_subquery(plan(expr)?, q, *negated, schema, scope)?
                 }
                 _ => return not_impl_err!("IN with this kind of target: {sql}"),
             },
@@ -330,6 +342,29 @@ impl SqlPlanner<'_> {
             }
         }
         Ok(Subquery { plan, outer_refs })
+    }
+
+    /// `expr [NOT] IN (query)`.
+    fn in_subquery(
+        &self,
+        expr: Expr,
+        query: &Query,
+        negated: bool,
+        schema: &PlanSchema,
+        scope: &Scope,
+    ) -> Result<Expr> {
+        let subquery = self.plan_subquery(query, schema, scope)?;
+        if subquery.plan.schema().len() != 1 {
+            return plan_err!(
+                "IN subquery must return exactly one column, it returns {}",
+                subquery.plan.schema().len()
+            );
+        }
+        Ok(Expr::InSubquery {
+            expr: Box::new(expr),
+            subquery,
+            negated,
+        })
     }
 
     fn plan_function(&self, f: &Function, schema: &PlanSchema, scope: &Scope) -> Result<Expr> {
