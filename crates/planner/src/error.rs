@@ -31,6 +31,11 @@ pub enum EmberError {
     /// Something failed while running a query (bad data in a file, a failed task, ...).
     #[error("Execution error: {0}")]
     Execution(String),
+    /// An expression cannot be computed on the rows it was given: a value that does not
+    /// cast, an overflow, a scalar subquery with several rows. The same rows fail the same
+    /// way on any executor, so a task failing with it is not retried.
+    #[error("Data error: {0}")]
+    Data(String),
     /// A feature Ember does not support (yet).
     #[error("Not supported: {0}")]
     NotImplemented(String),
@@ -109,6 +114,10 @@ impl From<datafusion_common::DataFusionError> for EmberError {
 #[macro_export]
 macro_rules! plan_err {
     ($($arg:tt)*) => { Err($crate::error::EmberError::Plan(format!($($arg)*))) };
+}
+#[macro_export]
+macro_rules! data_err {
+    ($($arg:tt)*) => { Err($crate::error::EmberError::Data(format!($($arg)*))) };
 }
 #[macro_export]
 macro_rules! exec_err {

@@ -28,9 +28,8 @@ pub fn cast_array(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     if array.data_type() == to {
         return Ok(array.clone());
     }
-    cast_with_options(array, to, &STRICT).map_err(|e| {
-        EmberError::Execution(format!("cannot cast {} to {to}: {e}", array.data_type()))
-    })
+    cast_with_options(array, to, &STRICT)
+        .map_err(|e| EmberError::Data(format!("cannot cast {} to {to}: {e}", array.data_type())))
 }
 
 /// Casts a constant.

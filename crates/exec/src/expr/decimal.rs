@@ -237,7 +237,7 @@ fn binary_decimal(
 }
 
 fn overflow(what: &str) -> EmberError {
-    EmberError::Execution(format!("decimal overflow in {what}"))
+    EmberError::Data(format!("decimal overflow in {what}"))
 }
 
 /// `a * b / 10^shift`, rounded, through a 256-bit product.

@@ -369,24 +369,41 @@ fn task_failing_every_attempt_fails_the_job_with_every_reason() {
     }
 }
 
+/// Errors the same rows would raise on any executor: planning, and data that does not
+/// cast or overflows.
 #[test]
-fn plan_errors_are_not_retried() {
-    struct PlanError(AtomicUsize);
-    impl TaskHook for PlanError {
+fn errors_a_retry_cannot_fix_are_not_retried() {
+    type MakeError = fn() -> EmberError;
+    struct Fails(AtomicUsize, MakeError);
+    impl TaskHook for Fails {
         fn before_task(&self, _: &TaskInfo, _: &MapOutputTracker) -> Result<()> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            Err(EmberError::Plan("no such column".into()))
+            Err((self.1)())
         }
     }
-    let hook = Arc::new(PlanError(AtomicUsize::new(0)));
-    let err = run_job(
-        &hash_graph(),
-        &cluster(1, 1),
-        &job_ctx().with_hook(hook.clone()),
-    )
-    .unwrap_err();
-    assert!(matches!(err.root(), EmberError::Plan(_)), "{err}");
-    assert_eq!(hook.0.load(Ordering::SeqCst), 1);
+    let kinds: [(MakeError, &str); 3] = [
+        (|| EmberError::Plan("no such column".into()), "Plan error"),
+        (
+            || EmberError::Data("cannot cast 'abc' to Int32".into()),
+            "Data error",
+        ),
+        (
+            || arrow::error::ArrowError::ArithmeticOverflow("1 + i64::MAX".into()).into(),
+            "Arithmetic overflow",
+        ),
+    ];
+    for (error, shown) in kinds {
+        let hook = Arc::new(Fails(AtomicUsize::new(0), error));
+        let err = run_job(
+            &hash_graph(),
+            &cluster(1, 1),
+            &job_ctx().with_hook(hook.clone()),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(shown), "{err}");
+        assert!(err.to_string().contains("a retry cannot fix"), "{err}");
+        assert_eq!(hook.0.load(Ordering::SeqCst), 1, "{err}");
+    }
 }
 
 #[test]

@@ -144,7 +144,7 @@ impl PhysicalExpr for ScalarSubqueryValueExpr {
             EmberError::Internal("scalar_subquery_value() row count is not Int64".into())
         })?;
         if let Some(n) = rows.iter().flatten().find(|n| *n > 1) {
-            return Err(EmberError::Execution(format!(
+            return Err(EmberError::Data(format!(
                 "a scalar subquery returned {n} rows: a subquery used as a value must return \
                  at most one row (add a WHERE, an aggregate or LIMIT 1)"
             )));

@@ -89,7 +89,7 @@ pub(super) fn build(func: BuiltinFunction, args: Vec<PhysicalExprRef>) -> Result
 }
 
 fn overflow(op: MathOp) -> EmberError {
-    EmberError::Execution(format!("numeric overflow in {op:?}"))
+    EmberError::Data(format!("numeric overflow in {op:?}"))
 }
 
 /// Applies `op` keeping the array's type.

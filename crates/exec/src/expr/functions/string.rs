@@ -14,7 +14,7 @@ use arrow::datatypes::DataType;
 use datafusion_common::ScalarValue;
 
 use ember_planner::expr::BuiltinFunction;
-use ember_planner::{exec_err, internal_err, plan_err, EmberError, Result};
+use ember_planner::{data_err, internal_err, plan_err, EmberError, Result};
 
 use super::{check_arity, constant_arg, FunctionExpr, Kernel};
 use crate::expr::binary::null_of;
@@ -148,7 +148,7 @@ fn int_value(v: &ScalarValue) -> Option<i64> {
 fn char_range(start: i64, len: Option<i64>) -> Result<(u64, Option<u64>)> {
     let first = start.max(1);
     let count = match len {
-        Some(l) if l < 0 => return exec_err!("substring(): negative length {l}"),
+        Some(l) if l < 0 => return data_err!("substring(): negative length {l}"),
         Some(l) => Some(start.saturating_add(l).saturating_sub(first).max(0) as u64),
         None => None,
     };
