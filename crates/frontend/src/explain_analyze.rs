@@ -253,6 +253,18 @@ impl fmt::Display for StageAnalysis {
         if let Some(header) = lines.next() {
             writeln!(f, "{header}")?;
         }
+        if self.task_attempts == 0 {
+            // Zeros for attempts, rows and times would read as a stage that ran and did
+            // nothing.
+            writeln!(
+                f,
+                "  not run: its output was already there (cached or checkpointed data)"
+            )?;
+            for line in lines {
+                writeln!(f, "{line}")?;
+            }
+            return Ok(());
+        }
         let failed: usize = self.failures.iter().map(|(_, n)| n).sum();
         let mut failures = if failed == 0 {
             "none".to_string()

@@ -262,3 +262,23 @@ fn the_ember_binary_prints_explain_analyze_like_any_explain() {
     assert!(stdout.contains("1 ExceptionFailure"), "{stdout}");
     assert!(stdout.contains("retried partitions: [0]"), "{stdout}");
 }
+
+#[test]
+fn a_stage_whose_output_is_cached_shows_it_did_not_run() {
+    let session = tpch_session();
+    session
+        .sql("CACHE TABLE flags AS SELECT l_returnflag, l_quantity FROM lineitem")
+        .unwrap()
+        .collect()
+        .unwrap();
+    let text = explain_analyze_sql(
+        &session,
+        "SELECT l_returnflag, count(*) FROM flags GROUP BY l_returnflag",
+    );
+    assert!(
+        text.contains("not run: its output was already there (cached or checkpointed data)"),
+        "{text}"
+    );
+    // The stages that did run still report their attempts.
+    assert!(text.contains("task attempts: 4"), "{text}");
+}
