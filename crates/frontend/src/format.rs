@@ -6,9 +6,10 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use arrow::array::Array;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow::util::pretty::{pretty_format_batches_with_options, pretty_format_batches_with_schema};
@@ -122,12 +123,42 @@ pub fn format_json(batches: &[RecordBatch]) -> Result<String> {
             .with_explicit_nulls(true)
             .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
         for batch in batches {
-            writer.write(batch)?;
+            writer.write(&with_unique_names(batch)?)?;
         }
         writer.finish()?;
     }
     String::from_utf8(buf)
         .map_err(|e| EmberError::Internal(format!("JSON writer produced invalid UTF-8: {e}")))
+}
+
+/// `batch` with repeated column names made unique (`x`, `x_2`, ...): a JSON object keeps one
+/// value per key, so `SELECT a.x, b.x` would otherwise lose a column in every reader.
+fn with_unique_names(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut seen: Vec<String> = Vec::with_capacity(schema.fields().len());
+    let mut renamed = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut name = f.name().clone();
+            let mut n = 1;
+            while seen.contains(&name) {
+                n += 1;
+                name = format!("{}_{n}", f.name());
+            }
+            renamed |= name != *f.name();
+            seen.push(name.clone());
+            f.as_ref().clone().with_name(name)
+        })
+        .collect();
+    if !renamed {
+        return Ok(batch.clone());
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        batch.columns().to_vec(),
+    )?)
 }
 
 /// Every cell of every row as text (NULL = empty string), in row order. Used by CSV output
@@ -163,9 +194,8 @@ pub fn rows_label(n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow::array::{ArrayRef, Date32Array, Decimal128Array, Int64Array, StringArray};
+    use arrow::datatypes::DataType;
 
     use super::*;
 
@@ -203,6 +233,23 @@ mod tests {
         assert_eq!(
             lines[1],
             r#"{"id":2,"name":null,"price":null,"day":"2022-01-08"}"#
+        );
+    }
+
+    #[test]
+    fn json_keys_stay_unique_when_column_names_repeat() {
+        let b = batch();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("id", DataType::Int64, true),
+            Field::new("id_2", DataType::Int64, true),
+        ]));
+        let col = b.column(0).clone();
+        let repeated = RecordBatch::try_new(schema, vec![col.clone(), col.clone(), col]).unwrap();
+        let out = format_json(&[repeated]).unwrap();
+        assert_eq!(
+            out.lines().next().unwrap(),
+            r#"{"id":1,"id_2":1,"id_2_2":1}"#
         );
     }
 
