@@ -111,13 +111,8 @@ impl SqlPlanner<'_> {
                 compare_op: BinaryOperator::Eq,
                 right,
                 ..
-            } if matches!(right.as_ref(), SqlExpr::Subquery(_)) => {
-                let SqlExpr::Subquery(q) = right.as_ref() else {
-                    unreachable!("matched above")
-                };
-                self.in_subquery(plan(left)?, q, false, schema, scope)?
             }
-            SqlExpr::AllOp {
+            | SqlExpr::AllOp {
                 left,
                 compare_op: BinaryOperator::NotEq,
                 right,
@@ -125,7 +120,8 @@ impl SqlPlanner<'_> {
                 let SqlExpr::Subquery(q) = right.as_ref() else {
                     unreachable!("matched above")
                 };
-                self.in_subquery(plan(left)?, q, true, schema, scope)?
+                let negated = matches!(sql, SqlExpr::AllOp { .. });
+                self.in_subquery(plan(left)?, q, negated, schema, scope)?
             }
             SqlExpr::Between {
                 expr,
