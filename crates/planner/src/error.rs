@@ -93,6 +93,26 @@ impl EmberError {
         }
     }
 
+    /// Whether a retry cannot fix this error: bad SQL, planning, unsupported features,
+    /// configuration, and data that does not cast or overflows — the same rows fail the same
+    /// way on any executor. Injected faults, I/O and lost executors are worth retrying.
+    pub fn is_deterministic(&self) -> bool {
+        use arrow::error::ArrowError;
+        matches!(
+            self.root(),
+            EmberError::Sql(_)
+                | EmberError::Plan(_)
+                | EmberError::NotImplemented(_)
+                | EmberError::Config(_)
+                | EmberError::Data(_)
+                | EmberError::Arrow(
+                    ArrowError::CastError(_)
+                        | ArrowError::ArithmeticOverflow(_)
+                        | ArrowError::DivideByZero
+                )
+        )
+    }
+
     /// The innermost error, skipping `Context` wrappers.
     pub fn root(&self) -> &EmberError {
         match self {

@@ -26,7 +26,6 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use ember_planner::stages::{StageGraph, StageOutput};
@@ -784,24 +783,10 @@ impl<'a> DagScheduler<'a> {
 
     /// A task failed on its own: retry it (elsewhere if possible), or fail the job with the
     /// reason of every attempt once it has failed `max_task_failures` times. Errors that a
-    /// retry cannot fix (bad SQL, planning, unsupported features, configuration, data that
-    /// does not cast or overflows — the same rows fail the same way anywhere) fail the job
-    /// at once.
+    /// retry cannot fix ([`EmberError::is_deterministic`]) fail the job at once.
     fn on_task_failed(&mut self, task: &RunningTask, error: EmberError) -> Result<()> {
         let stage_id = self.graph.stages[task.stage].id;
-        let deterministic = matches!(
-            error.root(),
-            EmberError::Sql(_)
-                | EmberError::Plan(_)
-                | EmberError::NotImplemented(_)
-                | EmberError::Config(_)
-                | EmberError::Data(_)
-                | EmberError::Arrow(
-                    ArrowError::CastError(_)
-                        | ArrowError::ArithmeticOverflow(_)
-                        | ArrowError::DivideByZero
-                )
-        );
+        let deterministic = error.is_deterministic();
         let run = &mut self.runs[task.stage];
         let failures = &mut run.failures[task.partition];
         failures.push(AttemptFailure {

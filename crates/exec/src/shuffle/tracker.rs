@@ -6,7 +6,7 @@
 //! partitions of stage S are missing" — the scheduler's recomputation work list — is simply
 //! the partitions without an entry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ember_storage::shuffle::BlockMeta;
 use parking_lot::RwLock;
@@ -44,34 +44,18 @@ pub struct MapOutputTracker {
 #[derive(Debug, Default)]
 struct Outputs {
     by_partition: BTreeMap<(usize, usize), (MapStatus, u64)>,
-    /// Registered outputs per stage: the scheduler asks after every task event which
-    /// partitions of every stage are missing, and a job of thousands of stages (a long
-    /// DataFrame loop) must answer "none" for its finished ones without looking at each.
-    registered: HashMap<usize, usize>,
     next_epoch: u64,
 }
 
 impl Outputs {
-    fn insert(&mut self, key: (usize, usize), value: (MapStatus, u64)) {
-        if self.by_partition.insert(key, value).is_none() {
-            *self.registered.entry(key.0).or_default() += 1;
-        }
-    }
-
-    fn remove(&mut self, key: &(usize, usize)) -> bool {
-        let removed = self.by_partition.remove(key).is_some();
-        if removed {
-            if let Some(n) = self.registered.get_mut(&key.0) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        removed
-    }
-
-    /// Whether all `partitions` outputs of `stage` are registered (map partitions are
-    /// always below the stage's partition count).
-    fn complete(&self, stage: usize, partitions: usize) -> bool {
-        self.registered.get(&stage).copied().unwrap_or(0) >= partitions
+    /// The registered map partitions of `stage` below `partitions`, ascending: one seek into
+    /// the ordered map, not a lookup per partition. The scheduler asks after every task event
+    /// which partitions of every stage are missing, and a job of thousands of stages (a long
+    /// DataFrame loop) must answer for its finished ones cheaply.
+    fn registered(&self, stage: usize, partitions: usize) -> impl Iterator<Item = usize> + '_ {
+        self.by_partition
+            .range((stage, 0)..(stage, partitions))
+            .map(|(&(_, p), _)| p)
     }
 }
 
@@ -85,7 +69,9 @@ impl MapOutputTracker {
         let mut inner = self.inner.write();
         let epoch = inner.next_epoch;
         inner.next_epoch += 1;
-        inner.insert((stage, map_partition), (status, epoch));
+        inner
+            .by_partition
+            .insert((stage, map_partition), (status, epoch));
     }
 
     pub fn get(&self, stage: usize, map_partition: usize) -> Option<MapStatus> {
@@ -113,21 +99,25 @@ impl MapOutputTracker {
     /// Forgets one map output (its blocks could not be read). Returns whether it was
     /// registered.
     pub fn unregister(&self, stage: usize, map_partition: usize) -> bool {
-        self.inner.write().remove(&(stage, map_partition))
+        self.inner
+            .write()
+            .by_partition
+            .remove(&(stage, map_partition))
+            .is_some()
     }
 
     /// Forgets every output held by `executor` (it was lost). Returns the (stage, map
     /// partition) pairs that are now missing, in order.
     pub fn unregister_executor(&self, executor: usize) -> Vec<(usize, usize)> {
         let mut inner = self.inner.write();
-        let lost: Vec<(usize, usize)> = inner
-            .by_partition
+        let outputs = &mut inner.by_partition;
+        let lost: Vec<(usize, usize)> = outputs
             .iter()
             .filter(|(_, (s, _))| s.executor == executor)
             .map(|(k, _)| *k)
             .collect();
         for key in &lost {
-            inner.remove(key);
+            outputs.remove(key);
         }
         lost
     }
@@ -135,16 +125,20 @@ impl MapOutputTracker {
     /// Map partitions of `stage` (of `partitions`) with no registered output, ascending.
     pub fn missing_partitions(&self, stage: usize, partitions: usize) -> Vec<usize> {
         let inner = self.inner.read();
-        if inner.complete(stage, partitions) {
-            return Vec::new();
-        }
+        let mut registered = inner.registered(stage, partitions).peekable();
         (0..partitions)
-            .filter(|p| !inner.by_partition.contains_key(&(stage, *p)))
+            .filter(|p| {
+                let present = registered.peek() == Some(p);
+                if present {
+                    registered.next();
+                }
+                !present
+            })
             .collect()
     }
 
     pub fn is_complete(&self, stage: usize, partitions: usize) -> bool {
-        self.inner.read().complete(stage, partitions)
+        self.inner.read().registered(stage, partitions).count() == partitions
     }
 }
 

@@ -13,7 +13,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Span;
 
 use ember_planner::error::closest_name;
-use ember_planner::expr::{AggregateFunction, BuiltinFunction, Expr, Operator, Subquery};
+use ember_planner::expr::{lit, AggregateFunction, BuiltinFunction, Expr, Operator, Subquery};
 use ember_planner::schema::{Column, PlanSchema};
 use ember_planner::{not_impl_err, plan_err, EmberError, Result};
 
@@ -426,7 +426,7 @@ impl SqlPlanner<'_> {
                 }
                 // COUNT(*) FILTER (WHERE c) counts the rows where c holds.
                 let args = filter
-                    .map(|c| vec![only_where(c, Expr::Literal(ScalarValue::Int64(Some(1))))])
+                    .map(|c| vec![only_where(c, lit(1i64))])
                     .unwrap_or_default();
                 return Ok(Expr::AggregateFunction {
                     func,

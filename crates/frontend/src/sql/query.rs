@@ -10,7 +10,7 @@ use sqlparser::ast::{
     SetOperator, SetQuantifier, Spanned, Value, Values as SqlValues,
 };
 
-use ember_planner::expr::{max, min, Expr, SortExpr};
+use ember_planner::expr::{col, lit, max, min, Expr, SortExpr};
 use ember_planner::logical::{
     Aggregate, Distinct, Filter, Limit, LogicalPlan, Projection, Sort, Union, Values,
 };
@@ -365,7 +365,7 @@ fn set_difference(
 ) -> Result<Arc<LogicalPlan>> {
     let tagged = |plan: Arc<LogicalPlan>, side: i32| -> Result<Arc<LogicalPlan>> {
         let mut exprs = plan.schema().column_exprs();
-        exprs.push(Expr::Literal(ScalarValue::Int32(Some(side))).alias("__set_side"));
+        exprs.push(lit(side).alias("__set_side"));
         Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
             plan, exprs,
         )?)))
@@ -385,10 +385,7 @@ fn set_difference(
             max(side).alias("__set_last"),
         ],
     )?));
-    let side_is = |name: &str, value: i32| {
-        Expr::Column(Column::new(None::<&str>, name))
-            .eq(Expr::Literal(ScalarValue::Int32(Some(value))))
-    };
+    let side_is = |name: &str, value: i32| col(name).eq(lit(value));
     let keep = if intersect {
         side_is("__set_first", 1).and(side_is("__set_last", 2))
     } else {

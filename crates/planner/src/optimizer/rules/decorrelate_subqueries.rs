@@ -32,7 +32,9 @@ use std::sync::Arc;
 use datafusion_common::ScalarValue;
 
 use crate::error::{EmberError, Result};
-use crate::expr::{count_star, max, AggregateFunction, BuiltinFunction, Expr, Operator, Subquery};
+use crate::expr::{
+    col, count_star, func, max, AggregateFunction, BuiltinFunction, Expr, Operator, Subquery,
+};
 use crate::logical::{
     Aggregate, CrossJoin, Join, JoinType, LogicalPlan, Projection, SubqueryAlias,
 };
@@ -563,13 +565,10 @@ fn single_row_value(plan: Arc<LogicalPlan>) -> Result<(Arc<LogicalPlan>, Expr)> 
         vec![],
         vec![count_star().alias("__rows"), max(value).alias("__value")],
     )?;
-    let checked = Expr::ScalarFunction {
-        func: BuiltinFunction::ScalarSubqueryValue,
-        args: vec![
-            Expr::Column(Column::new(None::<&str>, "__rows")),
-            Expr::Column(Column::new(None::<&str>, "__value")),
-        ],
-    };
+    let checked = func(
+        BuiltinFunction::ScalarSubqueryValue,
+        vec![col("__rows"), col("__value")],
+    );
     Ok((Arc::new(LogicalPlan::Aggregate(counted)), checked))
 }
 
