@@ -343,7 +343,7 @@ impl PhysicalPlanner<'_> {
             aggr_input_schema: agg.input.schema().clone(),
             schema: agg.schema.clone(),
         };
-        if input.output_partitions() <= 1 {
+        if input.output_partitions() <= 1 || groups_are_colocated(&input, &agg.group_exprs) {
             return Ok(Arc::new(single(input)));
         }
         let has_distinct = agg
@@ -429,7 +429,10 @@ impl PhysicalPlanner<'_> {
             // (the output of an earlier partitioned join on the same key) is not shuffled
             // again: both shuffles use the same hash, so partition p holds the same keys.
             let shuffled = |input: Arc<PhysicalPlan>, keys: Vec<Expr>| {
-                if hash_partitioning(&input).is_some_and(|(k, m)| m == n && *k == keys) {
+                if hash_partitionings(&input)
+                    .iter()
+                    .any(|(k, m)| *m == n && *k == keys)
+                {
                     input
                 } else {
                     Arc::new(PhysicalPlan::Exchange {
@@ -455,43 +458,106 @@ impl PhysicalPlanner<'_> {
     }
 }
 
-/// The hash partitioning of `plan`'s output, as (key expressions over its output, partition
-/// count), when rows with equal keys are known to sit in the same partition: an Exchange
-/// Hash, and the operators that keep its rows in their partitions and its key columns
-/// (filters, projections that pass the key columns through, and partitioned joins that
-/// output their probe rows in the probe side's partitions).
-fn hash_partitioning(plan: &PhysicalPlan) -> Option<(Vec<Expr>, usize)> {
+/// A hash partitioning of a plan's output: key expressions over its output schema and the
+/// partition count. Rows with equal keys sit in the same partition.
+type HashPartitioning = (Vec<Expr>, usize);
+
+/// Every hash partitioning known to hold for `plan`'s output: an Exchange Hash, carried up
+/// through the operators that keep rows in their partitions and the key columns (filters,
+/// projections that pass the key columns through, aggregates grouping by them, joins). A
+/// partitioned inner join holds both sides' partitionings at once: each output row is in the
+/// partition of its left row and of its right row. Several can hold, so a consumer asks
+/// whether any of them fits (Spark's `EnsureRequirements` reasons the same way).
+fn hash_partitionings(plan: &PhysicalPlan) -> Vec<HashPartitioning> {
     match plan {
         PhysicalPlan::Exchange {
             kind: ExchangeKind::Hash(keys, n),
             ..
-        } => Some((keys.clone(), *n)),
-        PhysicalPlan::Filter { input, .. } => hash_partitioning(input),
+        } => vec![(keys.clone(), *n)],
+        PhysicalPlan::Filter { input, .. } | PhysicalPlan::DynamicFilter { input, .. } => {
+            hash_partitionings(input)
+        }
         PhysicalPlan::Projection {
             input,
             exprs,
             schema,
-        } => {
-            let (keys, n) = hash_partitioning(input)?;
+        } => renamed(hash_partitionings(input), |key| {
             // Each key must be a column the projection passes through; it is then known
             // by the projection's output name for it.
-            let keys = keys
-                .iter()
-                .map(|key| {
-                    let position = exprs.iter().position(|e| e == key)?;
-                    Some(Expr::Column(schema.fields().get(position)?.column()))
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Some((keys, n))
+            let position = exprs.iter().position(|e| e == key)?;
+            Some(Expr::Column(schema.fields().get(position)?.column()))
+        }),
+        PhysicalPlan::HashAggregate {
+            input,
+            mode: mode @ (AggregateMode::Single | AggregateMode::Final),
+            group_exprs,
+            schema,
+            ..
+        } => {
+            // Keys that are group columns come out under the aggregate's names for them: a
+            // Single aggregate's keys are its group expressions, a Final one's the first
+            // columns of its (partial) input.
+            let groups: Vec<Expr> = match mode {
+                AggregateMode::Final => input.schema().column_exprs()[..group_exprs.len()].to_vec(),
+                _ => group_exprs.iter().map(|e| e.unalias().clone()).collect(),
+            };
+            renamed(hash_partitionings(input), |key| {
+                let position = groups.iter().position(|g| g == key)?;
+                Some(Expr::Column(schema.fields().get(position)?.column()))
+            })
         }
         PhysicalPlan::HashJoin {
             left,
-            join_type: JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti,
-            mode: JoinMode::Partitioned,
+            right,
+            join_type,
+            mode,
             ..
-        } => hash_partitioning(left),
-        _ => None,
+        } => {
+            // Probe rows stay in their partitions; the build side's partitioning holds only
+            // when it was not broadcast and its columns are never NULL-extended.
+            let keeps_left = matches!(
+                join_type,
+                JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+            );
+            let keeps_right =
+                *mode == JoinMode::Partitioned && matches!(join_type, JoinType::Inner);
+            let mut found = if keeps_left {
+                hash_partitionings(left)
+            } else {
+                Vec::new()
+            };
+            if keeps_right {
+                found.extend(hash_partitionings(right));
+            }
+            found
+        }
+        _ => Vec::new(),
     }
+}
+
+/// Whether all rows of every group of `group_exprs` already sit in one partition of
+/// `input`: it is hash-partitioned on keys that are all among the group expressions (rows
+/// equal on every group expression are equal on those keys). The aggregate then runs in one
+/// phase where the rows are, without a shuffle — e.g. TPC-H Q10 groups by `c_custkey` (and
+/// columns depending on it) right after a join partitioned on `o_custkey = c_custkey`.
+fn groups_are_colocated(input: &PhysicalPlan, group_exprs: &[Expr]) -> bool {
+    hash_partitionings(input).iter().any(|(keys, _)| {
+        !keys.is_empty()
+            && keys
+                .iter()
+                .all(|key| group_exprs.iter().any(|g| g.unalias() == key))
+    })
+}
+
+/// The partitionings whose every key `rename` maps to an output expression.
+fn renamed(
+    partitionings: Vec<HashPartitioning>,
+    rename: impl Fn(&Expr) -> Option<Expr>,
+) -> Vec<HashPartitioning> {
+    partitionings
+        .into_iter()
+        .filter_map(|(keys, n)| Some((keys.iter().map(&rename).collect::<Option<_>>()?, n)))
+        .collect()
 }
 
 /// Shuffle keys for both sides of a join, cast to a common type per key pair: rows that are
@@ -749,6 +815,83 @@ mod tests {
             .unwrap()
             .display_indent();
         assert!(plan.contains("Exchange: Hash([a.v], 3)"), "{plan}");
+    }
+
+    #[test]
+    fn aggregate_over_rows_partitioned_on_its_group_keys_runs_in_one_phase() {
+        let big = |name| scan(name, 2, 1_000_000);
+        let grouped = |join_type, groups: Vec<Expr>| {
+            let join = Join::try_new(
+                big("a"),
+                big("b"),
+                vec![(col("a.k"), col("b.k"))],
+                None,
+                join_type,
+                false,
+            )
+            .unwrap();
+            let agg = Aggregate::try_new(
+                Arc::new(LogicalPlan::Join(join)),
+                groups,
+                vec![sum(col("a.v"))],
+            )
+            .unwrap();
+            create_physical_plan(&Arc::new(LogicalPlan::Aggregate(agg)), &config())
+                .unwrap()
+                .display_indent()
+        };
+        // An inner join partitioned on a.k = b.k leaves rows partitioned on both keys, so
+        // grouping by either (alone or with other columns) needs no shuffle.
+        for groups in [
+            vec![col("a.k")],
+            vec![col("b.k")],
+            vec![col("b.v"), col("b.k")],
+        ] {
+            let plan = grouped(JoinType::Inner, groups);
+            assert!(plan.starts_with("HashAggregateExec(Single)"), "{plan}");
+            assert_eq!(plan.matches("Exchange").count(), 2, "{plan}");
+        }
+        // Grouping by a column the rows are not partitioned on still shuffles.
+        let plan = grouped(JoinType::Inner, vec![col("a.v")]);
+        assert!(plan.starts_with("HashAggregateExec(Final)"), "{plan}");
+        assert!(plan.contains("Exchange: Hash([a.v], 3)"), "{plan}");
+        // A left join NULL-extends b.k in every partition: grouping by it must shuffle,
+        // grouping by the preserved side's key need not.
+        let plan = grouped(JoinType::Left, vec![col("b.k")]);
+        assert!(plan.starts_with("HashAggregateExec(Final)"), "{plan}");
+        let plan = grouped(JoinType::Left, vec![col("a.k")]);
+        assert!(plan.starts_with("HashAggregateExec(Single)"), "{plan}");
+    }
+
+    #[test]
+    fn join_on_the_keys_an_aggregate_grouped_by_does_not_shuffle_them_again() {
+        // TPC-H Q18's shape: orders semi-joined with lineitem grouped by its order key.
+        let grouped = Arc::new(LogicalPlan::Aggregate(
+            Aggregate::try_new(
+                scan("l", 2, 1_000_000),
+                vec![col("l.k")],
+                vec![sum(col("l.v"))],
+            )
+            .unwrap(),
+        ));
+        let join = Join::try_new(
+            scan("o", 2, 1_000_000),
+            grouped,
+            vec![(col("o.k"), col("l.k"))],
+            None,
+            JoinType::LeftSemi,
+            false,
+        )
+        .unwrap();
+        let mut config = config();
+        config.broadcast_threshold_bytes = 0;
+        config.dynamic_filters = false;
+        let plan = create_physical_plan(&Arc::new(LogicalPlan::Join(join)), &config)
+            .unwrap()
+            .display_indent();
+        assert_eq!(plan.matches("Exchange").count(), 2, "{plan}");
+        assert!(plan.contains("Exchange: Hash([o.k], 3)"), "{plan}");
+        assert!(plan.contains("Exchange: Hash([l.k], 3)"), "{plan}");
     }
 
     #[test]
