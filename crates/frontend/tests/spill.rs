@@ -134,7 +134,9 @@ fn run_planned_by(session: &Session, sql: &str, memory: &str) -> ClusterRun {
 /// joins (Q3, Q5, Q9, Q18), semi and anti joins with a residual filter (Q21), a left outer
 /// join (Q13), an anti join (Q22). Under 16 KiB per executor their hash joins take the grace
 /// path, both as broadcast joins (SF 0.01 sides are under the broadcast threshold) and as
-/// shuffled joins, and still return the reference answers.
+/// shuffled joins, and still return the reference answers. Shuffled, Q13's left join builds
+/// on its preserved side (customer, a quarter of the rows per task) as a right outer join:
+/// 4 KiB makes that spill, so the grace path's unmatched build rows are covered too.
 #[test]
 fn joins_spill_under_the_budget_and_give_the_reference_answers() {
     let sessions = [
@@ -143,7 +145,12 @@ fn joins_spill_under_the_budget_and_give_the_reference_answers() {
     ];
     for name in ["q03", "q05", "q09", "q13", "q18", "q21", "q22"] {
         for (how, session) in sessions {
-            let run = run_planned_by(session, &sql(name), "16k");
+            let budget = if (name, how) == ("q13", "shuffled") {
+                "4k"
+            } else {
+                "16k"
+            };
+            let run = run_planned_by(session, &sql(name), budget);
             assert!(
                 run.join_spilled > 0,
                 "{name} ({how} joins): no hash join spilled under 16 KiB per executor"

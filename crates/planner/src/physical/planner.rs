@@ -63,6 +63,14 @@ impl Default for PhysicalPlannerConfig {
 /// hash table every probe task holds.
 const RELATIVE_BROADCAST_CAP: usize = 16;
 
+/// A left outer join builds its hash table on the preserved side when the other side is
+/// estimated more than this many times larger (see `builds_on_preserved_side`).
+const OUTER_BUILD_RATIO: usize = 2;
+
+/// … and the other side is at least this fraction of the broadcast threshold: a small
+/// dimension table is still best broadcast whatever the preserved side's size.
+const OUTER_BUILD_MIN_FRACTION: usize = 16;
+
 /// Plans `plan` for execution, with dynamic join filters when `config` says so.
 pub fn create_physical_plan(
     plan: &Arc<LogicalPlan>,
@@ -332,6 +340,47 @@ impl PhysicalPlanner<'_> {
             .is_some_and(|(rows, domain)| rows as f64 <= domain as f64 * REDUCED_FRACTION)
     }
 
+    /// Whether a left outer join is better run with its preserved (left) side as the hash
+    /// table: the other side is estimated more than [`OUTER_BUILD_RATIO`] times larger, so
+    /// building on it (broadcast to every executor, or shuffled) costs more than shuffling
+    /// both sides and building on the small one. TPC-H Q13's `customer LEFT JOIN orders`:
+    /// 150 thousand customers against 1.5 million orders, ten per customer, whose chains
+    /// in a broadcast orders table made every probe a run of cache misses.
+    fn builds_on_preserved_side(&mut self, join: &logical::Join) -> bool {
+        if join.join_type != JoinType::Left || join.on.is_empty() || join.null_aware {
+            return false;
+        }
+        let left = estimated_bytes(&join.left, &mut self.estimates);
+        let right = estimated_bytes(&join.right, &mut self.estimates);
+        left.zip(right).is_some_and(|(left, right)| {
+            right > self.config.broadcast_threshold_bytes / OUTER_BUILD_MIN_FRACTION
+                && right / OUTER_BUILD_RATIO > left
+        })
+    }
+
+    /// Plans a left outer join as the right outer join with the inputs swapped — the hash
+    /// join builds on its right input and emits the build rows nothing matched — under a
+    /// projection that restores the left join's column order. Right joins never broadcast,
+    /// so both sides are shuffled on the keys.
+    fn plan_as_right_join(&mut self, join: &logical::Join) -> Result<Arc<PhysicalPlan>> {
+        let swapped = logical::Join::try_new(
+            Arc::clone(&join.right),
+            Arc::clone(&join.left),
+            join.on
+                .iter()
+                .map(|(l, r)| (r.clone(), l.clone()))
+                .collect(),
+            join.filter.clone(),
+            JoinType::Right,
+            false,
+        )?;
+        Ok(Arc::new(PhysicalPlan::Projection {
+            input: self.plan_join(&swapped)?,
+            exprs: join.schema.column_exprs(),
+            schema: join.schema.clone(),
+        }))
+    }
+
     fn plan_aggregate(&mut self, agg: &logical::Aggregate) -> Result<Arc<PhysicalPlan>> {
         let input = self.plan(&agg.input)?;
         let n = self.partitions();
@@ -392,6 +441,9 @@ impl PhysicalPlanner<'_> {
     }
 
     fn plan_join(&mut self, join: &logical::Join) -> Result<Arc<PhysicalPlan>> {
+        if self.builds_on_preserved_side(join) {
+            return self.plan_as_right_join(join);
+        }
         let left = self.plan(&join.left)?;
         let right = self.plan(&join.right)?;
         if join.on.is_empty() {
@@ -505,8 +557,8 @@ fn hash_partitionings(plan: &PhysicalPlan) -> Vec<HashPartitioning> {
                 join_type,
                 JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
             );
-            let keeps_right =
-                *mode == JoinMode::Partitioned && matches!(join_type, JoinType::Inner);
+            let keeps_right = *mode == JoinMode::Partitioned
+                && matches!(join_type, JoinType::Inner | JoinType::Right);
             let mut found = if keeps_left {
                 hash_partitionings(left)
             } else {
@@ -847,6 +899,48 @@ mod tests {
         assert!(plan.starts_with("HashAggregateExec(Final)"), "{plan}");
         let plan = grouped(JoinType::Left, vec![col("a.k")]);
         assert!(plan.starts_with("HashAggregateExec(Single)"), "{plan}");
+    }
+
+    #[test]
+    fn left_join_against_a_much_larger_side_builds_on_the_preserved_side() {
+        let left_join = |left_bytes, right_bytes| {
+            let join = Join::try_new(
+                scan("s", 2, left_bytes),
+                scan("b", 2, right_bytes),
+                vec![(col("s.k"), col("b.k"))],
+                None,
+                JoinType::Left,
+                false,
+            )
+            .unwrap();
+            let mut config = config();
+            config.broadcast_threshold_bytes = 10_000_000;
+            let physical =
+                create_physical_plan(&Arc::new(LogicalPlan::Join(join)), &config).unwrap();
+            (physical.schema().clone(), physical.display_indent())
+        };
+        // Q13's shape: the preserved side is small, the other side large (but below the
+        // broadcast threshold): a right join partitioned on the keys, building on `s`.
+        let (schema, plan) = left_join(1_000_000, 5_000_000);
+        assert!(
+            plan.contains("HashJoinExec(Partitioned, Right): on=[b.k = s.k]"),
+            "{plan}"
+        );
+        assert!(
+            plan.starts_with("ProjectionExec: s.k, s.v, b.k, b.v"),
+            "{plan}"
+        );
+        let names: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| f.column().to_string())
+            .collect();
+        assert_eq!(names, ["s.k", "s.v", "b.k", "b.v"]);
+        // Comparable sizes, or a small dimension table, stay a broadcast left join.
+        for (left, right) in [(1_000_000, 1_500_000), (10_000, 100_000)] {
+            let (_, plan) = left_join(left, right);
+            assert!(plan.contains("HashJoinExec(Broadcast, Left)"), "{plan}");
+        }
     }
 
     #[test]
