@@ -48,12 +48,17 @@ pub fn execute_pushed_filter(
             .collect(),
     );
     // The chain's bottom condition first, as the rows flow.
-    let masks = conditions
+    let bottom_up: Vec<&Condition> = conditions.iter().rev().collect();
+    let fixed_len = bottom_up
         .iter()
-        .rev()
-        .map(|c| c.compile(&narrow, ctx))
-        .collect::<Result<Vec<_>>>()?;
-    let filter = Box::new(ChainFilter { columns, masks });
+        .rposition(|c| matches!(c, Condition::Predicate(_)))
+        .map_or(0, |last_predicate| last_predicate + 1);
+    let mut masks = Vec::with_capacity(bottom_up.len());
+    for condition in &bottom_up {
+        masks.push(condition.compile(&narrow, ctx)?);
+    }
+    let key_sets = masks.split_off(fixed_len);
+    let filter = Box::new(ChainFilter::new(columns, masks, key_sets));
     let rows = execute_scan_filtered(scan, partition, filter)?;
     // A selective filter leaves small batches; coalesce them as a Filter would.
     Ok(Some(filter_batches(
@@ -129,9 +134,52 @@ fn filters_over_scan(plan: &Arc<PhysicalPlan>) -> Option<(&ScanExec, Vec<Conditi
 
 /// The chain's conditions over the columns a scan decodes first (`columns`, in the scan's
 /// output). Each condition sees only the rows the ones before it kept, as in the chain.
+///
+/// The key-set conditions above the chain's last predicate are reordered as rows flow, the
+/// one keeping the smallest share of the rows it saw first (DuckDB reorders its filters
+/// the same way). A key-set test can never fail and a conjunction keeps the same rows in
+/// any order, so only the work changes: TPC-H Q21 filters lineitem by 729 thousand order
+/// keys (half of all rows pass) and by 411 supplier keys (4 % pass); testing the small set
+/// first leaves the large one a twenty-fifth of the lookups. Predicates keep their place:
+/// one may fail (a division by zero, a bad cast) on a row a condition below it would drop.
 struct ChainFilter {
     columns: Vec<usize>,
-    masks: Vec<RowMask>,
+    /// The chain up to its last predicate, in order.
+    fixed: Vec<RowMask>,
+    /// The key-set conditions after it, most selective (as measured so far) first.
+    key_sets: Vec<CountedMask>,
+}
+
+/// A condition and how many rows it has seen and kept.
+struct CountedMask {
+    mask: RowMask,
+    seen: usize,
+    kept: usize,
+}
+
+impl CountedMask {
+    /// The share of its rows this condition keeps; unseen conditions count as keeping all.
+    fn pass_rate(&self) -> f64 {
+        (self.kept as f64 + 1.0) / (self.seen as f64 + 1.0)
+    }
+}
+
+impl ChainFilter {
+    fn new(columns: Vec<usize>, fixed: Vec<RowMask>, key_sets: Vec<RowMask>) -> Self {
+        let key_sets = key_sets
+            .into_iter()
+            .map(|mask| CountedMask {
+                mask,
+                seen: 0,
+                kept: 0,
+            })
+            .collect();
+        ChainFilter {
+            columns,
+            fixed,
+            key_sets,
+        }
+    }
 }
 
 impl RowFilter for ChainFilter {
@@ -141,20 +189,47 @@ impl RowFilter for ChainFilter {
 
     fn keep(&mut self, batch: &RecordBatch) -> Result<Option<BooleanArray>> {
         let mut kept: Option<BooleanArray> = None;
-        for mask in &mut self.masks {
-            kept = match kept {
-                None => mask(batch)?,
-                Some(kept) if kept.true_count() == 0 => Some(kept),
-                Some(kept) => {
-                    let survivors = filter_record_batch(batch, &kept)?;
-                    match mask(&survivors)? {
-                        Some(of_survivors) => Some(narrow_mask(&kept, &of_survivors)),
-                        None => Some(kept),
-                    }
-                }
-            };
+        for mask in &mut self.fixed {
+            kept = and_then(kept, mask, batch)?.0;
         }
+        for counted in &mut self.key_sets {
+            let (next, seen, passed) = and_then(kept, &mut counted.mask, batch)?;
+            counted.seen += seen;
+            counted.kept += passed;
+            kept = next;
+        }
+        // Stable: equally selective conditions keep the chain's order.
+        self.key_sets
+            .sort_by(|a, b| a.pass_rate().total_cmp(&b.pass_rate()));
         Ok(kept)
+    }
+}
+
+/// Applies `mask` to the rows of `batch` that `kept` selects (all when `None`): the
+/// combined selection, how many rows `mask` saw and how many of them it kept.
+fn and_then(
+    kept: Option<BooleanArray>,
+    mask: &mut RowMask,
+    batch: &RecordBatch,
+) -> Result<(Option<BooleanArray>, usize, usize)> {
+    match kept {
+        None => {
+            let own = mask(batch)?;
+            let passed = own.as_ref().map_or(batch.num_rows(), |m| m.true_count());
+            Ok((own, batch.num_rows(), passed))
+        }
+        Some(kept) if kept.true_count() == 0 => Ok((Some(kept), 0, 0)),
+        Some(kept) => {
+            let survivors = filter_record_batch(batch, &kept)?;
+            let seen = survivors.num_rows();
+            Ok(match mask(&survivors)? {
+                Some(of_survivors) => {
+                    let passed = of_survivors.true_count();
+                    (Some(narrow_mask(&kept, &of_survivors)), seen, passed)
+                }
+                None => (Some(kept), seen, seen),
+            })
+        }
     }
 }
 
@@ -173,10 +248,11 @@ fn narrow_mask(kept: &BooleanArray, of_kept: &BooleanArray) -> BooleanArray {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    use arrow::array::{ArrayRef, Int64Array};
-    use arrow::datatypes::SchemaRef;
+    use arrow::array::{ArrayRef, AsArray, Int64Array};
+    use arrow::datatypes::{Int64Type, SchemaRef};
     use ember_planner::expr::{col, lit, Operator};
     use ember_planner::table::{filter_decoded, ScanPartition};
 
@@ -278,6 +354,44 @@ mod tests {
         let out = collect(&filter(projected, col("a").lt(lit(3i64))), 0);
         assert_eq!(int_column(&out, 0), vec![Some(0), Some(1), Some(2)]);
         assert!(filters.lock().unwrap().is_empty());
+    }
+
+    /// A condition over column 0 (Int64) that keeps the values `keep` accepts and counts the
+    /// rows it is asked about.
+    fn counting_mask(keep: fn(i64) -> bool, asked: &Arc<AtomicUsize>) -> RowMask {
+        let asked = Arc::clone(asked);
+        Box::new(move |batch: &RecordBatch| {
+            let values = batch.column(0).as_primitive::<Int64Type>();
+            asked.fetch_add(values.len(), Ordering::Relaxed);
+            Ok(Some(values.iter().map(|v| v.map(keep)).collect()))
+        })
+    }
+
+    #[test]
+    fn key_set_conditions_after_the_predicates_run_most_selective_first() {
+        let [predicate, wide, narrow] = [(); 3].map(|_| Arc::new(AtomicUsize::new(0)));
+        let mut chain = ChainFilter::new(
+            vec![0],
+            vec![counting_mask(|v| v % 2 == 0, &predicate)],
+            vec![
+                counting_mask(|v| v % 100 != 0, &wide),
+                counting_mask(|v| v % 10 == 0, &narrow),
+            ],
+        );
+        let batch = int_batch("a", &(0..1000).collect::<Vec<_>>());
+        let want: BooleanArray = (0..1000)
+            .map(|v| Some(v % 2 == 0 && v % 100 != 0 && v % 10 == 0))
+            .collect();
+        // First batch in the chain's order: the wide condition sees every even row.
+        assert_eq!(chain.keep(&batch).unwrap(), Some(want.clone()));
+        assert_eq!(wide.load(Ordering::Relaxed), 500);
+        assert_eq!(narrow.load(Ordering::Relaxed), 490);
+        // Then the narrow one (a tenth kept) goes first; the rows kept are the same.
+        assert_eq!(chain.keep(&batch).unwrap(), Some(want));
+        assert_eq!(narrow.load(Ordering::Relaxed), 490 + 500);
+        assert_eq!(wide.load(Ordering::Relaxed), 500 + 100);
+        // The predicate stays first throughout.
+        assert_eq!(predicate.load(Ordering::Relaxed), 2000);
     }
 
     #[test]
