@@ -8,6 +8,7 @@ use arrow::datatypes::Int64Type;
 use ember_planner::{EmberError, Result};
 
 use super::accumulator::{expect_states, GroupsAccumulator};
+use super::lanes::{add_in_lanes, FEW_GROUPS};
 
 pub struct CountAccumulator {
     /// COUNT(*) counts rows; COUNT(x) counts non-NULL values of x.
@@ -46,6 +47,10 @@ impl GroupsAccumulator for CountAccumulator {
             value.logical_nulls()
         };
         match nulls {
+            None if total_groups <= FEW_GROUPS => {
+                let mut seen = [false; FEW_GROUPS];
+                add_in_lanes(&mut self.counts, &mut seen, groups, std::iter::repeat(1i64));
+            }
             None => {
                 for &g in groups {
                     self.counts[g] += 1;

@@ -19,6 +19,7 @@ pub mod count;
 pub mod distinct;
 pub mod group_columns;
 pub mod group_values;
+mod lanes;
 pub mod min_max;
 mod stream;
 pub mod sum;

@@ -14,10 +14,15 @@ use ember_planner::{EmberError, Result};
 
 use super::accumulator::{coerce, expect_states, GroupsAccumulator};
 use super::count::CountAccumulator;
+use super::lanes::{add_in_lanes, FEW_GROUPS};
 
 /// A SUM result type's native value: adds that report overflow as a flag, so the per-row
 /// loop carries no branch and no error value; the flag is checked once per batch.
 pub trait SumNative: Copy + Default {
+    /// Whether the sum is the same whatever the order of the adds (integers; not floats),
+    /// so rows may be added in lanes ([`super::lanes`]).
+    const EXACT: bool;
+
     /// `self + v`, and whether it overflowed (never, for floats).
     fn overflowing_sum(self, v: Self) -> (Self, bool);
 }
@@ -25,6 +30,8 @@ pub trait SumNative: Copy + Default {
 macro_rules! integer_sum_native {
     ($($t:ty),*) => {$(
         impl SumNative for $t {
+            const EXACT: bool = true;
+
             #[inline]
             fn overflowing_sum(self, v: Self) -> (Self, bool) {
                 self.overflowing_add(v)
@@ -35,6 +42,8 @@ macro_rules! integer_sum_native {
 integer_sum_native!(i64, u64, i128);
 
 impl SumNative for f64 {
+    const EXACT: bool = false;
+
     #[inline]
     fn overflowing_sum(self, v: Self) -> (Self, bool) {
         (self + v, false)
@@ -87,6 +96,14 @@ where
             self.seen.set_bit(g, true);
         };
         match values.nulls().filter(|n| n.null_count() > 0) {
+            None if T::Native::EXACT && total_groups <= FEW_GROUPS => {
+                let mut seen = [false; FEW_GROUPS];
+                let values = values.values().iter().copied();
+                overflowed = add_in_lanes(&mut self.sums, &mut seen, groups, values);
+                for (g, _) in seen.iter().enumerate().filter(|(_, &s)| s) {
+                    self.seen.set_bit(g, true);
+                }
+            }
             None => {
                 for (&g, &v) in groups.iter().zip(values.values().iter()) {
                     add(g, v);
