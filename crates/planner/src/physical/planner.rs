@@ -798,6 +798,25 @@ mod tests {
         }
     }
 
+    /// `left ⋈ right` on the one key pair `on` (qualified column names).
+    fn key_join(
+        left: Arc<LogicalPlan>,
+        right: Arc<LogicalPlan>,
+        on: (&str, &str),
+        join_type: JoinType,
+    ) -> Arc<LogicalPlan> {
+        let join = Join::try_new(
+            left,
+            right,
+            vec![(col(on.0), col(on.1))],
+            None,
+            join_type,
+            false,
+        )
+        .unwrap();
+        Arc::new(LogicalPlan::Join(join))
+    }
+
     #[test]
     fn aggregate_is_split_into_partial_exchange_final() {
         let agg = Arc::new(LogicalPlan::Aggregate(
@@ -822,21 +841,8 @@ mod tests {
     #[test]
     fn join_on_an_already_partitioned_key_shuffles_only_the_other_side() {
         let big = |name| scan(name, 2, 1_000_000);
-        let join = |left, right, on: (&str, &str), join_type| {
-            Arc::new(LogicalPlan::Join(
-                Join::try_new(
-                    left,
-                    right,
-                    vec![(col(on.0), col(on.1))],
-                    None,
-                    join_type,
-                    false,
-                )
-                .unwrap(),
-            ))
-        };
-        let ab = join(big("a"), big("b"), ("a.k", "b.k"), JoinType::Inner);
-        let same_key = join(ab.clone(), big("c"), ("a.k", "c.k"), JoinType::LeftSemi);
+        let ab = key_join(big("a"), big("b"), ("a.k", "b.k"), JoinType::Inner);
+        let same_key = key_join(ab.clone(), big("c"), ("a.k", "c.k"), JoinType::LeftSemi);
         let plan = create_physical_plan(&same_key, &config())
             .unwrap()
             .display_indent();
@@ -848,7 +854,7 @@ mod tests {
         assert!(plan.contains("Exchange: Hash([c.k], 3)"), "{plan}");
 
         // A different key (or a join whose right rows are kept) must still shuffle.
-        let other_key = join(ab, big("c"), ("a.v", "c.k"), JoinType::Inner);
+        let other_key = key_join(ab, big("c"), ("a.v", "c.k"), JoinType::Inner);
         let plan = create_physical_plan(&other_key, &config())
             .unwrap()
             .display_indent();
@@ -859,21 +865,8 @@ mod tests {
     fn aggregate_over_rows_partitioned_on_its_group_keys_runs_in_one_phase() {
         let big = |name| scan(name, 2, 1_000_000);
         let grouped = |join_type, groups: Vec<Expr>| {
-            let join = Join::try_new(
-                big("a"),
-                big("b"),
-                vec![(col("a.k"), col("b.k"))],
-                None,
-                join_type,
-                false,
-            )
-            .unwrap();
-            let agg = Aggregate::try_new(
-                Arc::new(LogicalPlan::Join(join)),
-                groups,
-                vec![sum(col("a.v"))],
-            )
-            .unwrap();
+            let join = key_join(big("a"), big("b"), ("a.k", "b.k"), join_type);
+            let agg = Aggregate::try_new(join, groups, vec![sum(col("a.v"))]).unwrap();
             create_physical_plan(&Arc::new(LogicalPlan::Aggregate(agg)), &config())
                 .unwrap()
                 .display_indent()
@@ -904,19 +897,11 @@ mod tests {
     #[test]
     fn left_join_against_a_much_larger_side_builds_on_the_preserved_side() {
         let left_join = |left_bytes, right_bytes| {
-            let join = Join::try_new(
-                scan("s", 2, left_bytes),
-                scan("b", 2, right_bytes),
-                vec![(col("s.k"), col("b.k"))],
-                None,
-                JoinType::Left,
-                false,
-            )
-            .unwrap();
+            let (s, b) = (scan("s", 2, left_bytes), scan("b", 2, right_bytes));
+            let join = key_join(s, b, ("s.k", "b.k"), JoinType::Left);
             let mut config = config();
             config.broadcast_threshold_bytes = 10_000_000;
-            let physical =
-                create_physical_plan(&Arc::new(LogicalPlan::Join(join)), &config).unwrap();
+            let physical = create_physical_plan(&join, &config).unwrap();
             (physical.schema().clone(), physical.display_indent())
         };
         // Q13's shape: the preserved side is small, the other side large (but below the
@@ -960,18 +945,15 @@ mod tests {
             input: grouped,
             predicate: col("sum(l.v)").gt(lit(300i64)),
         }));
-        let join = Join::try_new(
+        let join = key_join(
             scan("o", 2, 1_000_000),
             having,
-            vec![(col("o.k"), col("l.k"))],
-            None,
+            ("o.k", "l.k"),
             JoinType::LeftSemi,
-            false,
-        )
-        .unwrap();
+        );
         let mut config = config();
         config.broadcast_threshold_bytes = 0;
-        let plan = create_physical_plan(&Arc::new(LogicalPlan::Join(join)), &config)
+        let plan = create_physical_plan(&join, &config)
             .unwrap()
             .display_indent();
         let lines: Vec<&str> = plan.lines().map(str::trim).collect();
@@ -985,16 +967,9 @@ mod tests {
     #[test]
     fn small_build_side_is_broadcast_large_is_shuffled() {
         let join = |right_bytes| {
-            let j = Join::try_new(
-                scan("a", 2, 1_000_000),
-                scan("b", 2, right_bytes),
-                vec![(col("a.k"), col("b.k"))],
-                None,
-                JoinType::Inner,
-                false,
-            )
-            .unwrap();
-            create_physical_plan(&Arc::new(LogicalPlan::Join(j)), &config()).unwrap()
+            let (a, b) = (scan("a", 2, 1_000_000), scan("b", 2, right_bytes));
+            let j = key_join(a, b, ("a.k", "b.k"), JoinType::Inner);
+            create_physical_plan(&j, &config()).unwrap()
         };
         let small = join(100).display_indent();
         assert!(
@@ -1017,16 +992,8 @@ mod tests {
         right: Arc<LogicalPlan>,
         config: &PhysicalPlannerConfig,
     ) -> Arc<PhysicalPlan> {
-        let j = Join::try_new(
-            left,
-            right,
-            vec![(col("a.k"), col("b.k"))],
-            None,
-            JoinType::Inner,
-            false,
-        )
-        .unwrap();
-        create_physical_plan(&Arc::new(LogicalPlan::Join(j)), config).unwrap()
+        let j = key_join(left, right, ("a.k", "b.k"), JoinType::Inner);
+        create_physical_plan(&j, config).unwrap()
     }
 
     fn join_mode(plan: &PhysicalPlan) -> JoinMode {
