@@ -54,41 +54,51 @@ fn baseline(name: &'static str) -> &'static Baseline {
         .unwrap_or_else(|| panic!("{name} is not a TPC-H query"));
     BASELINES[i].get_or_init(|| {
         let sql = tpch::sql(name);
-        let mut session = tpch::session();
-        let mut graph = plan(session, name, &sql);
-        if !graph.stages.iter().any(reads_in_parallel) {
+        let session = tpch::session();
+        if plan(session, name, &sql)
+            .stages
+            .iter()
+            .any(reads_in_parallel)
+        {
+            baseline_in(name, session)
+        } else {
             // Over single-partition tables a query plans as one task, or as parallel scans
             // feeding one task: run it over the same rows split into partitions, so it
             // has shuffles to lose and (mostly) a parallel stage whose inputs a lost
             // executor held.
-            session = tpch::session_with_split_tables();
-            graph = plan(session, name, &sql);
-        }
-        let run = jobs::run(&graph, session.functions(), &[]);
-        let rows = run.rows(name);
-        tpch::assert_matches_answer(name, &rows);
-        assert_eq!(
-            run.fault_evidence(),
-            0,
-            "{name}: the fault-free run shows failures\n{}",
-            run.log_text()
-        );
-        let task_rows = run
-            .task_ends()
-            .into_iter()
-            .filter(|t| t.reason == TaskEndReason::Success)
-            .map(|t| ((t.stage, t.partition), t.rows))
-            .collect();
-        Baseline {
-            name,
-            ordered: tpch::is_ordered(&sql),
-            sql,
-            session,
-            graph,
-            rows,
-            task_rows,
+            baseline_in(name, tpch::session_with_split_tables())
         }
     })
+}
+
+/// Query `name` planned in `session` and run once without faults.
+fn baseline_in(name: &'static str, session: &'static Session) -> Baseline {
+    let sql = tpch::sql(name);
+    let graph = plan(session, name, &sql);
+    let run = jobs::run(&graph, session.functions(), &[]);
+    let rows = run.rows(name);
+    tpch::assert_matches_answer(name, &rows);
+    assert_eq!(
+        run.fault_evidence(),
+        0,
+        "{name}: the fault-free run shows failures\n{}",
+        run.log_text()
+    );
+    let task_rows = run
+        .task_ends()
+        .into_iter()
+        .filter(|t| t.reason == TaskEndReason::Success)
+        .map(|t| ((t.stage, t.partition), t.rows))
+        .collect();
+    Baseline {
+        name,
+        ordered: tpch::is_ordered(&sql),
+        sql,
+        session,
+        graph,
+        rows,
+        task_rows,
+    }
 }
 
 /// The stage graph `session` plans for query `name`.
@@ -360,8 +370,12 @@ fn assert_recomputes_exactly_its_outputs(base: &Baseline, run: &Run, executor: u
 /// map outputs read by then depends on scheduling; a kill of an executor that held none
 /// tests nothing, so the kill is repeated on the executors in turn until one held some.
 fn kill_executor(name: &'static str) {
+    kill_executor_in(baseline(name));
+}
+
+fn kill_executor_in(base: &Baseline) {
     const TRIES: usize = 4;
-    let base = baseline(name);
+    let name = base.name;
     let s = executor_fault_stage(base).id;
     for executor in (0..2).cycle().take(TRIES) {
         let run = base.run_faulty(
@@ -463,6 +477,35 @@ fault_matrix!(
     q01, q02, q03, q04, q05, q06, q07, q08, q09, q10, q11, q12, q13, q14, q15, q16, q17, q18, q19,
     q20, q21, q22
 );
+
+/// Q13 as Ember plans it at scale: its left join against a much larger side runs as a
+/// right join partitioned on the customer key, building on the preserved side (at SF 0.01 a
+/// small broadcast threshold makes the sizes count). A killed executor costs exactly the
+/// outputs it held, and the answer is the reference.
+#[test]
+fn q13_as_a_right_join_recovers_a_killed_executor_exactly() {
+    static SESSION: OnceLock<Session> = OnceLock::new();
+    let session = SESSION.get_or_init(|| {
+        let session = tpch::with_tables(tpch::new_session());
+        session
+            .set_config("ember.sql.autoBroadcastJoinThreshold", "16KB")
+            .expect("a broadcast threshold");
+        session
+    });
+    let base = baseline_in("q13", session);
+    let join_stage = base
+        .graph
+        .stages
+        .iter()
+        .find(|s| {
+            s.plan
+                .display_indent()
+                .contains("HashJoinExec(Partitioned, Right)")
+        })
+        .unwrap_or_else(|| panic!("q13 is not planned as a right join:\n{}", base.graph));
+    assert!(reads_in_parallel(join_stage), "{}", base.graph);
+    kill_executor_in(&base);
+}
 
 // ---------------------------------------------------------------------------------------
 // hang-executor: detection takes the heartbeat timeout (1 s by default), so a few queries.
