@@ -53,10 +53,10 @@ pub fn execute_pushed_filter(
         .iter()
         .rposition(|c| matches!(c, Condition::Predicate(_)))
         .map_or(0, |last_predicate| last_predicate + 1);
-    let mut masks = Vec::with_capacity(bottom_up.len());
-    for condition in &bottom_up {
-        masks.push(condition.compile(&narrow, ctx)?);
-    }
+    let mut masks = bottom_up
+        .iter()
+        .map(|c| c.compile(&narrow, ctx))
+        .collect::<Result<Vec<_>>>()?;
     let key_sets = masks.split_off(fixed_len);
     let filter = Box::new(ChainFilter::new(columns, masks, key_sets));
     let rows = execute_scan_filtered(scan, partition, filter)?;

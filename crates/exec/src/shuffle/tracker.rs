@@ -127,13 +127,7 @@ impl MapOutputTracker {
         let inner = self.inner.read();
         let mut registered = inner.registered(stage, partitions).peekable();
         (0..partitions)
-            .filter(|p| {
-                let present = registered.peek() == Some(p);
-                if present {
-                    registered.next();
-                }
-                !present
-            })
+            .filter(|p| registered.next_if_eq(p).is_none())
             .collect()
     }
 
@@ -174,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_stay_right_when_an_output_is_replaced_or_lost_twice() {
+    fn missing_and_complete_stay_right_when_an_output_is_replaced_or_lost_twice() {
         let t = MapOutputTracker::new();
         t.register(0, 0, status(0));
         t.register(0, 0, status(1)); // a retry's output replaces the first: still one

@@ -525,6 +525,7 @@ type HashPartitioning = (Vec<Expr>, usize);
 /// what that join's dynamic filter reads — in TPC-H Q18 the few order keys left by
 /// `HAVING sum(l_quantity) > 300`, which filter both big scans. Joining on the aggregate's
 /// output where it is would leave the filter only the unfiltered keys below the aggregate.
+#[recursive::recursive]
 fn hash_partitionings(plan: &PhysicalPlan) -> Vec<HashPartitioning> {
     match plan {
         PhysicalPlan::Exchange {

@@ -48,8 +48,7 @@ impl GroupsAccumulator for CountAccumulator {
         };
         match nulls {
             None if total_groups <= FEW_GROUPS => {
-                let mut seen = [false; FEW_GROUPS];
-                add_in_lanes(&mut self.counts, &mut seen, groups, std::iter::repeat(1i64));
+                add_in_lanes(&mut self.counts, None, groups, std::iter::repeat(1i64));
             }
             None => {
                 for &g in groups {

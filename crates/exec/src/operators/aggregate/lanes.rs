@@ -18,14 +18,14 @@ const LANES: usize = 4;
 pub(super) const FEW_GROUPS: usize = 16;
 const _: () = assert!(FEW_GROUPS.is_power_of_two());
 
-/// Adds the `i`-th of `values` into `sums[groups[i]]` for every row `i` and marks
-/// `seen[groups[i]]`; `sums.len()` must be at most [`FEW_GROUPS`] and every group below it,
-/// `values` at least as long as `groups`. Returns whether any add overflowed (wrapping adds
+/// Adds the `i`-th of `values` into `sums[groups[i]]` for every row `i` and, when `seen` is
+/// given (SUM needs it, COUNT does not), marks `seen[groups[i]]`; `sums.len()` must be at
+/// most [`FEW_GROUPS`] and every group below it, `values` at least as long as `groups`. Returns whether any add overflowed (wrapping adds
 /// are associative, so the sums are the same as adding row by row whenever nothing
 /// overflowed).
 pub(super) fn add_in_lanes<N: SumNative>(
     sums: &mut [N],
-    seen: &mut [bool; FEW_GROUPS],
+    mut seen: Option<&mut [bool; FEW_GROUPS]>,
     groups: &[usize],
     mut values: impl Iterator<Item = N>,
 ) -> bool {
@@ -38,7 +38,9 @@ pub(super) fn add_in_lanes<N: SumNative>(
         let (sum, o) = lanes[lane][g].overflowing_sum(v);
         lanes[lane][g] = sum;
         overflowed |= o;
-        seen[g] = true;
+        if let Some(seen) = seen.as_deref_mut() {
+            seen[g] = true;
+        }
     };
     let mut chunks = groups.chunks_exact(LANES);
     for chunk in &mut chunks {
@@ -70,7 +72,7 @@ mod tests {
             let mut sums = vec![10i128; 6];
             let mut seen = [false; FEW_GROUPS];
             let values = (0..rows).map(|i| i as i128 - 3);
-            let overflowed = add_in_lanes(&mut sums, &mut seen, &groups, values);
+            let overflowed = add_in_lanes(&mut sums, Some(&mut seen), &groups, values);
             let mut want = vec![10i128; 6];
             for (i, &g) in groups.iter().enumerate() {
                 want[g] += i as i128 - 3;
@@ -86,10 +88,9 @@ mod tests {
     #[test]
     fn overflow_is_reported() {
         let mut sums = vec![i64::MAX - 1];
-        let mut seen = [false; FEW_GROUPS];
         assert!(add_in_lanes(
             &mut sums,
-            &mut seen,
+            None,
             &[0, 0, 0],
             [1i64; 3].into_iter()
         ));

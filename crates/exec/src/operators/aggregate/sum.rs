@@ -99,7 +99,7 @@ where
             None if T::Native::EXACT && total_groups <= FEW_GROUPS => {
                 let mut seen = [false; FEW_GROUPS];
                 let values = values.values().iter().copied();
-                overflowed = add_in_lanes(&mut self.sums, &mut seen, groups, values);
+                overflowed = add_in_lanes(&mut self.sums, Some(&mut seen), groups, values);
                 for (g, _) in seen.iter().enumerate().filter(|(_, &s)| s) {
                     self.seen.set_bit(g, true);
                 }
