@@ -8,7 +8,7 @@ use ember_planner::table::BatchIter;
 use ember_planner::Result;
 
 use crate::memory::TaskMemory;
-use crate::persist::{NoPersisted, PersistedReader};
+use crate::persist::{NoPersisted, PersistedReader, TeeMode};
 use crate::udf::FunctionRegistry;
 
 /// Reads shuffle blocks written by an earlier stage (implemented by the shuffle layer).
@@ -40,6 +40,8 @@ pub struct TaskContext {
     pub cancelled: Arc<AtomicBool>,
     /// The executor's memory pool and where this task spills (sort, aggregate).
     pub memory: TaskMemory,
+    /// What the stage's teed checkpoint does in this task (`None`: the stage tees none).
+    pub tee: Option<TeeMode>,
 }
 
 impl TaskContext {
@@ -72,6 +74,7 @@ impl TaskContext {
             persisted: Arc::new(NoPersisted),
             cancelled: Arc::new(AtomicBool::new(false)),
             memory: TaskMemory::unbounded(),
+            tee: None,
         }
     }
 }

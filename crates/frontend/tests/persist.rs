@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::event_files::{events, named};
 use ember_frontend::prelude::*;
-use ember_planner::stages::{StageGraph, StageOutput};
+use ember_planner::stages::StageGraph;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -64,15 +64,46 @@ fn submitted(events: &[Value], job: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The persist stage of a DataFrame's stage graph, and the stages reading it.
+/// The stage of a DataFrame's stage graph that keeps its persisted plan (a persist stage,
+/// or the stage a checkpoint is teed into), and the stages reading its output.
 fn persist_stage(df: &DataFrame) -> (usize, Vec<usize>) {
+    let keeper = keeping_stage(df);
+    (keeper.id, keeper.children)
+}
+
+struct Keeper {
+    id: usize,
+    children: Vec<usize>,
+    /// The stages computing the kept rows: the persist stage and what it reads, or what the
+    /// teeing stage reads (the teeing stage runs on when its checkpoint is read).
+    lineage: Vec<usize>,
+    teed: bool,
+}
+
+fn keeping_stage(df: &DataFrame) -> Keeper {
     let graph: StageGraph = df.session().prepare(df.plan()).unwrap().stages;
     let stage = graph
         .stages
         .iter()
-        .find(|s| matches!(s.output, StageOutput::Persist { .. }))
-        .expect("a persist stage");
-    (stage.id, graph.children_of(stage.id))
+        .find(|s| s.persist().is_some())
+        .expect("a stage keeping the persisted plan");
+    let mut lineage = stage.parents.clone();
+    if stage.tee.is_none() {
+        lineage.push(stage.id);
+    }
+    Keeper {
+        id: stage.id,
+        children: graph.children_of(stage.id),
+        lineage,
+        teed: stage.tee.is_some(),
+    }
+}
+
+/// Whether any stage of `lineage` ran in `job`.
+fn lineage_ran(events: &[Value], job: u64, lineage: &[usize]) -> bool {
+    submitted(events, job)
+        .iter()
+        .any(|s| lineage.contains(&(*s as usize)))
 }
 
 fn sorted_rows(df: &DataFrame) -> Vec<String> {
@@ -172,17 +203,22 @@ struct Written {
     /// QUERY's rows without a checkpoint, sorted.
     expected: Vec<String>,
     checkpointed: DataFrame,
+    /// The stage that writes the checkpoint (teed into the job's result stage).
     persist: usize,
+    /// The stages below the checkpoint.
+    lineage: Vec<usize>,
     fingerprint: String,
 }
 
-/// Checkpoints QUERY in a fresh session: the rows are the plain ones and exactly one
-/// checkpoint was written.
+/// Checkpoints GROUPED in a fresh session: the rows are the plain ones and exactly one
+/// checkpoint was written, by the stage that reads it.
 fn write_checkpoint() -> Written {
     let (logs, checkpoints, session) = fresh_session();
-    let expected = sorted_rows(&session.sql(QUERY).unwrap());
-    let checkpointed = session.sql(QUERY).unwrap().checkpoint();
-    let (persist, _) = persist_stage(&checkpointed);
+    let expected = sorted_rows(&session.sql(GROUPED).unwrap());
+    let checkpointed = session.sql(GROUPED).unwrap().checkpoint();
+    let keeper = keeping_stage(&checkpointed);
+    assert!(keeper.teed, "read once, by one stage: teed");
+    assert!(!keeper.lineage.is_empty());
     assert_eq!(sorted_rows(&checkpointed), expected);
     let log = events(logs.path());
     let written = named(&log, "CheckpointWritten");
@@ -194,7 +230,8 @@ fn write_checkpoint() -> Written {
         session,
         expected,
         checkpointed,
-        persist,
+        persist: keeper.id,
+        lineage: keeper.lineage,
         fingerprint,
     }
 }
@@ -207,8 +244,9 @@ fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
         session,
         expected,
         checkpointed,
-        persist,
+        lineage,
         fingerprint,
+        ..
     } = write_checkpoint();
     let folder = checkpoints.path().join(&fingerprint);
     assert!(folder.join("_SUCCESS").exists());
@@ -219,7 +257,7 @@ fn a_checkpoint_is_written_once_reused_and_a_corrupt_one_is_rejected() {
     assert_eq!(sorted_rows(&checkpointed), expected);
     let log = events(logs.path());
     let job = last_job(&log);
-    assert!(!submitted(&log, job).contains(&(persist as u64)));
+    assert!(!lineage_ran(&log, job, &lineage));
     assert!(named(&log, "CheckpointReused")
         .iter()
         .any(|e| e["job"] == job));
@@ -285,6 +323,7 @@ fn a_checkpoint_file_damaged_after_its_commit_is_rejected_by_the_next_job() {
         expected,
         checkpointed,
         persist,
+        lineage,
         fingerprint,
     } = write_checkpoint();
     damage_a_checkpoint_file(checkpoints.path(), &fingerprint);
@@ -316,23 +355,28 @@ fn a_checkpoint_file_damaged_after_its_commit_is_rejected_by_the_next_job() {
     assert_eq!(sorted_rows(&checkpointed), expected);
     let log = events(logs.path());
     let job = last_job(&log);
-    assert!(!submitted(&log, job).contains(&(persist as u64)));
+    assert!(!lineage_ran(&log, job, &lineage));
     assert!(!named(&log, "CheckpointRejected")
         .iter()
         .any(|e| e["job"] == job));
 }
 
-/// An executor lost while the writing job's consumers run takes its in-memory copies with
-/// it; its partitions are read from the committed files instead — nothing is recomputed.
+/// A checkpoint read twice has a stage of its own, whose tasks keep in-memory copies of
+/// what they wrote for the writing job's readers. An executor lost while those run takes its
+/// copies with it; its partitions are read from the committed files instead — nothing is
+/// recomputed.
 #[test]
 fn a_checkpoint_copy_lost_with_its_executor_is_read_from_the_files() {
     let (logs, _checkpoints, session) = fresh_session();
     let plain = session.sql(GROUPED).unwrap();
-    let expected = sorted_rows(&plain);
+    let expected = sorted_rows(&plain.union(&plain).unwrap());
     let checkpointed = plain.checkpoint();
-    let (persist, consumers) = persist_stage(&checkpointed);
+    let twice = checkpointed.union(&checkpointed).unwrap();
+    let keeper = keeping_stage(&twice);
+    assert!(!keeper.teed, "read twice: a stage of its own");
+    let (persist, consumers) = (keeper.id, keeper.children);
     kill_executor_1_when_starting(&session, consumers[0]);
-    assert_eq!(sorted_rows(&checkpointed), expected);
+    assert_eq!(sorted_rows(&twice), expected);
     session.sql("SET ember.fault.plan = ''").unwrap();
     let log = events(logs.path());
     let job = last_job(&log);
@@ -393,7 +437,7 @@ fn a_restarted_session_reuses_committed_checkpoints_and_vacuum_removes_unused_on
         // A session that "crashes": no cleanup of its checkpoints.
         let first = session_over_files(logs.path());
         first.sql("SET ember.checkpoint.cleanup = false").unwrap();
-        let df = first.sql(QUERY).unwrap();
+        let df = first.sql(GROUPED).unwrap();
         expected = sorted_rows(&df);
         assert_eq!(sorted_rows(&df.checkpoint()), expected);
     }
@@ -402,13 +446,14 @@ fn a_restarted_session_reuses_committed_checkpoints_and_vacuum_removes_unused_on
 
     let restarted_logs = tempfile::tempdir().unwrap();
     let second = session_over_files(restarted_logs.path());
-    let df = second.sql(QUERY).unwrap().checkpoint();
-    let (persist, _) = persist_stage(&df);
+    let df = second.sql(GROUPED).unwrap().checkpoint();
+    let lineage = keeping_stage(&df).lineage;
+    assert!(!lineage.is_empty());
     assert_eq!(sorted_rows(&df), expected);
     let log = events(restarted_logs.path());
     assert_eq!(named(&log, "CheckpointReused").len(), 1, "{log:?}");
     assert!(named(&log, "CheckpointWritten").is_empty());
-    assert!(!submitted(&log, last_job(&log)).contains(&(persist as u64)));
+    assert!(!lineage_ran(&log, last_job(&log), &lineage));
 
     // A checkpoint of another plan, then VACUUM in a session that uses only the first.
     let other = second
@@ -418,7 +463,7 @@ fn a_restarted_session_reuses_committed_checkpoints_and_vacuum_removes_unused_on
     other.collect().unwrap();
     assert_eq!(folders(checkpoints.path()), 2);
     let other_plan_only = session_over_files(tempfile::tempdir().unwrap().path());
-    let keep = other_plan_only.sql(QUERY).unwrap().checkpoint();
+    let keep = other_plan_only.sql(GROUPED).unwrap().checkpoint();
     keep.collect().unwrap();
     let message = other_plan_only.sql("VACUUM CHECKPOINTS").unwrap().collect();
     assert!(message.is_ok());
@@ -562,4 +607,95 @@ fn automatic_checkpoints_cut_deep_lineage_and_are_reused() {
     assert!(named(&log, "CheckpointWritten")
         .iter()
         .all(|e| e["job"] != job));
+}
+
+/// The rows a job's `CheckpointWritten` events say were written.
+fn written_rows(events: &[Value], job: u64) -> Vec<u64> {
+    named(events, "CheckpointWritten")
+        .into_iter()
+        .filter(|e| e["job"] == job)
+        .map(|e| e["rows"].as_u64().unwrap())
+        .collect()
+}
+
+/// A teed checkpoint is written by the stage that reads it; when that stage stops reading
+/// early (a limit), the rest of its input is still written: the checkpoint holds every row,
+/// and the next job reads them all from it.
+#[test]
+fn a_teed_checkpoint_holds_every_row_when_its_reader_stops_early() {
+    let (logs, _checkpoints, session) = fresh_session();
+    let plain = session.sql(QUERY).unwrap();
+    let expected = sorted_rows(&plain);
+    let all_rows = plain.count().unwrap() as u64;
+    let checkpointed = plain.checkpoint();
+    let first_five = checkpointed.limit(5).unwrap();
+    assert!(keeping_stage(&first_five).teed);
+    let rows: usize = first_five
+        .collect()
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 5);
+    let log = events(logs.path());
+    assert_eq!(written_rows(&log, last_job(&log)), vec![all_rows]);
+
+    assert_eq!(sorted_rows(&checkpointed), expected);
+    let log = events(logs.path());
+    let job = last_job(&log);
+    assert!(named(&log, "CheckpointReused")
+        .iter()
+        .any(|e| e["job"] == job));
+    assert!(written_rows(&log, job).is_empty());
+}
+
+/// An executor lost while a teed checkpoint is being written: exactly the partitions it
+/// had finished are run again (their shuffle output went with it; their files are kept but
+/// rewritten, identical), the checkpoint is committed once, whole, and the answer is the
+/// plain one.
+#[test]
+fn an_executor_lost_while_a_checkpoint_is_teed_leaves_it_whole() {
+    let (logs, _checkpoints, session) = fresh_session();
+    let grouped = "SELECT l_partkey, count(*) AS n FROM lineitem \
+                   WHERE l_quantity > 10 GROUP BY l_partkey";
+    let expected = sorted_rows(&session.sql(grouped).unwrap());
+    // Eight partitions, so both executors have finished some when half are done.
+    let input = session.sql(QUERY).unwrap().repartition(8).unwrap();
+    let all_rows = input.count().unwrap() as u64;
+    let df = input
+        .checkpoint()
+        .group_by(vec![col("l_partkey")])
+        .agg(vec![count_star().alias("n")])
+        .unwrap();
+    let keeper = keeping_stage(&df);
+    assert!(keeper.teed);
+    session
+        .sql(&format!(
+            "SET ember.fault.plan = 'kill-executor executor=1 stage={} at=50%'",
+            keeper.id
+        ))
+        .unwrap();
+    assert_eq!(sorted_rows(&df), expected);
+    session.sql("SET ember.fault.plan = ''").unwrap();
+    let log = events(logs.path());
+    let job = last_job(&log);
+    let in_keeper = |e: &&Value| e["job"] == job && e["stage"] == keeper.id as u64;
+    let mut finished_on_lost: Vec<u64> = named(&log, "TaskEnd")
+        .into_iter()
+        .filter(in_keeper)
+        .filter(|e| e["executor"] == 1 && e["reason"] == "Success")
+        .map(|e| e["partition"].as_u64().unwrap())
+        .collect();
+    finished_on_lost.sort_unstable();
+    assert!(!finished_on_lost.is_empty(), "executor 1 finished nothing");
+    let mut recomputed: Vec<u64> = named(&log, "PartitionsRecomputed")
+        .into_iter()
+        .filter(in_keeper)
+        .inspect(|e| assert_eq!(e["cause"], "ExecutorLost"))
+        .flat_map(|e| e["partitions"].as_array().unwrap().clone())
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    recomputed.sort_unstable();
+    assert_eq!(recomputed, finished_on_lost);
+    assert_eq!(written_rows(&log, job), vec![all_rows]);
 }

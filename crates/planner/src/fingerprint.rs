@@ -388,12 +388,30 @@ pub fn plan_fingerprint(plan: &Arc<PhysicalPlan>) -> Fingerprint {
 /// fingerprints. Two stages get the same fingerprint only if they compute the same rows from
 /// the same inputs, whatever their ids. Stages must be in topological order.
 pub fn stage_fingerprints(graph: &StageGraph) -> Result<Vec<(usize, Fingerprint)>> {
+    Ok(fingerprint_stages(graph)?
+        .into_iter()
+        .map(|(id, stage, _)| (id, stage))
+        .collect())
+}
+
+/// Per stage, in the graph's order, the fingerprint of the persisted plan it keeps (see
+/// `Stage::persist`), if any: what names a reliable checkpoint in the store. A checkpoint
+/// teed into its reader's stage gets the fingerprint its own persist stage would have had,
+/// so the same rows are found whichever way a plan was cut.
+pub fn persist_fingerprints(graph: &StageGraph) -> Result<Vec<Option<Fingerprint>>> {
+    Ok(fingerprint_stages(graph)?
+        .into_iter()
+        .map(|(_, _, kept)| kept)
+        .collect())
+}
+
+fn fingerprint_stages(
+    graph: &StageGraph,
+) -> Result<Vec<(usize, Fingerprint, Option<Fingerprint>)>> {
     let mut fp = PlanFingerprinter::new();
     let mut out = Vec::with_capacity(graph.stages.len());
     for stage in &graph.stages {
-        let mut h = Fnv1a64::new();
-        h.str("Stage");
-        h.usize(stage.parents.len());
+        let mut parents = Vec::with_capacity(stage.parents.len());
         for parent in &stage.parents {
             let parent_fp = fp.stage_fingerprints.get(parent).copied().ok_or_else(|| {
                 EmberError::Internal(format!(
@@ -401,26 +419,55 @@ pub fn stage_fingerprints(graph: &StageGraph) -> Result<Vec<(usize, Fingerprint)
                     stage.id
                 ))
             })?;
-            h.u64(parent_fp.0);
+            parents.push(parent_fp);
         }
-        h.u64(fp.fingerprint(&stage.plan).0);
-        match &stage.output {
-            StageOutput::Shuffle(kind) => {
-                h.str("shuffle");
-                hash_exchange_kind(&mut h, kind);
+        let plan_fp = fp.fingerprint(&stage.plan);
+        let stage_fp = hash_stage(&parents, plan_fp, &stage.output, stage.partitions);
+        let kept_fp = match &stage.tee {
+            Some(tee) => {
+                let own_stage = StageOutput::Persist {
+                    id: tee.id,
+                    mode: tee.mode,
+                };
+                let input_fp = fp.fingerprint(&tee.input);
+                Some(hash_stage(&parents, input_fp, &own_stage, stage.partitions))
             }
-            StageOutput::Persist { mode, .. } => {
-                h.str("persist");
-                h.display(mode);
-            }
-            StageOutput::Result => h.str("result"),
-        }
-        h.usize(stage.partitions);
-        let stage_fp = h.finish();
+            None => stage.persist().map(|_| stage_fp),
+        };
         fp.set_stage_fingerprint(stage.id, stage_fp);
-        out.push((stage.id, stage_fp));
+        out.push((stage.id, stage_fp, kept_fp));
     }
     Ok(out)
+}
+
+/// A stage's fingerprint from its parents' fingerprints, its plan's, its output and its
+/// partition count.
+fn hash_stage(
+    parents: &[Fingerprint],
+    plan: Fingerprint,
+    output: &StageOutput,
+    partitions: usize,
+) -> Fingerprint {
+    let mut h = Fnv1a64::new();
+    h.str("Stage");
+    h.usize(parents.len());
+    for parent in parents {
+        h.u64(parent.0);
+    }
+    h.u64(plan.0);
+    match output {
+        StageOutput::Shuffle(kind) => {
+            h.str("shuffle");
+            hash_exchange_kind(&mut h, kind);
+        }
+        StageOutput::Persist { mode, .. } => {
+            h.str("persist");
+            h.display(mode);
+        }
+        StageOutput::Result => h.str("result"),
+    }
+    h.usize(partitions);
+    h.finish()
 }
 
 #[cfg(test)]

@@ -64,8 +64,10 @@ pub fn execute(
         PhysicalPlan::PersistRead { stage, id, .. } => {
             ctx.persisted.read(*stage, *id, partition)?
         }
-        // Not cut into its own stage (a plan run directly): nothing to keep, pass through.
-        PhysicalPlan::Persist { input, .. } => execute(input, partition, ctx)?,
+        // Teed into this stage, or (a plan run directly) nothing to keep: pass through.
+        PhysicalPlan::Persist { input, id, .. } => {
+            crate::persist::execute_persist(input, *id, partition, ctx)?
+        }
         PhysicalPlan::Filter { input, predicate } => {
             match pushed_filter::execute_pushed_filter(plan, partition, ctx)? {
                 Some(rows) => rows,

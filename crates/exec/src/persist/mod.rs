@@ -9,14 +9,17 @@
 //! so the scheduler's ordinary recovery recomputes exactly the lost partitions from the
 //! lineage the plan still holds.
 //!
-//! A reliable checkpoint's task writes its partition's Parquet file and also keeps the
-//! batches in its executor's memory (when they fit without evicting anything), so the
-//! consumers of the writing job read them from there instead of reading and decoding the file
-//! just written; every later reader (a later job, a restarted application, a consumer whose
-//! copy is gone with its executor) reads the committed files. The files are written and
-//! committed before any consumer runs either way, so the lineage is cut all the same.
+//! A reliable checkpoint read once, by one stage, is usually teed into that stage ([`tee`]):
+//! its rows are written as they flow through, and nothing is held between stages. Otherwise
+//! its stage's task writes its partition's Parquet file and also keeps the batches in its
+//! executor's memory (when they fit without evicting anything), so the consumers of the
+//! writing job read them from there instead of reading and decoding the file just written;
+//! every later reader (a later job, a restarted application, a consumer whose copy is gone
+//! with its executor) reads the committed files. The files are written and committed before
+//! any consumer runs either way, so the lineage is cut all the same.
 
 mod registry;
+mod tee;
 
 use std::sync::Arc;
 
@@ -29,6 +32,7 @@ use ember_storage::block_store::{BlockId, BlockLocation};
 use ember_storage::checkpoint::{PartitionInfo, PartitionWriter};
 
 pub use registry::{PersistRegistry, PersistedLocation};
+pub use tee::{execute_persist, TeeMode, TeeSink};
 
 use crate::executor::LocalExecutor;
 

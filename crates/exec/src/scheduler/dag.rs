@@ -38,7 +38,7 @@ use super::{JobContext, JobResult};
 use crate::events::{EventKind, JobResult as JobOutcome, RecomputeCause, TaskEndReason};
 use crate::executor::{LocalCluster, LocalExecutor};
 use crate::fault::FaultAction;
-use crate::persist::{Kept, PersistRegistry};
+use crate::persist::PersistRegistry;
 use crate::shuffle::tracker::{MapOutputTracker, MapStatus};
 use ember_storage::checkpoint::CheckpointStore;
 
@@ -214,7 +214,8 @@ impl<'a> DagScheduler<'a> {
             self.sync_executors();
             self.notice_dead_executors();
             self.advance()?;
-            if self.results.iter().all(Option::is_some) {
+            // Every result, and the checkpoint the result stage tees committed.
+            if self.missing(self.graph.stages.len() - 1).is_empty() {
                 return Ok(self
                     .results
                     .iter_mut()
@@ -284,25 +285,49 @@ impl<'a> DagScheduler<'a> {
         self.dead.iter().filter(|d| !**d).count()
     }
 
-    /// Partitions of stage `i` without output.
+    /// Partitions of stage `i` without output (or, for a stage that tees a checkpoint,
+    /// whose checkpoint file is not written).
     fn missing(&self, i: usize) -> Vec<usize> {
         let stage = &self.graph.stages[i];
-        match stage.output {
+        let mut missing = match stage.output {
             StageOutput::Shuffle(_) => self.tracker.missing_partitions(stage.id, stage.partitions),
             StageOutput::Persist { id, .. } => self.registry.missing(id, stage.partitions),
             StageOutput::Result => (0..self.results.len())
                 .filter(|p| self.results[*p].is_none())
                 .collect(),
+        };
+        if let Some(tee) = &stage.tee {
+            let unwritten = self.registry.missing(tee.id, stage.partitions);
+            if !unwritten.is_empty() {
+                missing.extend(unwritten);
+                missing.sort_unstable();
+                missing.dedup();
+            }
         }
+        missing
     }
 
     fn is_missing(&self, i: usize, partition: usize) -> bool {
         let stage = &self.graph.stages[i];
-        match stage.output {
+        let output_missing = match stage.output {
             StageOutput::Shuffle(_) => self.tracker.get(stage.id, partition).is_none(),
             StageOutput::Persist { id, .. } => !self.registry.is_available(id, partition),
             StageOutput::Result => self.results.get(partition).is_some_and(Option::is_none),
-        }
+        };
+        output_missing
+            || stage
+                .tee
+                .as_ref()
+                .is_some_and(|tee| !self.registry.is_available(tee.id, partition))
+    }
+
+    /// Whether stage `i` tees a checkpoint that is committed: its tasks read that and
+    /// nothing from its parents.
+    fn reads_own_checkpoint(&self, i: usize) -> bool {
+        self.graph.stages[i]
+            .tee
+            .as_ref()
+            .is_some_and(|tee| self.registry.committed(tee.id).is_some())
     }
 
     /// Re-derives every stage's state (see the diagram in `stage.rs`), posts stage
@@ -314,10 +339,11 @@ impl<'a> DagScheduler<'a> {
         let missing: Vec<Vec<usize>> = (0..n).map(|i| self.missing(i)).collect();
         // A stage is needed if it is incomplete and the result stage depends on it through
         // incomplete stages; completed children never need their parents again.
+        let cut: Vec<bool> = (0..n).map(|i| self.reads_own_checkpoint(i)).collect();
         let mut needed = vec![false; n];
         for i in (0..n).rev() {
             needed[i] = !missing[i].is_empty()
-                && (i == n - 1 || self.children[i].iter().any(|&c| needed[c]));
+                && (i == n - 1 || self.children[i].iter().any(|&c| needed[c] && !cut[c]));
         }
         let mut submitted = Vec::new();
         for i in 0..n {
@@ -326,7 +352,9 @@ impl<'a> DagScheduler<'a> {
             }
             let state = if missing[i].is_empty() {
                 StageState::Available
-            } else if needed[i] && self.parents[i].iter().all(|&p| missing[p].is_empty()) {
+            } else if needed[i]
+                && (cut[i] || self.parents[i].iter().all(|&p| missing[p].is_empty()))
+            {
                 StageState::Running
             } else {
                 StageState::Waiting
@@ -513,6 +541,7 @@ impl<'a> DagScheduler<'a> {
             },
             plan: stage.plan.clone(),
             output: stage.output.clone(),
+            tee: stage.tee.clone(),
             executor: self.executors[executor].clone(),
             functions: self.ctx.functions.clone(),
             tracker: self.tracker.clone(),
@@ -643,11 +672,7 @@ impl<'a> DagScheduler<'a> {
         let executor_lost = self.dead[task.executor] || !self.executors[task.executor].is_alive();
         let duration = event.duration;
         match event.result {
-            Ok(TaskOutput::Map(_))
-            | Ok(TaskOutput::Persisted {
-                kept: Kept::Block { .. },
-                ..
-            }) if executor_lost => {
+            Ok(output) if executor_lost && output.held_by_executor() => {
                 let why = "output discarded: its executor was lost".to_string();
                 self.record(&task, duration, 0, 0, TaskStatus::ExecutorLost, Some(why));
             }
@@ -658,24 +683,7 @@ impl<'a> DagScheduler<'a> {
             }
             Ok(output) => {
                 let (rows, bytes) = (output.rows(), output.bytes());
-                let stage_id = self.graph.stages[task.stage].id;
-                match output {
-                    TaskOutput::Map(out) => self.tracker.register(
-                        stage_id,
-                        task.partition,
-                        MapStatus {
-                            executor: task.executor,
-                            attempt: task.attempt,
-                            blocks: out.blocks,
-                        },
-                    ),
-                    TaskOutput::Persisted { kept, .. } => self.on_persisted(&task, kept)?,
-                    TaskOutput::Result(batches) => {
-                        if let Some(slot) = self.results.get_mut(task.partition) {
-                            slot.get_or_insert(batches);
-                        }
-                    }
-                }
+                self.deliver(&task, output)?;
                 self.runs[task.stage].durations.push(duration);
                 self.record(&task, duration, rows, bytes, TaskStatus::Succeeded, None);
                 // The first attempt to finish wins; kill the others of the partition.
@@ -724,6 +732,32 @@ impl<'a> DagScheduler<'a> {
         Ok(())
     }
 
+    /// Registers what a successful task produced.
+    fn deliver(&mut self, task: &RunningTask, output: TaskOutput) -> Result<()> {
+        match output {
+            TaskOutput::Map(out) => self.tracker.register(
+                self.graph.stages[task.stage].id,
+                task.partition,
+                MapStatus {
+                    executor: task.executor,
+                    attempt: task.attempt,
+                    blocks: out.blocks,
+                },
+            ),
+            TaskOutput::Persisted { kept, .. } => self.on_persisted(task, kept)?,
+            TaskOutput::Result(batches) => {
+                if let Some(slot) = self.results.get_mut(task.partition) {
+                    slot.get_or_insert(batches);
+                }
+            }
+            TaskOutput::Teed { output, kept } => {
+                self.on_persisted(task, kept)?;
+                self.deliver(task, *output)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A reducer could not read a block: forget that map output (so `advance` recomputes
     /// exactly that partition before re-running the reducer) and count a failed attempt of
     /// the reducing stage. A failure about an output that was replaced after the reducer
@@ -736,10 +770,12 @@ impl<'a> DagScheduler<'a> {
         error: EmberError,
     ) -> Result<()> {
         let stage_id = self.graph.stages[task.stage].id;
+        let own_checkpoint = map_stage == stage_id && self.graph.stages[task.stage].tee.is_some();
         let parent = self.parents[task.stage]
             .iter()
             .copied()
-            .find(|&p| self.graph.stages[p].id == map_stage);
+            .find(|&p| self.graph.stages[p].id == map_stage)
+            .or(own_checkpoint.then_some(task.stage));
         let Some(parent) = parent else {
             self.runs[task.stage].state = StageState::Failed;
             return Err(error.context(format!(

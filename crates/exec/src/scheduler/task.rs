@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 
 use ember_planner::physical::PhysicalPlan;
-use ember_planner::stages::StageOutput;
+use ember_planner::stages::{StageOutput, StageTee};
 use ember_planner::table::BatchIter;
 use ember_planner::{EmberError, Result};
 
@@ -15,7 +15,9 @@ use crate::executor::LocalExecutor;
 use crate::fault::FaultInjector;
 use crate::memory::TaskMemory;
 use crate::operators;
-use crate::persist::{checkpoint_file, store_partition, Kept, PersistRegistry, RegistryReader};
+use crate::persist::{
+    checkpoint_file, store_partition, Kept, PersistRegistry, RegistryReader, TeeMode, TeeSink,
+};
 use crate::shuffle::reader::TrackerShuffleReader;
 use crate::shuffle::tracker::MapOutputTracker;
 use crate::shuffle::writer::{write_map_output, MapOutput};
@@ -45,6 +47,8 @@ pub(crate) struct TaskSpec {
     pub info: TaskInfo,
     pub plan: Arc<PhysicalPlan>,
     pub output: StageOutput,
+    /// The checkpoint the stage tees, if any.
+    pub tee: Option<StageTee>,
     pub executor: Arc<LocalExecutor>,
     pub functions: Arc<FunctionRegistry>,
     pub tracker: Arc<MapOutputTracker>,
@@ -68,14 +72,31 @@ pub(crate) enum TaskOutput {
     Persisted { kept: Kept, rows: usize, bytes: u64 },
     /// A result partition's rows.
     Result(Vec<RecordBatch>),
+    /// The stage's output, and the partition of the checkpoint it tees.
+    Teed { output: Box<TaskOutput>, kept: Kept },
 }
 
 impl TaskOutput {
+    /// Whether the output lives on the executor that made it (shuffle files, blocks), so
+    /// is gone if that executor is lost.
+    pub fn held_by_executor(&self) -> bool {
+        match self {
+            TaskOutput::Map(_)
+            | TaskOutput::Persisted {
+                kept: Kept::Block { .. },
+                ..
+            } => true,
+            TaskOutput::Persisted { .. } | TaskOutput::Result(_) => false,
+            TaskOutput::Teed { output, .. } => output.held_by_executor(),
+        }
+    }
+
     pub fn rows(&self) -> usize {
         match self {
             TaskOutput::Map(m) => m.rows,
             TaskOutput::Persisted { rows, .. } => *rows,
             TaskOutput::Result(batches) => batches.iter().map(|b| b.num_rows()).sum(),
+            TaskOutput::Teed { output, .. } => output.rows(),
         }
     }
 
@@ -84,6 +105,7 @@ impl TaskOutput {
             TaskOutput::Map(m) => m.bytes,
             TaskOutput::Persisted { bytes, .. } => *bytes,
             TaskOutput::Result(_) => 0,
+            TaskOutput::Teed { output, .. } => output.bytes(),
         }
     }
 }
@@ -116,6 +138,11 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
         )),
         cancelled: spec.cancelled.clone(),
         memory: TaskMemory::new(spec.executor.memory().clone(), spec.executor.spill_dir()),
+        tee: spec
+            .tee
+            .as_ref()
+            .map(|tee| tee_mode(spec, tee))
+            .transpose()?,
     });
     let input = operators::execute(&spec.plan, info.partition, &ctx)?;
     let output = match &spec.output {
@@ -142,12 +169,43 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
         }
         StageOutput::Result => TaskOutput::Result(collect(input, &ctx, info, |_| Ok(()))?),
     };
+    // After the stage's output: the operators above the tee are done with its rows.
+    let output = match (&spec.tee, &ctx.tee) {
+        (Some(tee), Some(TeeMode::Write(sink))) => TaskOutput::Teed {
+            kept: sink.finish(&tee.input, info.partition, &ctx)?,
+            output: Box::new(output),
+        },
+        _ => output,
+    };
     // A hung executor sends nothing: the result is held until the driver gives up on the
     // executor, and then, like output made on any executor that died meanwhile (its files
     // are gone), it is not trusted.
     spec.executor.wait_while_hung();
     spec.executor.check_alive()?;
     Ok(output)
+}
+
+/// How the task's teed checkpoint runs: read from the committed checkpoint, or written as
+/// its rows are computed.
+fn tee_mode(spec: &TaskSpec, tee: &StageTee) -> Result<TeeMode> {
+    let partition = spec.info.partition;
+    if spec.persisted.locate(tee.id, partition).is_some() {
+        return Ok(TeeMode::Read);
+    }
+    let file = checkpoint_file(
+        &spec.persisted,
+        tee.id,
+        tee.mode,
+        partition,
+        spec.info.attempt,
+    )?
+    .ok_or_else(|| {
+        EmberError::Internal(format!(
+            "stage {} tees persisted plan {} ({}), which is not a reliable checkpoint",
+            spec.info.stage, tee.id, tee.mode
+        ))
+    })?;
+    Ok(TeeMode::Write(Arc::new(TeeSink::new(tee.id, file))))
 }
 
 /// Drains a task's pipeline into its non-empty batches, handing each to `each` as it comes,

@@ -183,13 +183,7 @@ pub fn plan_checkpoints(
         let requested = matches!(
             stage.checkpoint.as_ref().map(|d| &d.reason),
             Some(CheckpointReason::Requested)
-        ) || matches!(
-            stage.output,
-            StageOutput::Persist {
-                mode: PersistMode::Checkpoint,
-                ..
-            }
-        );
+        ) || matches!(stage.persist(), Some((_, PersistMode::Checkpoint)));
         let reason = if requested {
             Some(CheckpointReason::Requested)
         } else if policy.auto && shuffle_kind.is_some() {

@@ -130,6 +130,7 @@ pub fn stage(
         output,
         parents,
         checkpoint: None,
+        tee: None,
     }
 }
 

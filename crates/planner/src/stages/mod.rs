@@ -8,11 +8,11 @@
 //!   └──────── stage 0 ─────────┘   └──── stage 1 ────────┘      └ stage 2 (result)
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{EmberError, Result};
 use crate::lineage::CheckpointDecision;
 use crate::persist::{PersistId, PersistMode};
 use crate::physical::{ExchangeKind, PhysicalPlan};
@@ -44,6 +44,43 @@ pub struct Stage {
     /// the cutter; set by `crate::lineage::place_checkpoints` (or by the caller, as
     /// `CheckpointDecision::requested`, for an explicit checkpoint).
     pub checkpoint: Option<CheckpointDecision>,
+    /// A reliable checkpoint this stage writes as it computes it (see [`StageTee`]).
+    pub tee: Option<StageTee>,
+}
+
+/// A reliable checkpoint computed inside the stage that reads it instead of in a stage of
+/// its own: the stage's plan holds the `PhysicalPlan::Persist` node, whose operator hands
+/// each batch to the checkpoint's file on its way up to the rest of the stage.
+///
+/// A persist stage of its own would hold every partition between the two stages (in
+/// memory) and wait for all of them before the reader starts; teeing writes the file while
+/// the rows flow, so a checkpoint costs its encoding and little more. Only a checkpoint
+/// read by one stage, once, whose only parents are below the checkpoint, is teed: once it
+/// is committed, the stage reads it instead of running anything below it, so the lineage
+/// is cut for the stage as a whole (see [`build_stage_graph`]).
+#[derive(Debug, Clone)]
+pub struct StageTee {
+    pub id: PersistId,
+    pub mode: PersistMode,
+    /// The plan below the `Persist` node: what the checkpoint holds.
+    pub input: Arc<PhysicalPlan>,
+}
+
+impl Stage {
+    /// The persisted plan this stage keeps: its output (a persist stage) or its tee.
+    pub fn persist(&self) -> Option<(PersistId, PersistMode)> {
+        match (&self.output, &self.tee) {
+            (StageOutput::Persist { id, mode }, _) => Some((*id, *mode)),
+            (_, Some(tee)) => Some((tee.id, tee.mode)),
+            _ => None,
+        }
+    }
+
+    /// The plan whose rows the stage's persisted plan keeps: the whole stage plan for a
+    /// persist stage, the part below the `Persist` node for a tee.
+    pub fn persisted_plan(&self) -> &Arc<PhysicalPlan> {
+        self.tee.as_ref().map_or(&self.plan, |tee| &tee.input)
+    }
 }
 
 /// Stages in topological order: every parent comes before its children; the last stage is
@@ -75,15 +112,29 @@ impl StageGraph {
 }
 
 /// Cuts `plan` at every Exchange. An Exchange node shared by several consumers (the same
-/// `Arc`) becomes one stage read by all of them.
+/// `Arc`) becomes one stage read by all of them. A reliable checkpoint becomes a stage of its
+/// own, unless it can be teed into the one stage that reads it ([`StageTee`]).
 pub fn build_stage_graph(plan: &Arc<PhysicalPlan>) -> Result<StageGraph> {
+    let separate = cut_stages(plan, &HashSet::new())?;
+    let teed = teeable_checkpoints(&separate);
+    if teed.is_empty() {
+        return Ok(separate);
+    }
+    cut_stages(plan, &teed)
+}
+
+/// Cuts `plan` into stages, leaving the `Persist` nodes of `teed` inside their readers.
+fn cut_stages(plan: &Arc<PhysicalPlan>, teed: &HashSet<PersistId>) -> Result<StageGraph> {
     let mut cutter = StageCutter {
         stages: Vec::new(),
         by_exchange: HashMap::new(),
         by_persist: HashMap::new(),
+        teed,
+        tee: None,
     };
     let (root, parents) = cutter.cut(plan)?;
     let id = cutter.stages.len();
+    let tee = cutter.tee.take();
     cutter.stages.push(Stage {
         id,
         partitions: root.output_partitions(),
@@ -91,21 +142,66 @@ pub fn build_stage_graph(plan: &Arc<PhysicalPlan>) -> Result<StageGraph> {
         output: StageOutput::Result,
         parents,
         checkpoint: None,
+        tee,
     });
     Ok(StageGraph {
         stages: cutter.stages,
     })
 }
 
-struct StageCutter {
+/// The reliable checkpoints of `graph` (cut without tees) that can be teed into their
+/// reader: read once, by one stage whose only parent is the checkpoint's stage (so a
+/// committed checkpoint is all the reader needs) and that is not a persist stage itself (a
+/// stage tees at most one checkpoint).
+fn teeable_checkpoints(graph: &StageGraph) -> HashSet<PersistId> {
+    let mut teed = HashSet::new();
+    for stage in &graph.stages {
+        let StageOutput::Persist {
+            id,
+            mode: PersistMode::Checkpoint,
+        } = stage.output
+        else {
+            continue;
+        };
+        let mut readers = graph
+            .stages
+            .iter()
+            .filter(|s| s.parents.contains(&stage.id));
+        let (Some(reader), None) = (readers.next(), readers.next()) else {
+            continue;
+        };
+        let reader_persists = matches!(reader.output, StageOutput::Persist { .. });
+        if !reader_persists && reader.parents == [stage.id] && persist_reads(&reader.plan, id) == 1
+        {
+            teed.insert(id);
+        }
+    }
+    teed
+}
+
+/// How many `PersistRead`s of `id` running `plan` performs (a node reached twice counts
+/// twice, as it runs twice).
+fn persist_reads(plan: &PhysicalPlan, id: PersistId) -> usize {
+    match plan {
+        PhysicalPlan::PersistRead { id: read, .. } => usize::from(*read == id),
+        _ => plan.inputs().iter().map(|i| persist_reads(i, id)).sum(),
+    }
+}
+
+struct StageCutter<'a> {
     stages: Vec<Stage>,
     /// Exchange node identity → the stage that computes its input.
     by_exchange: HashMap<*const PhysicalPlan, usize>,
     /// Persist id → the stage that computes it (one stage however often it is read).
     by_persist: HashMap<PersistId, usize>,
+    /// Checkpoints left inside their reader's stage.
+    teed: &'a HashSet<PersistId>,
+    /// The tee met while cutting the stage being built (it belongs to the next stage
+    /// pushed: the first stage finished above it).
+    tee: Option<StageTee>,
 }
 
-impl StageCutter {
+impl StageCutter<'_> {
     /// Returns `plan` with Exchanges replaced by ShuffleReads, and the stages it reads.
     /// Recursion depth is the plan's depth (thousands of nodes for a long DataFrame loop),
     /// so the stack grows on demand.
@@ -118,6 +214,7 @@ impl StageCutter {
                 None => {
                     let (map_plan, parents) = self.cut(input)?;
                     let id = self.stages.len();
+                    let tee = self.tee.take();
                     self.stages.push(Stage {
                         id,
                         partitions: map_plan.output_partitions(),
@@ -125,6 +222,7 @@ impl StageCutter {
                         output: StageOutput::Shuffle(kind.clone()),
                         parents,
                         checkpoint: None,
+                        tee,
                     });
                     self.by_exchange.insert(key, id);
                     id
@@ -141,11 +239,32 @@ impl StageCutter {
             return Ok((Arc::new(read), vec![stage_id]));
         }
         if let PhysicalPlan::Persist { input, id, mode } = plan.as_ref() {
+            if self.teed.contains(id) {
+                let (input, parents) = self.cut(input)?;
+                if let Some(other) = &self.tee {
+                    return Err(EmberError::Internal(format!(
+                        "checkpoints {} and {id} would be teed into one stage",
+                        other.id
+                    )));
+                }
+                self.tee = Some(StageTee {
+                    id: *id,
+                    mode: *mode,
+                    input: input.clone(),
+                });
+                let persist = PhysicalPlan::Persist {
+                    input,
+                    id: *id,
+                    mode: *mode,
+                };
+                return Ok((Arc::new(persist), parents));
+            }
             let stage_id = match self.by_persist.get(id) {
                 Some(stage) => *stage,
                 None => {
                     let (persist_plan, parents) = self.cut(input)?;
                     let stage = self.stages.len();
+                    let tee = self.tee.take();
                     self.stages.push(Stage {
                         id: stage,
                         partitions: persist_plan.output_partitions(),
@@ -156,6 +275,7 @@ impl StageCutter {
                         },
                         parents,
                         checkpoint: None,
+                        tee,
                     });
                     self.by_persist.insert(*id, stage);
                     stage
@@ -207,9 +327,13 @@ impl fmt::Display for StageGraph {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let tee = match &stage.tee {
+                Some(tee) => format!(", tees: persist {} ({})", tee.id, tee.mode),
+                None => String::new(),
+            };
             writeln!(
                 f,
-                "Stage {} [{} tasks, output: {}, parents: {}]",
+                "Stage {} [{} tasks, output: {}, parents: {}{tee}]",
                 stage.id, stage.partitions, output, parents
             )?;
             for line in stage.plan.display_indent().lines() {
@@ -225,10 +349,10 @@ impl fmt::Display for StageGraph {
 /// key of `checkpoints`; the value is the persist id to use (stable across jobs, e.g. from
 /// the stage's fingerprint, so a later job or a restarted application finds the checkpoint).
 ///
-/// This is how automatic checkpoints run: the map side of the chosen shuffle becomes a
-/// persist stage whose partitions are written to the checkpoint store as they are first
-/// computed; the shuffle then reads them, and recovery and later jobs read the checkpoint
-/// instead of the lineage below it.
+/// This is how automatic checkpoints run: the chosen map stage tees its rows into the
+/// checkpoint store as they are first computed, on their way to the shuffle ([`StageTee`];
+/// the stage numbers stay those of the graph without the checkpoint), and recovery and
+/// later jobs read the checkpoint instead of the lineage below it.
 pub fn insert_checkpoints(
     plan: &Arc<PhysicalPlan>,
     checkpoints: &HashMap<usize, PersistId>,
@@ -238,6 +362,7 @@ pub fn insert_checkpoints(
         next_stage: 0,
         done: HashMap::new(),
         persists_seen: HashMap::new(),
+        teed: teeable_checkpoints(&cut_stages(plan, &HashSet::new())?),
     };
     inserter.rewrite(plan)
 }
@@ -250,6 +375,8 @@ struct CheckpointInserter<'a> {
     done: HashMap<*const PhysicalPlan, Arc<PhysicalPlan>>,
     /// Persist ids already counted as a stage (the cutter makes one stage per id).
     persists_seen: HashMap<PersistId, ()>,
+    /// Checkpoints the cutter tees into their reader: no stage of their own.
+    teed: HashSet<PersistId>,
 }
 
 impl CheckpointInserter<'_> {
@@ -281,7 +408,7 @@ impl CheckpointInserter<'_> {
             }
             PhysicalPlan::Persist { input, id, .. } => {
                 let new_input = self.rewrite(input)?;
-                if self.persists_seen.insert(*id, ()).is_none() {
+                if !self.teed.contains(id) && self.persists_seen.insert(*id, ()).is_none() {
                     self.next_stage += 1;
                 }
                 Arc::new(plan.with_new_inputs(vec![new_input])?)
@@ -303,3 +430,6 @@ impl CheckpointInserter<'_> {
         Ok(rewritten)
     }
 }
+
+#[cfg(test)]
+mod tests;

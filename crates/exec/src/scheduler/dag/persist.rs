@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ember_planner::fingerprint::stage_fingerprints;
+use ember_planner::fingerprint::persist_fingerprints;
 use ember_planner::persist::{PersistId, PersistMode};
-use ember_planner::stages::StageOutput;
 use ember_planner::{EmberError, Result};
 use ember_storage::block_store::BlockId;
 use ember_storage::checkpoint::{CheckpointStore, Fingerprint, LookupOutcome};
@@ -22,12 +21,9 @@ use crate::persist::Kept;
 const MAX_UNVERIFIED_WRITES: u32 = 4;
 
 impl DagScheduler<'_> {
-    /// The persisted plan stage `i` keeps, if it is a persist stage.
+    /// The persisted plan stage `i` keeps, if it is a persist stage or tees a checkpoint.
     pub(super) fn persist_of(&self, i: usize) -> Option<(PersistId, PersistMode)> {
-        match self.graph.stages[i].output {
-            StageOutput::Persist { id, mode } => Some((id, mode)),
-            _ => None,
-        }
+        self.graph.stages[i].persist()
     }
 
     fn checkpoint_store(&mut self) -> Result<CheckpointStore> {
@@ -51,14 +47,20 @@ impl DagScheduler<'_> {
         if stages.is_empty() {
             return Ok(());
         }
-        let fingerprints = stage_fingerprints(self.graph)?;
+        let fingerprints = persist_fingerprints(self.graph)?;
         for (i, id, mode) in stages {
             let partitions = self.graph.stages[i].partitions;
             self.registry.prepare(id, mode, partitions);
             if mode != PersistMode::Checkpoint {
                 continue;
             }
-            let fingerprint = Fingerprint(fingerprints[i].1 .0);
+            let Some(fingerprint) = fingerprints[i] else {
+                return Err(EmberError::Internal(format!(
+                    "stage {} keeps a checkpoint but has no checkpoint fingerprint",
+                    self.graph.stages[i].id
+                )));
+            };
+            let fingerprint = Fingerprint(fingerprint.0);
             let store = self.checkpoint_store()?;
             let path = format!("{}/{fingerprint}", store.url());
             if self.registry.committed(id).is_some() {
@@ -81,7 +83,10 @@ impl DagScheduler<'_> {
                 LookupOutcome::Rejected { reason } => self.post_rejected(&path, reason),
                 LookupOutcome::Absent => {}
             }
-            let schema = self.graph.stages[i].plan.schema().to_arrow_ref();
+            let schema = self.graph.stages[i]
+                .persisted_plan()
+                .schema()
+                .to_arrow_ref();
             let writer = store.begin(fingerprint, schema)?;
             self.registry.set_writer(id, writer);
         }
@@ -192,7 +197,7 @@ impl DagScheduler<'_> {
                 continue;
             }
             let stage = &self.graph.stages[i];
-            let checkpoint = writer.commit(infos, &stage.plan.display_indent())?;
+            let checkpoint = writer.commit(infos, &stage.persisted_plan().display_indent())?;
             self.ctx.events.post(EventKind::CheckpointWritten {
                 job: Some(self.job),
                 stage: Some(stage.id),
