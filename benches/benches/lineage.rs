@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ember_benches::lineage::{dir_bytes, is_answer, iterate, loop_session, stage_of_prefix};
 use ember_benches::recovery::{event_log_file, median, read_events};
-use ember_benches::{scale_factor, tpch_session_with};
+use ember_benches::{process_cpu_time, scale_factor, tpch_session_with};
 use ember_exec::events::EventKind;
 use ember_frontend::prelude::*;
 use ember_frontend::Session;
@@ -87,21 +87,31 @@ fn checkpoint_overhead(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("checkpoint_overhead");
     group.sample_size(10);
-    let mut times: Vec<(&str, Duration)> = Vec::new();
+    // Per variant: median wall time, and CPU time per run (mean over every run).
+    let mut times: Vec<(&str, Duration, Option<Duration>)> = Vec::new();
     let mut timed = |name: &'static str, run: &mut dyn FnMut() -> Duration| {
         let mut samples = Vec::new();
+        let mut cpu = Some(Duration::ZERO);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    let before = process_cpu_time();
                     let t = run();
+                    let used = process_cpu_time().zip(before).map(|(a, b)| a - b);
+                    cpu = cpu.zip(used).map(|(sum, used)| sum + used);
                     samples.push(t);
                     total += t;
                 }
                 total
             })
         });
-        times.push((name, median(&samples).unwrap_or_default()));
+        let runs = samples.len().max(1) as u32;
+        times.push((
+            name,
+            median(&samples).unwrap_or_default(),
+            cpu.map(|c| c / runs),
+        ));
     };
 
     timed("plain", &mut || {
@@ -160,10 +170,19 @@ fn checkpoint_overhead(c: &mut Criterion) {
     let parquet_bytes = dir_bytes(&parquet_dir);
 
     let plain = times[0].1.as_secs_f64();
-    println!("checkpoint_overhead at SF {sf} (medians):");
-    for (name, t) in &times {
+    let plain_cpu = times[0].2.map(|c| c.as_secs_f64());
+    println!("checkpoint_overhead at SF {sf} (wall: median; CPU: mean per run, all threads):");
+    for (name, t, cpu) in &times {
+        let cpu = match (cpu, plain_cpu) {
+            (Some(cpu), Some(plain)) => format!(
+                "   CPU {:>7.1} ms  {:.2}×",
+                cpu.as_secs_f64() * 1e3,
+                cpu.as_secs_f64() / plain
+            ),
+            _ => String::new(),
+        };
         println!(
-            "  {name:<17} {:>9.1} ms  {:.2}×",
+            "  {name:<17} {:>9.1} ms  {:.2}×{cpu}",
             t.as_secs_f64() * 1e3,
             t.as_secs_f64() / plain
         );

@@ -27,6 +27,19 @@ pub fn session_builder() -> ember_frontend::SessionBuilder {
 /// Written after all eight tables, so an interrupted generation is redone, not reused.
 const COMPLETE_MARKER: &str = "_COMPLETE";
 
+/// CPU time this process has used so far (user + system, every thread), from
+/// `/proc/self/stat` in its 10 ms ticks; `None` where that cannot be read (not Linux).
+/// On a shared 2-core machine wall times swing by tens of percent between runs; the CPU a
+/// run burns varies far less, so benchmarks print it beside the wall time.
+pub fn process_cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, in USER_HZ (100 on Linux) ticks.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
+}
+
 /// The scale factor to benchmark at: `EMBER_TPCH_SF`, else 0.1.
 pub fn scale_factor() -> Result<f64> {
     match std::env::var("EMBER_TPCH_SF") {

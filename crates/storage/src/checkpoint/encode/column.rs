@@ -199,10 +199,12 @@ fn append_ints<T: PlainInt>(
 }
 
 /// Appends a dictionary data page's payload (bit width, then the hybrid-encoded codes) to
-/// `out` and clears the codes.
+/// `out` and clears the codes. The width is that of the largest code the dictionary has
+/// given so far, as parquet-rs writes it: a bound on the page's codes known without
+/// scanning them.
 fn encode_codes(pages: &mut DictionaryPages, out: &mut Vec<u8>) -> Encoding {
     let codes = &pages.codes;
-    let width = hybrid::bit_width(codes.iter().copied().max().unwrap_or(0));
+    let width = hybrid::bit_width(pages.entries.saturating_sub(1));
     out.push(width);
     hybrid::encode_hybrid(codes, width, out);
     pages.codes.clear();

@@ -322,6 +322,21 @@ impl<K: RecentKey> RecentCodes<K> {
     fn put(&mut self, key: K, code: u32) {
         self.slots[Self::slot(key)] = (key, code);
     }
+
+    /// Writes the cached code of each of `keys` to `codes`, in order, up to the first key
+    /// not cached; returns how many it wrote. Nothing but the cache is touched in the loop,
+    /// so the lookups of consecutive keys overlap.
+    fn fill(&self, keys: &[K], codes: &mut [u32]) -> usize {
+        let slots = &self.slots[..];
+        for (i, (&key, code)) in keys.iter().zip(codes.iter_mut()).enumerate() {
+            let (cached, cached_code) = slots[Self::slot(key)];
+            if cached != key || cached_code == u32::MAX {
+                return i;
+            }
+            *code = cached_code;
+        }
+        keys.len().min(codes.len())
+    }
 }
 
 impl<T: PlainInt> Default for IntDictionary<T> {
@@ -335,15 +350,21 @@ impl<T: PlainInt> Default for IntDictionary<T> {
 }
 
 impl<T: PlainInt> IntDictionary<T> {
-    /// Encodes `values` (the page's next non-null values) into the current page's codes.
+    /// Encodes `values` (the page's next non-null values) into the current page's codes:
+    /// runs of cached values in [`RecentCodes::fill`]'s tight loop, each miss in between
+    /// through the hash map.
     pub(super) fn append(&mut self, values: &[T]) {
-        self.pages.codes.reserve(values.len());
-        for &value in values {
-            let code = match self.recent.get(value) {
-                Some(code) => code,
-                None => self.code_of_slow(value),
-            };
-            self.pages.codes.push(code);
+        let start = self.pages.codes.len();
+        self.pages.codes.resize(start + values.len(), 0);
+        let mut done = 0;
+        while done < values.len() {
+            done += self
+                .recent
+                .fill(&values[done..], &mut self.pages.codes[start + done..]);
+            if let Some(&value) = values.get(done) {
+                self.pages.codes[start + done] = self.code_of_slow(value);
+                done += 1;
+            }
         }
     }
 

@@ -60,7 +60,27 @@ pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
 
     let mut packed_from = 0; // start of the pending bit-packed run
     let mut at = 0; // start of the next group to look at
-    while let Some(group) = values.get(at..at + GROUP) {
+    loop {
+        // Eight groups at once while none of them is uniform (nearly always, for codes of
+        // values without runs), within the current run's group cap; the groups before the
+        // first uniform one are skipped, and the group-by-group step below takes that one.
+        if let Some(block) = values.get(at..at + BLOCK) {
+            if at + BLOCK - packed_from <= MAX_PACKED_GROUPS * GROUP {
+                let uniform = uniform_groups(block.try_into().expect("a block"));
+                if uniform == 0 {
+                    at += BLOCK;
+                    if at - packed_from == MAX_PACKED_GROUPS * GROUP {
+                        push_bit_packed(&values[packed_from..at], bit_width, out);
+                        packed_from = at;
+                    }
+                    continue;
+                }
+                at += GROUP * uniform.trailing_zeros() as usize;
+            }
+        }
+        let Some(group) = values.get(at..at + GROUP) else {
+            break;
+        };
         let first = group[0];
         if is_uniform(group) {
             let end = run_end(values, at + GROUP, first);
@@ -112,6 +132,27 @@ pub(super) fn put_uleb128(mut value: u64, out: &mut Vec<u8>) {
         value >>= 7;
     }
     out.push(value as u8);
+}
+
+/// Values [`uniform_groups`] looks at in one go: 8 groups.
+const BLOCK: usize = 8 * GROUP;
+
+/// Which of the 8 groups of `block` hold 8 equal values: bit `g` for group `g`. The groups'
+/// differences are ORed in fixed-size loops and compared once each, so the test costs no
+/// branch per value or group (testing one group at a time, the compiler exits early on the
+/// first differing value: a mispredicted branch per group on codes without runs).
+#[inline]
+fn uniform_groups(block: &[u32; BLOCK]) -> u8 {
+    let mut differs = [0u32; GROUP];
+    for (g, group) in block.as_chunks::<GROUP>().0.iter().enumerate() {
+        for &v in group {
+            differs[g] |= v ^ group[0];
+        }
+    }
+    differs
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (g, &d)| mask | (u8::from(d == 0) << g))
 }
 
 /// Whether all of `values` are equal: one branch for the whole slice rather than one per
