@@ -13,13 +13,15 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use ember_planner::error::{EmberError, Result};
+
+use crate::checksum::Checksum;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -219,6 +221,34 @@ impl Objects {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error("read", path, e)),
         }
+    }
+
+    /// The object's size and [`Checksum`], or `None` when it does not exist. A local file is
+    /// read through one small buffer rather than whole into memory: a checkpoint's files are
+    /// checked right after they are written, and a fresh buffer the size of each file cost
+    /// a page fault per 4 KiB.
+    pub fn checksum(&self, path: &Path) -> Result<Option<(u64, u64)>> {
+        let Some(file) = self.local_file(path) else {
+            return Ok(self
+                .get(path)?
+                .map(|data| (data.len() as u64, Checksum::of(&data))));
+        };
+        let mut file = match std::fs::File::open(file?) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io_error("read", path, e)),
+        };
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut sum = Checksum::new();
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => sum.update(&buffer[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_error("read", path, e)),
+            }
+        }
+        Ok(Some((sum.len(), sum.finish())))
     }
 
     /// The object's size in bytes, or `None` when it does not exist.

@@ -63,15 +63,18 @@ impl From<CheckpointError> for EmberError {
 /// Checks that `data` is the file described by `info`: the one cheap test that stands
 /// between a damaged file and wrong answers.
 pub(super) fn verify(data: &[u8], info: &PartitionInfo) -> Result<(), String> {
+    verify_sum(data.len() as u64, Checksum::of(data), info)
+}
+
+/// [`verify`] for a file whose size and checksum were computed as it was read.
+pub(super) fn verify_sum(len: u64, checksum: u64, info: &PartitionInfo) -> Result<(), String> {
     let name = partition_file(info.partition);
-    if data.len() as u64 != info.bytes {
+    if len != info.bytes {
         return Err(format!(
-            "{name} is {} bytes, the manifest says {}",
-            data.len(),
+            "{name} is {len} bytes, the manifest says {}",
             info.bytes
         ));
     }
-    let checksum = Checksum::of(data);
     if checksum != info.checksum {
         return Err(format!(
             "{name} has checksum {checksum:016x}, the manifest says {:016x}",

@@ -127,8 +127,8 @@ impl CheckpointWriter {
     pub fn verify_written(&self, partitions: &[PartitionInfo]) -> Vec<(usize, String)> {
         let check = |info: &PartitionInfo| -> Option<(usize, String)> {
             let name = partition_file(info.partition);
-            let why = match self.objects.get(&self.path(&name)) {
-                Ok(Some(data)) => reader::verify(&data, info).err()?,
+            let why = match self.objects.checksum(&self.path(&name)) {
+                Ok(Some((len, sum))) => reader::verify_sum(len, sum, info).err()?,
                 Ok(None) => format!("{name} is missing"),
                 Err(e) => format!("{name} cannot be read back: {e}"),
             };
