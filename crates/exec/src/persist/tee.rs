@@ -80,12 +80,8 @@ impl TeeSink {
     /// Finishes the partition file once the stage's own output is complete: rows the
     /// stage did not pull (or the whole input of `input`, if the `Persist` operator never
     /// ran) are read and written first.
-    pub fn finish(
-        &self,
-        input: &Arc<PhysicalPlan>,
-        partition: usize,
-        ctx: &Arc<TaskContext>,
-    ) -> Result<Kept> {
+    pub fn finish(&self, input: &Arc<PhysicalPlan>, ctx: &Arc<TaskContext>) -> Result<Kept> {
+        let partition = ctx.partition;
         let (started, exhausted, rest) = {
             let mut state = self.state.lock();
             (state.started, state.exhausted, state.rest.take())

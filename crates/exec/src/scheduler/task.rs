@@ -172,7 +172,7 @@ pub(crate) fn run_task(spec: &TaskSpec) -> Result<TaskOutput> {
     // After the stage's output: the operators above the tee are done with its rows.
     let output = match (&spec.tee, &ctx.tee) {
         (Some(tee), Some(TeeMode::Write(sink))) => TaskOutput::Teed {
-            kept: sink.finish(&tee.input, info.partition, &ctx)?,
+            kept: sink.finish(&tee.input, &ctx)?,
             output: Box::new(output),
         },
         _ => output,

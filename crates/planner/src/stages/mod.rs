@@ -163,11 +163,10 @@ fn teeable_checkpoints(graph: &StageGraph) -> HashSet<PersistId> {
         else {
             continue;
         };
-        let mut readers = graph
-            .stages
-            .iter()
-            .filter(|s| s.parents.contains(&stage.id));
-        let (Some(reader), None) = (readers.next(), readers.next()) else {
+        let [reader] = graph.children_of(stage.id)[..] else {
+            continue;
+        };
+        let Some(reader) = graph.stage(reader) else {
             continue;
         };
         let reader_persists = matches!(reader.output, StageOutput::Persist { .. });
@@ -180,7 +179,9 @@ fn teeable_checkpoints(graph: &StageGraph) -> HashSet<PersistId> {
 }
 
 /// How many `PersistRead`s of `id` running `plan` performs (a node reached twice counts
-/// twice, as it runs twice).
+/// twice, as it runs twice). A stage's plan can be thousands of nodes deep (a long chain of
+/// projections), so the stack grows on demand.
+#[recursive::recursive]
 fn persist_reads(plan: &PhysicalPlan, id: PersistId) -> usize {
     match plan {
         PhysicalPlan::PersistRead { id: read, .. } => usize::from(*read == id),
