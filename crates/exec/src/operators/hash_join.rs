@@ -42,6 +42,7 @@ use arrow::compute::kernels::cmp::eq;
 use arrow::compute::{and, cast, concat_batches, filter, take};
 use arrow::datatypes::DataType;
 use datafusion_common::hash_utils::{create_hashes, RandomState};
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use ember_planner::expr::Expr;
@@ -363,13 +364,16 @@ impl JoinHashTable {
             let hash = hashes[row];
             // `row` < rows ≤ u32::MAX, checked above.
             let row = row as u32;
-            match map.find_mut(hash, |&(h, _)| h == hash) {
-                Some(entry) => {
-                    next[row as usize] = entry.1 + 1;
-                    entry.1 = row;
+            // One probe per row: `entry` finds the hash's chain or the slot for a new one
+            // (a lookup then an insert probed twice for every new hash).
+            match map.entry(hash, |&(h, _)| h == hash, |&(h, _)| h) {
+                Entry::Occupied(mut entry) => {
+                    let head = entry.get_mut();
+                    next[row as usize] = head.1 + 1;
+                    head.1 = row;
                 }
-                None => {
-                    map.insert_unique(hash, (hash, row), |&(h, _)| h);
+                Entry::Vacant(slot) => {
+                    slot.insert((hash, row));
                 }
             }
         }

@@ -14,6 +14,7 @@ use arrow::datatypes::{
     Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::row::{RowConverter, Rows, SortField};
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use ember_planner::{EmberError, Result};
@@ -197,12 +198,14 @@ where
                 }
             }
             let hash = random.hash_one(v);
-            let group = match table.find(hash, |&(k, _)| k == v) {
-                Some(&(_, g)) => g,
-                None => {
+            // One probe whether the key is new or not (`find` then `insert_unique` probed
+            // twice for every new group: most rows of a high-cardinality key).
+            let group = match table.entry(hash, |&(k, _)| k == v, |(k, _)| random.hash_one(k)) {
+                Entry::Occupied(entry) => entry.get().1,
+                Entry::Vacant(slot) => {
                     let g = values.len();
                     values.push(v);
-                    table.insert_unique(hash, (v, g), |(k, _)| random.hash_one(k));
+                    slot.insert((v, g));
                     g
                 }
             };

@@ -16,6 +16,8 @@
 //! rle-run        := varint(count << 1) then the value in ceil(bit_width / 8) little-endian bytes
 //! ```
 
+use std::ops::Range;
+
 /// Values per bit-packed group: the spec packs values 8 at a time, so a group of 8 `w`-bit
 /// values is exactly `w` bytes.
 const GROUP: usize = 8;
@@ -43,6 +45,12 @@ pub(crate) fn bit_width(max_value: u32) -> u8 {
 /// Uses RLE runs for repeated values (8 or more equal values from a group boundary) and
 /// bit-packed groups of 8 otherwise; the last group is padded with zeros, which readers skip
 /// because they know the number of values from the page header.
+///
+/// Values of at most 8 bits (definition levels, codes of dictionaries of up to 256 entries:
+/// nearly every dictionary a checkpoint writes) are narrowed to a byte each first, in one
+/// vectorised pass: a group of 8 is then one `u64`, tested for uniformity with a multiply and
+/// a compare and packed with three shift-and-mask steps, where 8 separate 32-bit values cost
+/// several operations each.
 pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
     assert!(bit_width <= 32, "hybrid bit width {bit_width} > 32");
     debug_assert!(
@@ -57,41 +65,59 @@ pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
     // An upper bound for packed data (each group of 8 costs at most `bit_width` bytes plus
     // a run header when runs alternate); RLE runs only shrink it.
     out.reserve(values.len().div_ceil(GROUP) * (usize::from(bit_width) + 1) + 16);
+    if bit_width <= 8 {
+        let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        encode_runs(Narrow(&bytes), bit_width, out);
+    } else {
+        encode_runs(Wide(values), bit_width, out);
+    }
+}
 
+/// [`encode_hybrid`] with every width taking the `u32` path, for tests to compare the
+/// narrow path against.
+#[cfg(test)]
+pub(super) fn encode_hybrid_wide(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
+    assert!((1..=32).contains(&bit_width));
+    encode_runs(Wide(values), bit_width, out);
+}
+
+/// The hybrid encoding of `values`: finds the runs, has `values` pack the groups between.
+///
+/// The input is cut into groups of 8 counted from the start of the current bit-packed run; a
+/// uniform group starts an RLE run that takes every following equal value.
+fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
+    let len = values.len();
     let mut packed_from = 0; // start of the pending bit-packed run
     let mut at = 0; // start of the next group to look at
     loop {
         // Eight groups at once while none of them is uniform (nearly always, for codes of
         // values without runs), within the current run's group cap; the groups before the
         // first uniform one are skipped, and the group-by-group step below takes that one.
-        if let Some(block) = values.get(at..at + BLOCK) {
-            if at + BLOCK - packed_from <= MAX_PACKED_GROUPS * GROUP {
-                let uniform = uniform_groups(block.try_into().expect("a block"));
-                if uniform == 0 {
-                    at += BLOCK;
-                    if at - packed_from == MAX_PACKED_GROUPS * GROUP {
-                        push_bit_packed(&values[packed_from..at], bit_width, out);
-                        packed_from = at;
-                    }
-                    continue;
+        if at + BLOCK <= len && at + BLOCK - packed_from <= MAX_PACKED_GROUPS * GROUP {
+            let uniform = values.uniform_groups(at);
+            if uniform == 0 {
+                at += BLOCK;
+                if at - packed_from == MAX_PACKED_GROUPS * GROUP {
+                    values.push_bit_packed(packed_from..at, bit_width, out);
+                    packed_from = at;
                 }
-                at += GROUP * uniform.trailing_zeros() as usize;
+                continue;
             }
+            at += GROUP * uniform.trailing_zeros() as usize;
         }
-        let Some(group) = values.get(at..at + GROUP) else {
+        if at + GROUP > len {
             break;
-        };
-        let first = group[0];
-        if is_uniform(group) {
-            let end = run_end(values, at + GROUP, first);
-            push_bit_packed(&values[packed_from..at], bit_width, out);
-            encode_repeated(first, end - at, bit_width, out);
+        }
+        if let Some(value) = values.uniform(at..at + GROUP) {
+            let end = values.run_end(at + GROUP, value);
+            values.push_bit_packed(packed_from..at, bit_width, out);
+            encode_repeated(value, end - at, bit_width, out);
             at = end;
             packed_from = end;
         } else {
             at += GROUP;
             if at - packed_from == MAX_PACKED_GROUPS * GROUP {
-                push_bit_packed(&values[packed_from..at], bit_width, out);
+                values.push_bit_packed(packed_from..at, bit_width, out);
                 packed_from = at;
             }
         }
@@ -100,11 +126,9 @@ pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
     // Fewer than 8 values are left. On their own and all equal they are a (short) RLE run,
     // cheaper than a padded group when the width exceeds a byte; otherwise they end the
     // bit-packed run, zero padded.
-    let tail = &values[at..];
-    if packed_from == at && !tail.is_empty() && is_uniform(tail) {
-        encode_repeated(tail[0], tail.len(), bit_width, out);
-    } else {
-        push_bit_packed(&values[packed_from..], bit_width, out);
+    match values.uniform(at..len) {
+        Some(value) if packed_from == at => encode_repeated(value, len - at, bit_width, out),
+        _ => values.push_bit_packed(packed_from..len, bit_width, out),
     }
 }
 
@@ -134,60 +158,201 @@ pub(super) fn put_uleb128(mut value: u64, out: &mut Vec<u8>) {
     out.push(value as u8);
 }
 
-/// Values [`uniform_groups`] looks at in one go: 8 groups.
+/// Values [`Groups::uniform_groups`] looks at in one go: 8 groups.
 const BLOCK: usize = 8 * GROUP;
 
-/// Which of the 8 groups of `block` hold 8 equal values: bit `g` for group `g`. The groups'
-/// differences are ORed in fixed-size loops and compared once each, so the test costs no
-/// branch per value or group (testing one group at a time, the compiler exits early on the
-/// first differing value: a mispredicted branch per group on codes without runs).
-#[inline]
-fn uniform_groups(block: &[u32; BLOCK]) -> u8 {
-    let mut differs = [0u32; GROUP];
-    for (g, group) in block.as_chunks::<GROUP>().0.iter().enumerate() {
-        for &v in group {
-            differs[g] |= v ^ group[0];
+/// What [`encode_runs`] needs of a page of values, in whichever layout they are held.
+trait Groups: Copy {
+    fn len(self) -> usize;
+
+    /// Which of the 8 groups starting at `at` (`at + BLOCK <= len`) hold 8 equal values: bit
+    /// `g` for group `g`. Computed without a branch per value or group (testing one group at
+    /// a time, the compiler exits early on the first differing value: a mispredicted branch
+    /// per group on codes without runs).
+    fn uniform_groups(self, at: usize) -> u8;
+
+    /// The value of `range` (not empty) when all of its values are equal.
+    fn uniform(self, range: Range<usize>) -> Option<u32>;
+
+    /// The end of the run of `value` that continues at `from`.
+    fn run_end(self, from: usize, value: u32) -> usize;
+
+    /// Appends the values of `range` (any count; the last group is zero padded) as one
+    /// bit-packed run.
+    fn push_bit_packed(self, range: Range<usize>, bit_width: u8, out: &mut Vec<u8>);
+}
+
+/// Values of any width, one `u32` each.
+#[derive(Clone, Copy)]
+struct Wide<'a>(&'a [u32]);
+
+impl Groups for Wide<'_> {
+    fn len(self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn uniform_groups(self, at: usize) -> u8 {
+        let block: &[u32; BLOCK] = self.0[at..at + BLOCK].try_into().expect("a block");
+        let mut differs = [0u32; GROUP];
+        for (g, group) in block.as_chunks::<GROUP>().0.iter().enumerate() {
+            for &v in group {
+                differs[g] |= v ^ group[0];
+            }
         }
+        differs
+            .iter()
+            .enumerate()
+            .fold(0, |mask, (g, &d)| mask | (u8::from(d == 0) << g))
     }
-    differs
-        .iter()
-        .enumerate()
-        .fold(0, |mask, (g, &d)| mask | (u8::from(d == 0) << g))
-}
 
-/// Whether all of `values` are equal: one branch for the whole slice rather than one per
-/// value, and vectorised for a group of 8.
-#[inline]
-fn is_uniform(values: &[u32]) -> bool {
-    let first = values[0];
-    values.iter().fold(0, |diff, &v| diff | (v ^ first)) == 0
-}
+    /// One branch for the whole range rather than one per value, vectorised for a group.
+    #[inline]
+    fn uniform(self, range: Range<usize>) -> Option<u32> {
+        let values = self.0.get(range).filter(|v| !v.is_empty())?;
+        let first = values[0];
+        (values.iter().fold(0, |diff, &v| diff | (v ^ first)) == 0).then_some(first)
+    }
 
-/// The end of the run of `value` in `values` that continues at `from`, compared 16 values
-/// at a time so long runs (levels of a page without nulls, sorted codes) cost little.
-fn run_end(values: &[u32], from: usize, value: u32) -> usize {
-    const STRIDE: usize = 16;
-    let mut at = from;
-    while let Some(chunk) = values.get(at..at + STRIDE) {
-        if chunk.iter().fold(0, |diff, &v| diff | (v ^ value)) != 0 {
-            break;
+    /// Compared 16 values at a time, so long runs (levels of a page without nulls, sorted
+    /// codes) cost little.
+    fn run_end(self, from: usize, value: u32) -> usize {
+        const STRIDE: usize = 16;
+        let values = self.0;
+        let mut at = from;
+        while let Some(chunk) = values.get(at..at + STRIDE) {
+            if chunk.iter().fold(0, |diff, &v| diff | (v ^ value)) != 0 {
+                break;
+            }
+            at += STRIDE;
         }
-        at += STRIDE;
+        let rest = &values[at..];
+        at + rest.iter().position(|&v| v != value).unwrap_or(rest.len())
     }
-    let rest = &values[at..];
-    at + rest.iter().position(|&v| v != value).unwrap_or(rest.len())
+
+    fn push_bit_packed(self, range: Range<usize>, bit_width: u8, out: &mut Vec<u8>) {
+        let values = &self.0[range];
+        let Some(start) = start_packed_run(values.len(), bit_width, out) else {
+            return;
+        };
+        bit_pack(values, bit_width, &mut out[start..]);
+    }
 }
 
-/// Appends `values` (any count; the last group is zero padded) as one bit-packed run.
-fn push_bit_packed(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
-    if values.is_empty() {
-        return;
+/// Values of at most 8 bits, one byte each: a group of 8 is one little-endian `u64`.
+#[derive(Clone, Copy)]
+struct Narrow<'a>(&'a [u8]);
+
+/// A `u64` with every byte 1: a byte times it is that byte in every lane.
+const BYTE_LANES: u64 = 0x0101_0101_0101_0101;
+
+impl Narrow<'_> {
+    #[inline(always)]
+    fn group(self, at: usize) -> u64 {
+        u64::from_le_bytes(self.0[at..at + GROUP].try_into().expect("8 bytes"))
     }
-    let groups = values.len().div_ceil(GROUP);
+}
+
+/// Whether the 8 bytes of `group` are equal: the low byte copied to every lane is the group.
+#[inline(always)]
+fn is_uniform_group(group: u64) -> bool {
+    group == (group & 0xff).wrapping_mul(BYTE_LANES)
+}
+
+impl Groups for Narrow<'_> {
+    fn len(self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn uniform_groups(self, at: usize) -> u8 {
+        (0..8).fold(0, |mask, g| {
+            mask | (u8::from(is_uniform_group(self.group(at + g * GROUP))) << g)
+        })
+    }
+
+    #[inline]
+    fn uniform(self, range: Range<usize>) -> Option<u32> {
+        let bytes = self.0.get(range).filter(|b| !b.is_empty())?;
+        if let Ok(group) = <[u8; GROUP]>::try_from(bytes) {
+            let group = u64::from_le_bytes(group);
+            return is_uniform_group(group).then_some(group as u8 as u32);
+        }
+        let first = bytes[0];
+        (bytes.iter().fold(0, |diff, &b| diff | (b ^ first)) == 0).then_some(u32::from(first))
+    }
+
+    /// Compared 8 bytes at a time.
+    fn run_end(self, from: usize, value: u32) -> usize {
+        let lanes = u64::from(value as u8).wrapping_mul(BYTE_LANES);
+        let mut at = from;
+        while at + GROUP <= self.0.len() && self.group(at) == lanes {
+            at += GROUP;
+        }
+        let rest = &self.0[at..];
+        at + rest
+            .iter()
+            .position(|&b| u32::from(b) != value)
+            .unwrap_or(rest.len())
+    }
+
+    fn push_bit_packed(self, range: Range<usize>, bit_width: u8, out: &mut Vec<u8>) {
+        let bytes = &self.0[range];
+        let Some(start) = start_packed_run(bytes.len(), bit_width, out) else {
+            return;
+        };
+        macro_rules! dispatch {
+            ($($w:literal)*) => {
+                match bit_width {
+                    $($w => pack_bytes::<$w>(bytes, &mut out[start..]),)*
+                    _ => unreachable!("narrow bit width {bit_width} is not in 1..=8"),
+                }
+            };
+        }
+        dispatch!(1 2 3 4 5 6 7 8);
+    }
+}
+
+/// Appends the header of a bit-packed run of `count` values and room for its groups; returns
+/// where the groups go (`None`, appending nothing, for no values).
+fn start_packed_run(count: usize, bit_width: u8, out: &mut Vec<u8>) -> Option<usize> {
+    if count == 0 {
+        return None;
+    }
+    let groups = count.div_ceil(GROUP);
     put_uleb128(((groups as u64) << 1) | 1, out);
     let start = out.len();
     out.resize(start + groups * usize::from(bit_width), 0);
-    bit_pack(values, bit_width, &mut out[start..]);
+    Some(start)
+}
+
+/// Packs `bytes` (each < 2^W, W 1..=8) LSB first into `dst`, which holds exactly `W` bytes per
+/// group of 8; a last partial group is zero padded.
+fn pack_bytes<const W: usize>(bytes: &[u8], dst: &mut [u8]) {
+    assert_eq!(dst.len(), bytes.len().div_ceil(GROUP) * W);
+    let (groups, last) = bytes.as_chunks::<GROUP>();
+    let (whole, tail) = dst.split_at_mut(groups.len() * W);
+    for (group, out) in groups.iter().zip(whole.chunks_exact_mut(W)) {
+        out.copy_from_slice(&pack_group::<W>(u64::from_le_bytes(*group)).to_le_bytes()[..W]);
+    }
+    if !last.is_empty() {
+        let mut padded = [0u8; GROUP];
+        padded[..last.len()].copy_from_slice(last);
+        tail.copy_from_slice(&pack_group::<W>(u64::from_le_bytes(padded)).to_le_bytes()[..W]);
+    }
+}
+
+/// The 8 values of `W` ≤ 8 bits in the bytes of `group` (value `i` in byte `i`), packed LSB
+/// first into the low `8 * W` bits: neighbours are joined pairwise, then the pairs, then the
+/// halves, each step a shift and two masks on the whole word.
+#[inline(always)]
+fn pack_group<const W: usize>(group: u64) -> u64 {
+    // Bytes 2k and 2k+1 → 16-bit lane k: value 2k, then value 2k+1 at bit W.
+    let pairs = (group & 0x00FF_00FF_00FF_00FF) | ((group & 0xFF00_FF00_FF00_FF00) >> (8 - W));
+    // 16-bit lanes (2W bits used) → 32-bit lanes of 4W bits.
+    let quads = (pairs & 0x0000_FFFF_0000_FFFF) | ((pairs & 0xFFFF_0000_FFFF_0000) >> (16 - 2 * W));
+    // The two halves → 8W bits.
+    (quads & 0xFFFF_FFFF) | ((quads >> 32) << (4 * W))
 }
 
 /// Packs `values` (each < 2^bit_width, bit_width 1..=32) LSB first into `dst`, which holds

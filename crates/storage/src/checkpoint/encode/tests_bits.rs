@@ -12,7 +12,9 @@ use bytes::Bytes;
 use super::delta::{
     encode_delta_i32, encode_delta_i32_portable, encode_delta_i64, encode_delta_i64_portable,
 };
-use super::hybrid::{bit_width, encode_hybrid, encode_repeated, MAX_PACKED_GROUPS};
+use super::hybrid::{
+    bit_width, encode_hybrid, encode_hybrid_wide, encode_repeated, MAX_PACKED_GROUPS,
+};
 
 /// Page sizes around every boundary: bit-packed groups (8), miniblocks (32, 64), blocks
 /// (128, 256; a page of n values has n - 1 deltas).
@@ -503,6 +505,22 @@ fn encode_hybrid_round_trips_and_matches_parquet() {
         }
     }
     println!("hybrid pages: {} bytes, parquet-rs {}", sizes.0, sizes.1);
+}
+
+#[test]
+fn narrow_widths_encode_as_the_u32_path_does() {
+    // Widths up to 8 go through bytes; the bytes written must be exactly those of the
+    // general path, runs, padding and run caps included.
+    let mut rng = Rng::new(0x5eed);
+    for width in 1..=8u8 {
+        for n in [0, 1, 7, 8, 9, 63, 64, 65, 1000, MAX_PACKED_GROUPS * 8 + 77] {
+            for (name, values) in hybrid_pages(n, width, &mut rng) {
+                let narrow = encoded(&values, |v, out| encode_hybrid(v, width, out));
+                let wide = encoded(&values, |v, out| encode_hybrid_wide(v, width, out));
+                assert!(narrow == wide, "{name}, width {width}, {n} values");
+            }
+        }
+    }
 }
 
 #[test]
