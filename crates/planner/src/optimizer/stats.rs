@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 
 use crate::expr::{Expr, Operator};
-use crate::logical::{JoinType, LogicalPlan};
+use crate::logical::{Join, JoinType, LogicalPlan};
 use crate::schema::PlanSchema;
 
 /// The estimated output of one plan node.
@@ -80,7 +80,13 @@ impl StatsCache {
                             .unwrap_or_default()
                     })
                     .collect();
-                let e = estimate_node(&node, &inputs);
+                let mut e = estimate_node(&node, &inputs);
+                if let LogicalPlan::Join(join) = node.as_ref() {
+                    if let Some(rows) = self.key_join_rows(join, &inputs) {
+                        e.rows = Some(rows);
+                        e.bytes = Some(rows.saturating_mul(row_width(node.schema())));
+                    }
+                }
                 self.memo.insert(Arc::as_ptr(&node), (node, e));
             } else {
                 let inputs: Vec<Arc<LogicalPlan>> = node.inputs().into_iter().cloned().collect();
@@ -96,6 +102,47 @@ impl StatsCache {
             .get(&Arc::as_ptr(plan))
             .map(|(_, e)| *e)
             .unwrap_or_default()
+    }
+}
+
+impl StatsCache {
+    /// The rows of an inner equi-join, `|L| · |R| / d`, where `d` — the distinct values of
+    /// the key — is the smaller of the two key columns' origin row counts
+    /// ([`column_origin_rows`]): for a foreign-key join, the primary-key table's rows. So a
+    /// fact table joined to a filtered dimension keeps the dimension's fraction of its rows
+    /// (TPC-H Q9: lineitem ⋈ the quarter of parts named like '%green%' is a quarter of
+    /// lineitem) instead of all of them, which is what makes a later join see it as reduced
+    /// and filter, rather than broadcast, the other side. With several keys, the product of
+    /// their `d`s is bounded by the rows each side's key columns come from, as in
+    /// `join_reorder` (a composite foreign key is not a near-empty join). `None` (keep the
+    /// shape-only estimate) for other join types, or when a key is computed or has no
+    /// statistics.
+    fn key_join_rows(&mut self, join: &Join, inputs: &[Estimate]) -> Option<usize> {
+        if join.join_type != JoinType::Inner || join.on.is_empty() {
+            return None;
+        }
+        let (left, right) = (inputs.first()?.rows?, inputs.get(1)?.rows?);
+        let mut divisor = 1f64;
+        let (mut left_bound, mut right_bound) = (0f64, 0f64);
+        for (l, r) in &join.on {
+            let l = self.key_origin_rows(&join.left, l)?;
+            let r = self.key_origin_rows(&join.right, r)?;
+            divisor *= l.min(r);
+            left_bound = left_bound.max(l);
+            right_bound = right_bound.max(r);
+        }
+        let divisor = divisor.min(left_bound).min(right_bound).max(1.0);
+        let rows = (left as f64) * (right as f64) / divisor;
+        Some(rows.clamp(1.0, usize::MAX as f64).ceil() as usize)
+    }
+
+    /// [`column_origin_rows`] of `key` when it is a plain column of `side`.
+    fn key_origin_rows(&mut self, side: &Arc<LogicalPlan>, key: &Expr) -> Option<f64> {
+        let Expr::Column(column) = key.unalias() else {
+            return None;
+        };
+        let index = side.schema().maybe_index_of_column(column).ok()??;
+        column_origin_rows(side, index, self).map(|d| d.max(1) as f64)
     }
 }
 
@@ -301,7 +348,8 @@ fn estimate_node(plan: &LogicalPlan, inputs: &[Estimate]) -> Estimate {
             match j.join_type {
                 JoinType::LeftSemi | JoinType::LeftAnti => scale(l, SEMI_SELECTIVITY),
                 // Key joins are mostly foreign-key joins: about as many rows as the larger
-                // side; without keys, a filtered product.
+                // side (refined from the keys' domains by `StatsCache::key_join_rows` where
+                // they are plain columns); without keys, a filtered product.
                 JoinType::Inner if j.on.is_empty() => l.zip(r).map(|(a, b)| a.saturating_mul(b)),
                 JoinType::Inner => l.zip(r).map(|(a, b)| a.max(b)),
                 JoinType::Left => l.zip(r).map(|(a, b)| a.max(b)).or(l),
@@ -362,6 +410,49 @@ mod tests {
         assert_eq!(estimate_rows(&join), Some(1000));
         let cross = Arc::new(LogicalPlan::CrossJoin(CrossJoin::new(big, small)));
         assert_eq!(estimate_rows(&cross), Some(10_000));
+    }
+
+    #[test]
+    fn key_joins_keep_the_filtered_dimension_s_fraction_of_the_fact_table() {
+        let inner = |l: &Arc<LogicalPlan>, r: &Arc<LogicalPlan>, on: Vec<(Expr, Expr)>| {
+            Arc::new(LogicalPlan::Join(
+                Join::try_new(
+                    Arc::clone(l),
+                    Arc::clone(r),
+                    on,
+                    None,
+                    JoinType::Inner,
+                    false,
+                )
+                .unwrap(),
+            ))
+        };
+        let fact = scan_with_rows("fact", &["dim_key", "a", "b"], Some(10_000));
+        let dim = scan_with_rows("dim", &["key"], Some(100));
+        // `key = constant` keeps a tenth of the dimension: 10 of its 100 keys.
+        let some_dims = Arc::new(LogicalPlan::Filter(Filter {
+            input: Arc::clone(&dim),
+            predicate: col("dim.key").eq(lit(7i64)),
+        }));
+        let on = || vec![(col("fact.dim_key"), col("dim.key"))];
+        // Foreign key to primary key: each fact row matches one of 100 keys, 10 of which are
+        // left, so a tenth of the fact rows; the whole dimension keeps them all.
+        assert_eq!(estimate_rows(&inner(&fact, &some_dims, on())), Some(1_000));
+        assert_eq!(estimate_rows(&inner(&fact, &dim, on())), Some(10_000));
+        // Two keys into a 500-row bridge table: the key pairs are bounded by the bridge's
+        // rows, not by the product of each key's domain (which would make it near empty).
+        let bridge = scan_with_rows("bridge", &["x", "y"], Some(500));
+        let pair = vec![
+            (col("fact.a"), col("bridge.x")),
+            (col("fact.b"), col("bridge.y")),
+        ];
+        assert_eq!(estimate_rows(&inner(&fact, &bridge, pair)), Some(10_000));
+        // A computed key says nothing about its domain: the larger input, as before.
+        let computed = vec![(col("fact.a").add(lit(1i64)), col("dim.key"))];
+        assert_eq!(
+            estimate_rows(&inner(&fact, &some_dims, computed)),
+            Some(10_000)
+        );
     }
 
     #[test]
