@@ -382,27 +382,22 @@ mod tests {
                 Some(2),
             ])),
         ];
-        let found: Vec<bool> = set
-            .contains(&probe)
-            .unwrap()
-            .iter()
-            .map(|b| b.unwrap())
-            .collect();
+        let found = |probe: &[ArrayRef]| -> Vec<bool> {
+            let found = set.contains(probe).unwrap();
+            found.iter().map(|b| b.unwrap()).collect()
+        };
         // (1,2) and (1,3) are there, (2,1) is not (order matters), (-7,4) is; NULLs never
         // match, and (3,2) mixes two source rows.
-        assert_eq!(found, vec![true, true, false, true, false, false, false]);
+        assert_eq!(
+            found(&probe),
+            vec![true, true, false, true, false, false, false]
+        );
         // i64::MAX in the first key and -1 in the second keep all their bits.
         let extreme: [ArrayRef; 2] = [
             Arc::new(Int64Array::from(vec![i64::MAX, i64::MAX, -1])),
             Arc::new(Int64Array::from(vec![-1, 1, i64::MAX])),
         ];
-        let found: Vec<bool> = set
-            .contains(&extreme)
-            .unwrap()
-            .iter()
-            .map(|b| b.unwrap())
-            .collect();
-        assert_eq!(found, vec![true, false, false]);
+        assert_eq!(found(&extreme), vec![true, false, false]);
     }
 
     #[test]
