@@ -12,7 +12,9 @@
 //!   to the partial aggregate, nothing is read back but the bytes being verified). Spark:
 //!   checkpoint 1.68×, localCheckpoint 1.23×; target ≤ 1.10×. Also printed: the
 //!   checkpoint's folder (data files, `_manifest.json`, `_SUCCESS`) vs the folder the same
-//!   rows make with `COPY … STORED AS PARQUET` (Spark 1.64×; target ≤ 1.0×).
+//!   rows make with `COPY … STORED AS PARQUET` (Spark 1.64×; target ≤ 1.0×), and the median
+//!   ratio of checkpoint to plain over alternating pairs of runs: on a shared host the
+//!   variants' criterion samples, taken minutes apart, drift apart by more than the effect.
 //! - `long_lineage/plan_per_iteration/{100,1000}`: planning (optimize, physical plan, stage
 //!   cutting) iteration n of the join + aggregate loop, divided by n: flat if every pass is
 //!   linear in the lineage.
@@ -96,9 +98,7 @@ fn checkpoint_overhead(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let before = process_cpu_time();
-                    let t = run();
-                    let used = process_cpu_time().zip(before).map(|(a, b)| a - b);
+                    let (t, used) = with_cpu(&mut *run);
                     cpu = cpu.zip(used).map(|(sum, used)| sum + used);
                     samples.push(t);
                     total += t;
@@ -114,17 +114,18 @@ fn checkpoint_overhead(c: &mut Criterion) {
         ));
     };
 
-    timed("plain", &mut || {
+    let mut run_plain = || {
         let start = Instant::now();
         let out = q1_aggregate(&input).collect().expect("plain");
         let t = start.elapsed();
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
         t
-    });
+    };
+    timed("plain", &mut run_plain);
 
     let mut sample = 0usize;
     let mut checkpoint_bytes = 0u64;
-    timed("checkpoint", &mut || {
+    let mut run_checkpoint = || {
         // A fresh folder per sample: a committed checkpoint of the same plan would be
         // reused, and the write is what is measured.
         sample += 1;
@@ -145,7 +146,8 @@ fn checkpoint_overhead(c: &mut Criterion) {
         );
         let _ = std::fs::remove_dir_all(&dir);
         t
-    });
+    };
+    timed("checkpoint", &mut run_checkpoint);
 
     timed("local_checkpoint", &mut || {
         let kept = input.local_checkpoint();
@@ -157,6 +159,21 @@ fn checkpoint_overhead(c: &mut Criterion) {
         t
     });
     group.finish();
+
+    // Each variant's samples above are taken minutes apart, and this host's speed drifts by
+    // more than the effect measured: the ratio of a checkpoint run to the plain run just
+    // before it, in alternation, is the steadier figure.
+    let mut paired = (Vec::new(), Vec::new());
+    for _ in 0..PAIRED_ROUNDS {
+        let (plain, plain_cpu) = with_cpu(&mut run_plain);
+        let (checkpoint, checkpoint_cpu) = with_cpu(&mut run_checkpoint);
+        paired
+            .0
+            .push(checkpoint.as_secs_f64() / plain.as_secs_f64());
+        if let (Some(c), Some(p)) = (checkpoint_cpu, plain_cpu) {
+            paired.1.push(c.as_secs_f64() / p.as_secs_f64());
+        }
+    }
 
     // The same rows as plain Parquet, through the output commit protocol.
     let parquet_dir = scratch.path().join("plain-parquet");
@@ -188,9 +205,30 @@ fn checkpoint_overhead(c: &mut Criterion) {
         );
     }
     println!(
+        "  checkpoint / plain, median of {PAIRED_ROUNDS} alternating pairs: wall {:.2}×, CPU {:.2}×",
+        median_ratio(&mut paired.0),
+        median_ratio(&mut paired.1)
+    );
+    println!(
         "  checkpoint files {checkpoint_bytes} B vs COPY … STORED AS PARQUET {parquet_bytes} B: {:.2}×",
         checkpoint_bytes as f64 / parquet_bytes.max(1) as f64
     );
+}
+
+/// Alternating plain / checkpoint runs for the paired ratio of `checkpoint_overhead`.
+const PAIRED_ROUNDS: usize = 11;
+
+/// Runs `run`, returning its own timing and the process CPU time it used.
+fn with_cpu(run: &mut dyn FnMut() -> Duration) -> (Duration, Option<Duration>) {
+    let before = process_cpu_time();
+    let t = run();
+    (t, process_cpu_time().zip(before).map(|(a, b)| a - b))
+}
+
+/// The median of `ratios` (NaN for none).
+fn median_ratio(ratios: &mut [f64]) -> f64 {
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn iterations() -> usize {
