@@ -55,7 +55,15 @@ pub fn estimate_bytes(plan: &Arc<LogicalPlan>) -> Option<usize> {
 #[derive(Default)]
 pub struct StatsCache {
     memo: HashMap<*const LogicalPlan, (Arc<LogicalPlan>, Estimate)>,
+    /// [`column_origin_rows`] of each (node, column index) a walk has passed: a later walk
+    /// stops at the first one it meets. Every join asks for its keys' origins, and in an
+    /// iterative DataFrame loop a key traces back through every earlier iteration, so
+    /// without this, estimating the whole plan is quadratic in the loop's length.
+    origins: HashMap<ColumnOf, (Arc<LogicalPlan>, Option<usize>)>,
 }
+
+/// A column of a plan node: the node's identity and the column's index in its schema.
+type ColumnOf = (*const LogicalPlan, usize);
 
 impl StatsCache {
     /// The estimate of `plan`, computing (without recursion) whatever is not cached yet.
@@ -239,69 +247,87 @@ pub fn column_origin_rows(
     index: usize,
     stats: &mut StatsCache,
 ) -> Option<usize> {
-    let mut node = Arc::clone(plan);
-    let mut index = index;
-    // The smallest row count seen on the way down (an aggregate's groups bound its keys).
-    let mut bound: Option<usize> = None;
     let min_opt = |a: Option<usize>, b: Option<usize>| match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    loop {
-        let next = match node.as_ref() {
+    // The nodes passed on the way down, with the column's index there and the bound the
+    // node itself sets (an aggregate's groups bound its keys).
+    let mut path: Vec<(Arc<LogicalPlan>, usize, Option<usize>)> = Vec::new();
+    let mut node = Arc::clone(plan);
+    let mut index = index;
+    // What the walk found below the last node on `path`.
+    let mut below = loop {
+        if let Some((_, known)) = stats.origins.get(&(Arc::as_ptr(&node), index)) {
+            break *known;
+        }
+        let passed_column =
+            |input: &Arc<LogicalPlan>, expr: Option<&Expr>| match expr.map(Expr::unalias) {
+                Some(Expr::Column(c)) => input.schema().maybe_index_of_column(c).ok().flatten(),
+                _ => None,
+            };
+        let (next, local) = match node.as_ref() {
             LogicalPlan::TableScan(scan) => {
-                return min_opt(bound, scan.source.statistics().num_rows);
+                let rows = scan.source.statistics().num_rows;
+                path.push((node, index, None));
+                break rows;
             }
-            LogicalPlan::Filter(f) => Arc::clone(&f.input),
-            LogicalPlan::Sort(s) => Arc::clone(&s.input),
-            LogicalPlan::Limit(l) => Arc::clone(&l.input),
-            LogicalPlan::Repartition(r) => Arc::clone(&r.input),
-            LogicalPlan::Distinct(d) => Arc::clone(&d.input),
-            LogicalPlan::SubqueryAlias(a) => Arc::clone(&a.input),
-            LogicalPlan::Projection(p) => match p.exprs.get(index).map(Expr::unalias) {
-                Some(Expr::Column(c)) => match p.input.schema().maybe_index_of_column(c) {
-                    Ok(Some(i)) => {
-                        index = i;
-                        Arc::clone(&p.input)
-                    }
-                    _ => return bound,
-                },
-                _ => return bound,
+            LogicalPlan::Filter(f) => ((Arc::clone(&f.input), index), None),
+            LogicalPlan::Sort(s) => ((Arc::clone(&s.input), index), None),
+            LogicalPlan::Limit(l) => ((Arc::clone(&l.input), index), None),
+            LogicalPlan::Repartition(r) => ((Arc::clone(&r.input), index), None),
+            LogicalPlan::Distinct(d) => ((Arc::clone(&d.input), index), None),
+            LogicalPlan::SubqueryAlias(a) => ((Arc::clone(&a.input), index), None),
+            LogicalPlan::Projection(p) => match passed_column(&p.input, p.exprs.get(index)) {
+                Some(i) => ((Arc::clone(&p.input), i), None),
+                None => {
+                    path.push((node, index, None));
+                    break None;
+                }
             },
             LogicalPlan::Aggregate(a) => {
-                bound = min_opt(bound, stats.estimate(&node).rows);
-                match a.group_exprs.get(index).map(Expr::unalias) {
-                    Some(Expr::Column(c)) => match a.input.schema().maybe_index_of_column(c) {
-                        Ok(Some(i)) => {
-                            index = i;
-                            Arc::clone(&a.input)
-                        }
-                        _ => return bound,
-                    },
-                    _ => return bound,
+                let groups = stats.estimate(&node).rows;
+                match passed_column(&a.input, a.group_exprs.get(index)) {
+                    Some(i) => ((Arc::clone(&a.input), i), groups),
+                    None => {
+                        path.push((node, index, groups));
+                        break None;
+                    }
                 }
             }
-            LogicalPlan::Join(j) => {
-                let left_len = j.left.schema().len();
-                if index < left_len {
-                    Arc::clone(&j.left)
-                } else {
-                    index -= left_len;
-                    Arc::clone(&j.right)
-                }
+            LogicalPlan::Join(j) => side_of(&j.left, &j.right, index),
+            LogicalPlan::CrossJoin(j) => side_of(&j.left, &j.right, index),
+            _ => {
+                let rows = stats.estimate(&node).rows;
+                path.push((node, index, None));
+                break rows;
             }
-            LogicalPlan::CrossJoin(j) => {
-                let left_len = j.left.schema().len();
-                if index < left_len {
-                    Arc::clone(&j.left)
-                } else {
-                    index -= left_len;
-                    Arc::clone(&j.right)
-                }
-            }
-            _ => return min_opt(bound, stats.estimate(&node).rows),
         };
-        node = next;
+        path.push((node, index, local));
+        (node, index) = next;
+    };
+    // Each node's answer is its own bound and everything below it.
+    for (node, index, local) in path.into_iter().rev() {
+        below = min_opt(local, below);
+        stats
+            .origins
+            .insert((Arc::as_ptr(&node), index), (node, below));
+    }
+    below
+}
+
+/// The input of a join (`left` then `right` columns) that column `index` comes from, and its
+/// index there; joins set no bound of their own.
+fn side_of(
+    left: &Arc<LogicalPlan>,
+    right: &Arc<LogicalPlan>,
+    index: usize,
+) -> ((Arc<LogicalPlan>, usize), Option<usize>) {
+    let left_len = left.schema().len();
+    if index < left_len {
+        ((Arc::clone(left), index), None)
+    } else {
+        ((Arc::clone(right), index - left_len), None)
     }
 }
 
