@@ -121,7 +121,6 @@ fn checkpoint_overhead(c: &mut Criterion) {
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
         t
     };
-    timed("plain", &mut run_plain);
 
     let mut sample = 0usize;
     let mut checkpoint_bytes = 0u64;
@@ -147,6 +146,23 @@ fn checkpoint_overhead(c: &mut Criterion) {
         let _ = std::fs::remove_dir_all(&dir);
         t
     };
+    if let Some((variant, runs)) = profiled_variant() {
+        // Profiling one variant alone (`perf record` / `perf stat` of the whole process).
+        let run: &mut dyn FnMut() -> Duration = match variant.as_str() {
+            "plain" => &mut run_plain,
+            "checkpoint" => &mut run_checkpoint,
+            other => panic!("EMBER_PROFILE_VARIANT={other}: expected plain or checkpoint"),
+        };
+        let (wall, cpu): (Vec<_>, Vec<_>) = (0..runs).map(|_| with_cpu(&mut *run)).unzip();
+        let cpu: Duration = cpu.into_iter().flatten().sum();
+        println!(
+            "{variant}: {runs} runs, median {:.1} ms, CPU {:.1} ms per run",
+            median(&wall).unwrap_or_default().as_secs_f64() * 1e3,
+            cpu.as_secs_f64() * 1e3 / runs as f64
+        );
+        return;
+    }
+    timed("plain", &mut run_plain);
     timed("checkpoint", &mut run_checkpoint);
 
     timed("local_checkpoint", &mut || {
@@ -213,6 +229,17 @@ fn checkpoint_overhead(c: &mut Criterion) {
         "  checkpoint files {checkpoint_bytes} B vs COPY … STORED AS PARQUET {parquet_bytes} B: {:.2}×",
         checkpoint_bytes as f64 / parquet_bytes.max(1) as f64
     );
+}
+
+/// `EMBER_PROFILE_VARIANT=plain|checkpoint[:runs]`: run only that variant of
+/// `checkpoint_overhead` (20 times by default) and stop, so a profiler sees it alone.
+fn profiled_variant() -> Option<(String, usize)> {
+    let value = std::env::var("EMBER_PROFILE_VARIANT").ok()?;
+    let (variant, runs) = match value.split_once(':') {
+        Some((variant, runs)) => (variant, runs.parse().expect("EMBER_PROFILE_VARIANT runs")),
+        None => (value.as_str(), 20),
+    };
+    Some((variant.to_string(), runs))
 }
 
 /// Alternating plain / checkpoint runs for the paired ratio of `checkpoint_overhead`.

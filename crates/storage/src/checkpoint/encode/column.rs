@@ -12,7 +12,8 @@ use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::dictionary::{self, ByteDictionary, DictionaryPages, IntDictionary, PlainInt};
+use super::codes::Codes;
+use super::dictionary::{self, ByteDictionary, DictionaryPages, IntDictionary};
 use super::{delta, hybrid, values};
 
 /// Rows per data page. Pages bound the memory a reader decodes at once; 32 Ki values of
@@ -76,8 +77,8 @@ impl Values {
 
     fn append(&mut self, array: &dyn Array) {
         let accepted = match self {
-            Values::Delta32(page) => values::append_i32(array, page),
-            Values::Delta64(page) => values::append_i64(array, page),
+            Values::Delta32(page) => values::visit_i32(array, page),
+            Values::Delta64(page) => values::visit_i64(array, page),
             Values::Bytes {
                 dictionary,
                 spilled: None,
@@ -92,16 +93,20 @@ impl Values {
                 dictionary::append_plain(array, page);
                 true
             }
+            // Once spilled, values gather for a delta page; until then they are coded as
+            // they are read.
             Values::Ints32 {
-                dictionary,
                 page,
-                spilled,
-            } => append_ints(array, page, dictionary, *spilled, values::append_i32),
+                spilled: true,
+                ..
+            } => values::visit_i32(array, page),
+            Values::Ints32 { dictionary, .. } => values::visit_i32(array, dictionary),
             Values::Ints64 {
-                dictionary,
                 page,
-                spilled,
-            } => append_ints(array, page, dictionary, *spilled, values::append_i64),
+                spilled: true,
+                ..
+            } => values::visit_i64(array, page),
+            Values::Ints64 { dictionary, .. } => values::visit_i64(array, dictionary),
         };
         debug_assert!(accepted, "column type changed between batches");
     }
@@ -180,33 +185,17 @@ impl Values {
     }
 }
 
-/// Appends the non-null values of `array` to an integer dictionary column: as codes, or to
-/// `page` for a delta page once `spilled`. Returns whether `read` took the type.
-fn append_ints<T: PlainInt>(
-    array: &dyn Array,
-    page: &mut Vec<T>,
-    dictionary: &mut IntDictionary<T>,
-    spilled: bool,
-    read: fn(&dyn Array, &mut Vec<T>) -> bool,
-) -> bool {
-    if spilled {
-        return read(array, page);
-    }
-    let accepted = read(array, page);
-    dictionary.append(page);
-    page.clear();
-    accepted
-}
-
 /// Appends a dictionary data page's payload (bit width, then the hybrid-encoded codes) to
 /// `out` and clears the codes. The width is that of the largest code the dictionary has
 /// given so far, as parquet-rs writes it: a bound on the page's codes known without
 /// scanning them.
 fn encode_codes(pages: &mut DictionaryPages, out: &mut Vec<u8>) -> Encoding {
-    let codes = &pages.codes;
     let width = hybrid::bit_width(pages.entries.saturating_sub(1));
     out.push(width);
-    hybrid::encode_hybrid(codes, width, out);
+    match &pages.codes {
+        Codes::Narrow(codes) => hybrid::encode_hybrid_bytes(codes, width, out),
+        Codes::Wide(codes) => hybrid::encode_hybrid(codes, width, out),
+    }
     pages.codes.clear();
     Encoding::RLE_DICTIONARY
 }

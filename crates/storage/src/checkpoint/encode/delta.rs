@@ -115,10 +115,9 @@ impl DeltaValue for i64 {
         self
     }
     fn pack(offsets: &[u64], width: u8, dst: &mut [u8]) {
-        let offsets: &[u64; 64] = offsets.try_into().unwrap();
         if width <= 32 {
-            // The hybrid encoding's kernels pack 32-bit values faster.
-            bit_pack(&offsets.map(|o| o as u32), width, dst);
+            // The hybrid encoding's kernels: a 32-bit accumulator step per 32 bits.
+            bit_pack(offsets, width, dst);
         } else {
             pack_wide(offsets, width, dst);
         }

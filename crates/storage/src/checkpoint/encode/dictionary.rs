@@ -15,6 +15,9 @@ use arrow::datatypes::{
     ArrowNativeType, BinaryViewType, ByteArrayType, ByteViewType, DataType, StringViewType,
 };
 
+use super::codes::{Code, Codes};
+use super::values::IntSink;
+
 /// Slots of a [`RecentCodes`] cache (a power of two).
 const RECENT_SLOTS: usize = 256;
 /// Longest value kept inline in a 16-byte key (Arrow's inline view limit).
@@ -38,7 +41,7 @@ pub(super) struct ByteDictionary {
 pub(super) struct DictionaryPages {
     pub(super) plain: Vec<u8>,
     pub(super) entries: u32,
-    pub(super) codes: Vec<u32>,
+    pub(super) codes: Codes,
 }
 
 impl DictionaryPages {
@@ -46,6 +49,7 @@ impl DictionaryPages {
     fn add(&mut self, put: impl FnOnce(&mut Vec<u8>)) -> u32 {
         put(&mut self.plain);
         self.entries += 1;
+        self.codes.fit(self.entries);
         self.entries - 1
     }
 }
@@ -137,21 +141,22 @@ impl ByteDictionary {
 
     /// Codes of one-byte values (flags like `'A'`/`'N'`/`'R'`, very common in checkpointed
     /// data): a 256-entry table indexed by the byte, no key to build or hash. The codes are
-    /// written in one tight pass (table load, store); bytes not seen before come out as
-    /// `u32::MAX` and are coded afterwards, which only the first batches need.
+    /// written in one tight pass (table load, store); a byte not seen before has no code
+    /// yet (`u32::MAX` in the table), and then the batch's codes are written again once
+    /// every byte has one — which only the first batches need.
     fn append_single_bytes(&mut self, bytes: &[u8]) {
         let start = self.pages.codes.len();
         let table = &self.single_bytes;
-        self.pages
-            .codes
-            .extend(bytes.iter().map(|&byte| table[usize::from(byte)]));
-        if !self.pages.codes[start..].contains(&u32::MAX) {
+        let complete = match &mut self.pages.codes {
+            Codes::Narrow(codes) => extend_from_table(codes, bytes, table),
+            Codes::Wide(codes) => extend_from_table(codes, bytes, table),
+        };
+        if complete {
             return;
         }
         for (i, &byte) in bytes.iter().enumerate() {
-            if self.pages.codes[start + i] == u32::MAX {
-                self.pages.codes[start + i] = self.single_byte_code(byte);
-            }
+            let code = self.single_byte_code(byte);
+            self.pages.codes.set(start + i, code);
         }
     }
 
@@ -203,6 +208,18 @@ impl ByteDictionary {
             plain.extend_from_slice(bytes);
         })
     }
+}
+
+/// Appends the code `table` gives each of `bytes` to `codes`; returns whether every byte had
+/// one (a missing code, `u32::MAX`, is the only one with its top bit set).
+fn extend_from_table<C: Code>(codes: &mut Vec<C>, bytes: &[u8], table: &[u32; 256]) -> bool {
+    let mut all = 0u32;
+    codes.extend(bytes.iter().map(|&byte| {
+        let code = table[usize::from(byte)];
+        all |= code;
+        C::from_code(code)
+    }));
+    all >> 31 == 0
 }
 
 /// Whether every value the `offsets` delimit is exactly one byte long. Folds every length's difference from 1 together instead of stopping at the first, so
@@ -323,19 +340,31 @@ impl<K: RecentKey> RecentCodes<K> {
         self.slots[Self::slot(key)] = (key, code);
     }
 
-    /// Writes the cached code of each of `keys` to `codes`, in order, up to the first key
-    /// not cached; returns how many it wrote. Nothing but the cache is touched in the loop,
-    /// so the lookups of consecutive keys overlap.
-    fn fill(&self, keys: &[K], codes: &mut [u32]) -> usize {
+    /// Appends the cached code of the key of each of `values` (`key` makes it) to `codes`,
+    /// in order, up to the first key not cached; returns how many it appended. Nothing but
+    /// the cache is touched in the loop, so the lookups of consecutive keys overlap; the
+    /// values are read as they are (`Decimal128`s, say), not first copied as keys.
+    fn fill<S: Copy, C: Code>(
+        &self,
+        values: &[S],
+        key: impl Fn(S) -> K,
+        codes: &mut Vec<C>,
+    ) -> usize {
+        let start = codes.len();
+        codes.resize(start + values.len(), C::default());
         let slots = &self.slots[..];
-        for (i, (&key, code)) in keys.iter().zip(codes.iter_mut()).enumerate() {
+        let mut filled = values.len();
+        for (i, (&value, code)) in values.iter().zip(&mut codes[start..]).enumerate() {
+            let key = key(value);
             let (cached, cached_code) = slots[Self::slot(key)];
             if cached != key || cached_code == u32::MAX {
-                return i;
+                filled = i;
+                break;
             }
-            *code = cached_code;
+            *code = C::from_code(cached_code);
         }
-        keys.len().min(codes.len())
+        codes.truncate(start + filled);
+        filled
     }
 }
 
@@ -349,25 +378,28 @@ impl<T: PlainInt> Default for IntDictionary<T> {
     }
 }
 
-impl<T: PlainInt> IntDictionary<T> {
-    /// Encodes `values` (the page's next non-null values) into the current page's codes:
-    /// runs of cached values in [`RecentCodes::fill`]'s tight loop, each miss in between
-    /// through the hash map.
-    pub(super) fn append(&mut self, values: &[T]) {
-        let start = self.pages.codes.len();
-        self.pages.codes.resize(start + values.len(), 0);
+impl<T: PlainInt> IntSink<T> for IntDictionary<T> {
+    /// Encodes the page's next non-null values (`convert` of each of `values`) into the
+    /// current page's codes: runs of cached values in [`RecentCodes::fill`]'s tight loop,
+    /// each miss in between through the hash map.
+    fn take<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
         let mut done = 0;
         while done < values.len() {
-            done += self
-                .recent
-                .fill(&values[done..], &mut self.pages.codes[start + done..]);
+            let rest = &values[done..];
+            done += match &mut self.pages.codes {
+                Codes::Narrow(codes) => self.recent.fill(rest, convert, codes),
+                Codes::Wide(codes) => self.recent.fill(rest, convert, codes),
+            };
             if let Some(&value) = values.get(done) {
-                self.pages.codes[start + done] = self.code_of_slow(value);
+                let code = self.code_of_slow(convert(value));
+                self.pages.codes.push(code);
                 done += 1;
             }
         }
     }
+}
 
+impl<T: PlainInt> IntDictionary<T> {
     #[inline(never)]
     fn code_of_slow(&mut self, value: T) -> u32 {
         let code = match self.codes_of.get(&value) {
@@ -465,7 +497,10 @@ mod tests {
         let mut dictionary = ByteDictionary::default();
         dictionary.append_single_bytes(b"NNONAN");
         dictionary.append_single_bytes(b"RNR");
-        assert_eq!(dictionary.pages.codes, [0, 0, 1, 0, 2, 0, 3, 0, 3]);
+        assert_eq!(
+            dictionary.pages.codes.to_u32s(),
+            [0, 0, 1, 0, 2, 0, 3, 0, 3]
+        );
         assert_eq!(dictionary.pages.entries, 4);
         assert!(every_value_is_one_byte(&[3i32, 4, 5, 6]));
         assert!(!every_value_is_one_byte(&[3i32, 4, 4, 6]));

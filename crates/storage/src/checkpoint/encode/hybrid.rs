@@ -62,15 +62,35 @@ pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
         encode_repeated(0, values.len(), 0, out);
         return;
     }
-    // An upper bound for packed data (each group of 8 costs at most `bit_width` bytes plus
-    // a run header when runs alternate); RLE runs only shrink it.
-    out.reserve(values.len().div_ceil(GROUP) * (usize::from(bit_width) + 1) + 16);
     if bit_width <= 8 {
         let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
-        encode_runs(Narrow(&bytes), bit_width, out);
+        encode_hybrid_bytes(&bytes, bit_width, out);
     } else {
+        reserve_for(values.len(), bit_width, out);
         encode_runs(Wide(values), bit_width, out);
     }
+}
+
+/// [`encode_hybrid`] of values held a byte each (`bit_width` 0..=8): dictionary codes of
+/// dictionaries of up to 256 entries, which are kept as bytes from the start.
+pub(crate) fn encode_hybrid_bytes(values: &[u8], bit_width: u8, out: &mut Vec<u8>) {
+    assert!(bit_width <= 8, "byte hybrid bit width {bit_width} > 8");
+    debug_assert!(
+        bit_width == 8 || values.iter().all(|&v| v >> bit_width == 0),
+        "a value does not fit in {bit_width} bits"
+    );
+    if bit_width == 0 {
+        encode_repeated(0, values.len(), 0, out);
+        return;
+    }
+    reserve_for(values.len(), bit_width, out);
+    encode_runs(Narrow(values), bit_width, out);
+}
+
+/// Reserves an upper bound of the packed size of `count` values: each group of 8 costs at
+/// most `bit_width` bytes plus a run header when runs alternate; RLE runs only shrink it.
+fn reserve_for(count: usize, bit_width: u8, out: &mut Vec<u8>) {
+    out.reserve(count.div_ceil(GROUP) * (usize::from(bit_width) + 1) + 16);
 }
 
 /// [`encode_hybrid`] with every width taking the `u32` path, for tests to compare the
@@ -359,12 +379,12 @@ fn pack_group<const W: usize>(group: u64) -> u64 {
 /// exactly `bit_width` bytes per group of 8 values; a last partial group is zero padded.
 ///
 /// Shared with the delta encoder, whose miniblocks pack the same way (INT64 offsets of up to
-/// 32 bits narrowed to `u32` first).
-pub(super) fn bit_pack(values: &[u32], bit_width: u8, dst: &mut [u8]) {
+/// 32 bits straight from their `u64`s).
+pub(super) fn bit_pack<V: PackSource>(values: &[V], bit_width: u8, dst: &mut [u8]) {
     macro_rules! dispatch {
         ($($w:literal)*) => {
             match bit_width {
-                $($w => pack_all::<$w>(values, dst),)*
+                $($w => pack_all::<$w, V>(values, dst),)*
                 _ => unreachable!("bit width {bit_width} is not in 1..=32"),
             }
         };
@@ -372,24 +392,44 @@ pub(super) fn bit_pack(values: &[u32], bit_width: u8, dst: &mut [u8]) {
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
 }
 
+/// The integers [`bit_pack`] packs: `u32` codes and levels, and the delta encoder's `u64`
+/// offsets (below 2^32 whenever they are packed here).
+pub(super) trait PackSource: Copy + Default {
+    fn widen(self) -> u64;
+}
+
+impl PackSource for u32 {
+    #[inline(always)]
+    fn widen(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl PackSource for u64 {
+    #[inline(always)]
+    fn widen(self) -> u64 {
+        self
+    }
+}
+
 /// [`bit_pack`] for a width known at compile time: 32 values (`4 * W` bytes) per step, then
 /// groups of 8 (`W` bytes), the last one from a zero-padded copy if it is partial.
-fn pack_all<const W: usize>(values: &[u32], dst: &mut [u8]) {
+fn pack_all<const W: usize, V: PackSource>(values: &[V], dst: &mut [u8]) {
     assert_eq!(dst.len(), values.len().div_ceil(GROUP) * W);
     let (chunks, rest) = values.as_chunks::<32>();
     let (wide, narrow) = dst.split_at_mut(chunks.len() * 4 * W);
     for (src, out) in chunks.iter().zip(wide.chunks_exact_mut(4 * W)) {
-        pack32::<W>(src, out);
+        pack32::<W, V>(src, out);
     }
     let (groups, last) = rest.as_chunks::<GROUP>();
     let mut outs = narrow.chunks_exact_mut(W);
     for (src, out) in groups.iter().zip(&mut outs) {
-        pack8::<W>(src, out);
+        pack8::<W, V>(src, out);
     }
     if let Some(out) = outs.next() {
-        let mut padded = [0u32; GROUP];
+        let mut padded = [V::default(); GROUP];
         padded[..last.len()].copy_from_slice(last);
-        pack8::<W>(&padded, out);
+        pack8::<W, V>(&padded, out);
     }
 }
 
@@ -403,7 +443,7 @@ macro_rules! pack_unrolled {
         let (src, dst) = ($src, $dst);
         let (mut acc, mut bits, mut at) = (0u64, 0, 0);
         $(
-            acc |= u64::from(src[$i]) << bits;
+            acc |= src[$i].widen() << bits;
             bits += $width;
             if bits >= 32 {
                 dst[at..at + 4].copy_from_slice(&(acc as u32).to_le_bytes());
@@ -419,7 +459,7 @@ macro_rules! pack_unrolled {
 
 /// Packs 32 values of `W` bits into `dst` (`4 * W` bytes).
 #[inline(always)]
-fn pack32<const W: usize>(src: &[u32; 32], dst: &mut [u8]) {
+fn pack32<const W: usize, V: PackSource>(src: &[V; 32], dst: &mut [u8]) {
     let dst = &mut dst[..4 * W];
     pack_unrolled!(src, dst, W;
         0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
@@ -427,7 +467,7 @@ fn pack32<const W: usize>(src: &[u32; 32], dst: &mut [u8]) {
 
 /// Packs 8 values of `W` bits into `dst` (`W` bytes).
 #[inline(always)]
-fn pack8<const W: usize>(src: &[u32; 8], dst: &mut [u8]) {
+fn pack8<const W: usize, V: PackSource>(src: &[V; 8], dst: &mut [u8]) {
     let dst = &mut dst[..W];
     pack_unrolled!(src, dst, W; 0 1 2 3 4 5 6 7);
 }

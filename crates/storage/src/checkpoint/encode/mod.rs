@@ -23,6 +23,7 @@
 //! Batches are encoded as the task produces them ([`FileEncoder::write`]), while they are
 //! still in cache, rather than after the whole partition is computed.
 
+mod codes;
 mod column;
 pub(crate) mod delta;
 mod dictionary;
@@ -42,7 +43,7 @@ use parquet::arrow::arrow_writer::{
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Type as PhysicalType;
-use parquet::errors::Result;
+use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnDescriptor;
@@ -123,18 +124,18 @@ fn new_values(field: &Field, descr: &ColumnDescriptor, layout: ColumnLayout) -> 
     let probe = new_empty_array(field.data_type());
     match (layout, descr.physical_type()) {
         (ColumnLayout::Delta, PhysicalType::INT32) => {
-            values::append_i32(probe.as_ref(), &mut Vec::new())
+            values::visit_i32(probe.as_ref(), &mut Vec::new())
                 .then(|| Values::Delta32(Vec::with_capacity(PAGE_ROWS)))
         }
         (ColumnLayout::Delta, PhysicalType::INT64) => {
-            values::append_i64(probe.as_ref(), &mut Vec::new())
+            values::visit_i64(probe.as_ref(), &mut Vec::new())
                 .then(|| Values::Delta64(Vec::with_capacity(PAGE_ROWS)))
         }
         (ColumnLayout::Dictionary, PhysicalType::INT32) => {
-            values::append_i32(probe.as_ref(), &mut Vec::new()).then(Values::ints32_dictionary)
+            values::visit_i32(probe.as_ref(), &mut Vec::new()).then(Values::ints32_dictionary)
         }
         (ColumnLayout::Dictionary, PhysicalType::INT64) => {
-            values::append_i64(probe.as_ref(), &mut Vec::new()).then(Values::ints64_dictionary)
+            values::visit_i64(probe.as_ref(), &mut Vec::new()).then(Values::ints64_dictionary)
         }
         (ColumnLayout::Dictionary, PhysicalType::BYTE_ARRAY)
             if dictionary::supports(field.data_type()) =>
@@ -202,23 +203,38 @@ impl<W: Write + Send> ColumnsEncoder<W> {
     }
 
     fn new_row_group(&self) -> Result<RowGroup> {
-        let writers = self.factory.create_column_writers(self.row_groups)?;
-        let columns = writers
-            .into_iter()
-            .zip(self.schema.fields())
+        // The parquet crate makes writers for every column at once, each with its buffers:
+        // only made when some column needs one.
+        let mut writers = match self.plans.iter().all(Option::is_some) {
+            true => Vec::new(),
+            false => self.factory.create_column_writers(self.row_groups)?,
+        }
+        .into_iter();
+        let columns = self
+            .schema
+            .fields()
+            .iter()
             .zip(self.file.schema_descr().columns())
             .zip(self.plans.iter().zip(&self.hints))
-            .map(|(((writer, field), descr), (plan, &hint))| {
+            .map(|((field, descr), (plan, &hint))| {
+                let writer = writers.next();
                 match plan.and_then(|layout| new_values(field, descr, layout)) {
-                    Some(values) => ColumnEncoder::Ember(Box::new(ColumnChunk::new(
+                    Some(values) => Ok(ColumnEncoder::Ember(Box::new(ColumnChunk::new(
                         descr.clone(),
                         values,
                         hint,
-                    ))),
-                    None => ColumnEncoder::Parquet(Box::new(writer)),
+                    )))),
+                    None => writer
+                        .map(|writer| ColumnEncoder::Parquet(Box::new(writer)))
+                        .ok_or_else(|| {
+                            ParquetError::General(format!(
+                                "no writer for checkpoint column {}",
+                                field.name()
+                            ))
+                        }),
                 }
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(RowGroup { columns, rows: 0 })
     }
 

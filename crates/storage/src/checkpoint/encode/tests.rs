@@ -102,6 +102,32 @@ fn table() -> (RecordBatch, Vec<ColumnLayout>) {
             Dictionary,
         ),
         (
+            "decimal_codes",
+            // 700 distinct decimals: codes start as bytes and widen past the 256th entry,
+            // mid-page, read straight from the `Decimal128` values.
+            Arc::new(
+                Decimal128Array::from_iter(
+                    (0..n).map(|i| (i % 9 != 4).then_some((i * 31 % 700) as i128 * 1_000_003)),
+                )
+                .with_precision_and_scale(15, 2)
+                .unwrap(),
+            ),
+            Dictionary,
+        ),
+        (
+            "flags_after_words",
+            // 400 distinct words, then only one-byte values: the one-byte path writes
+            // into codes that are already wide.
+            Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                if i < n / 2 {
+                    format!("w{}", i % 400)
+                } else {
+                    ["A", "B", "C"][(i % 3) as usize].to_string()
+                }
+            }))),
+            Dictionary,
+        ),
+        (
             "flag",
             Arc::new(StringArray::from_iter((0..n).map(|i| {
                 (i % 13 != 5).then(|| ["A", "N", "R"][(i * 31 % 3) as usize])
@@ -243,6 +269,8 @@ fn every_column_kind_round_trips_across_pages_and_row_groups() {
     for name in [
         "status",
         "tiny",
+        "decimal_codes",
+        "flags_after_words",
         "flag",
         "status_flag",
         "mode",
