@@ -3,11 +3,15 @@
 //!
 //! The input is cut into groups of 8 values, counted from the start of the current bit-packed
 //! run. A group whose 8 values are equal starts an RLE run, which then takes every following
-//! equal value; other groups are bit-packed, consecutive ones under one header. These are the
-//! choices parquet-rs's `RleEncoder` makes (so the output is byte for byte the same whenever
-//! its bit-packed runs are short enough not to hit its 63-group cap), found with one
-//! comparison of 8 values per group instead of a branch per value, and packed by kernels
-//! specialised to each bit width.
+//! equal value — if the run is long enough to pay for itself ([`min_rle_run`]); other groups
+//! are bit-packed, consecutive ones under one header. From 4 bits up these are the choices
+//! parquet-rs's `RleEncoder` makes (so the output is byte for byte the same whenever its
+//! bit-packed runs are short enough not to hit its 63-group cap). At 1 to 3 bits parquet-rs
+//! also starts an RLE run at 8 equal values, which costs more bytes than packing them and,
+//! on flags that repeat a few times (a status per order, its lines in a row), several times
+//! the encoding time; here such runs stay packed. Runs are found with one comparison of 8
+//! values per group instead of a branch per value, and packed by kernels specialised to
+//! each bit width.
 //!
 //! The spec's grammar, for reference:
 //!
@@ -101,23 +105,43 @@ pub(super) fn encode_hybrid_wide(values: &[u32], bit_width: u8, out: &mut Vec<u8
     encode_runs(Wide(values), bit_width, out);
 }
 
+/// The shortest run of equal values worth an RLE run at `bit_width`, never under one group
+/// (8 values). An RLE run costs its header and value (2 bytes at the widths where this
+/// matters, 1 to 2 bits), so a run must take more than that bit-packed; and when it
+/// `splits` a bit-packed run, the rest of that run needs a new header (1 more byte).
+fn min_rle_run(bit_width: u8, splits: bool) -> usize {
+    let bits: usize = if splits { 24 } else { 16 };
+    bits.div_ceil(usize::from(bit_width)).max(GROUP)
+}
+
 /// The hybrid encoding of `values`: finds the runs, has `values` pack the groups between.
 ///
 /// The input is cut into groups of 8 counted from the start of the current bit-packed run; a
-/// uniform group starts an RLE run that takes every following equal value.
+/// uniform group starts an RLE run that takes every following equal value, if there are
+/// [`min_rle_run`] of them or they are all that is left. (A run that starts right after
+/// another RLE run only has to pay for itself; see `min_rle_run`.)
 fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
     let len = values.len();
+    let min_run = min_rle_run(bit_width, true);
+    // Full uniform groups any run long enough to split a bit-packed run starts with (3 at 1
+    // bit, else 1).
+    let needed = min_run / GROUP;
+    let cap = MAX_PACKED_GROUPS * GROUP;
     let mut packed_from = 0; // start of the pending bit-packed run
     let mut at = 0; // start of the next group to look at
     loop {
-        // Eight groups at once while none of them is uniform (nearly always, for codes of
-        // values without runs), within the current run's group cap; the groups before the
-        // first uniform one are skipped, and the group-by-group step below takes that one.
-        if at + BLOCK <= len && at + BLOCK - packed_from <= MAX_PACKED_GROUPS * GROUP {
+        // Eight groups at once while none of them starts `needed` uniform groups in the
+        // block (nearly always, for codes of values without runs), within the current run's
+        // group cap; the groups before the first that does are skipped, and the
+        // group-by-group step below takes that one. (A long run that starts in a block's
+        // last groups is then seen from the next block: valid, if a few values less
+        // compact.)
+        if at + BLOCK <= len && at + BLOCK - packed_from <= cap {
             let uniform = values.uniform_groups(at);
+            let uniform = (1..needed).fold(uniform, |starts, k| starts & (uniform >> k));
             if uniform == 0 {
                 at += BLOCK;
-                if at - packed_from == MAX_PACKED_GROUPS * GROUP {
+                if at - packed_from == cap {
                     values.push_bit_packed(packed_from..at, bit_width, out);
                     packed_from = at;
                 }
@@ -128,18 +152,27 @@ fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
         if at + GROUP > len {
             break;
         }
-        if let Some(value) = values.uniform(at..at + GROUP) {
-            let end = values.run_end(at + GROUP, value);
-            values.push_bit_packed(packed_from..at, bit_width, out);
-            encode_repeated(value, end - at, bit_width, out);
-            at = end;
-            packed_from = end;
-        } else {
-            at += GROUP;
-            if at - packed_from == MAX_PACKED_GROUPS * GROUP {
+        let run = values
+            .uniform(at..at + GROUP)
+            .map(|value| (value, values.run_end(at + GROUP, value)));
+        match run {
+            Some((value, end))
+                if end - at >= min_rle_run(bit_width, packed_from < at)
+                    || (packed_from == at && end == len) =>
+            {
                 values.push_bit_packed(packed_from..at, bit_width, out);
-                packed_from = at;
+                encode_repeated(value, end - at, bit_width, out);
+                at = end;
+                packed_from = end;
+                continue;
             }
+            // Too short for its own run: its whole groups stay in the bit-packed run.
+            Some((_, end)) => at = (at + GROUP * ((end - at) / GROUP)).min(packed_from + cap),
+            None => at += GROUP,
+        }
+        if at - packed_from == cap {
+            values.push_bit_packed(packed_from..at, bit_width, out);
+            packed_from = at;
         }
     }
 
