@@ -57,15 +57,7 @@ pub(crate) fn bit_width(max_value: u32) -> u8 {
 /// several operations each.
 pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
     assert!(bit_width <= 32, "hybrid bit width {bit_width} > 32");
-    debug_assert!(
-        bit_width == 32 || values.iter().all(|&v| v >> bit_width == 0),
-        "a value does not fit in {bit_width} bits"
-    );
-    if bit_width == 0 {
-        // Every value is 0: one RLE run, with no value bytes.
-        encode_repeated(0, values.len(), 0, out);
-        return;
-    }
+    debug_assert_fits(values, bit_width);
     if bit_width <= 8 {
         let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
         encode_hybrid_bytes(&bytes, bit_width, out);
@@ -79,16 +71,22 @@ pub(crate) fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
 /// dictionaries of up to 256 entries, which are kept as bytes from the start.
 pub(crate) fn encode_hybrid_bytes(values: &[u8], bit_width: u8, out: &mut Vec<u8>) {
     assert!(bit_width <= 8, "byte hybrid bit width {bit_width} > 8");
-    debug_assert!(
-        bit_width == 8 || values.iter().all(|&v| v >> bit_width == 0),
-        "a value does not fit in {bit_width} bits"
-    );
+    debug_assert_fits(values, bit_width);
     if bit_width == 0 {
+        // Every value is 0: one RLE run, with no value bytes.
         encode_repeated(0, values.len(), 0, out);
         return;
     }
     reserve_for(values.len(), bit_width, out);
     encode_runs(Narrow(values), bit_width, out);
+}
+
+/// Checks, in debug builds, that every one of `values` fits in `bit_width` bits.
+fn debug_assert_fits<V: Copy + Into<u32>>(values: &[V], bit_width: u8) {
+    debug_assert!(
+        bit_width >= 32 || values.iter().all(|&v| v.into() >> bit_width == 0),
+        "a value does not fit in {bit_width} bits"
+    );
 }
 
 /// Reserves an upper bound of the packed size of `count` values: each group of 8 costs at
