@@ -15,6 +15,8 @@
 //!   rows make with `COPY … STORED AS PARQUET` (Spark 1.64×; target ≤ 1.0×), and the median
 //!   ratio of checkpoint to plain over alternating pairs of runs: on a shared host the
 //!   variants' criterion samples, taken minutes apart, drift apart by more than the effect.
+//!   `EMBER_PROFILE_VARIANT=plain|checkpoint[:runs]` runs one variant alone and stops, for
+//!   `perf record` / `perf stat` of the whole process.
 //! - `long_lineage/plan_per_iteration/{100,1000}`: planning (optimize, physical plan, stage
 //!   cutting) iteration n of the join + aggregate loop, divided by n: flat if every pass is
 //!   linear in the lineage.
