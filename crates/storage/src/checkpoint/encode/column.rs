@@ -1,14 +1,16 @@
 //! One column chunk encoded by Ember: its pages, definition levels and chunk metadata.
 
-use std::io::Write;
+use std::io::{Chain, Read};
 
 use arrow::array::Array;
-use bytes::Bytes;
+use bytes::buf::Reader;
+use bytes::{Buf, Bytes};
 use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::Result;
+use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
@@ -310,19 +312,16 @@ impl ColumnChunk {
 
     /// Finishes the chunk: its bytes (dictionary page first), what the row group records, and
     /// the sizes the column's next chunk should reserve.
-    pub(super) fn close(mut self) -> Result<(Bytes, ColumnCloseResult, SizeHint)> {
+    pub(super) fn close(mut self) -> Result<(ChunkBytes, ColumnCloseResult, SizeHint)> {
         self.flush_page()?;
-        let pages = self.pages.into_inner()?;
+        let pages = Bytes::from(self.pages.into_inner()?);
         let mut encodings = vec![Encoding::RLE];
-        // The dictionary page must come first, but is complete only now: the data pages
-        // are copied behind it. A chunk without one is its data pages as they are.
-        let (bytes, dictionary_page_offset, data_page_offset) = match self.values.into_dictionary()
-        {
+        // The dictionary page must come first, but is complete only now: it is written on
+        // its own, and the data pages follow it when the chunk is read.
+        let (head, dictionary_page_offset) = match self.values.into_dictionary() {
             Some(dictionary) => {
-                let mut chunk = TrackedWrite::new(Vec::with_capacity(
-                    dictionary.plain.len() + pages.len() + 64,
-                ));
                 let size = dictionary.plain.len();
+                let mut head = TrackedWrite::new(Vec::with_capacity(size + 64));
                 let page = Page::DictionaryPage {
                     buf: Bytes::from(dictionary.plain),
                     num_values: dictionary.entries,
@@ -330,13 +329,17 @@ impl ColumnChunk {
                     is_sorted: false,
                 };
                 encodings.push(Encoding::PLAIN);
-                let dictionary_offset = write_page(&mut chunk, page, size)?.offset as i64;
-                let data_offset = chunk.bytes_written() as i64;
-                chunk.write_all(&pages)?;
-                (chunk.into_inner()?, Some(dictionary_offset), data_offset)
+                write_page(&mut head, page, size)?;
+                (Bytes::from(head.into_inner()?), Some(0))
             }
-            None => (pages, None, 0),
+            None => (Bytes::new(), None),
         };
+        let data_page_offset = head.len() as i64;
+        let hint = SizeHint {
+            chunk: pages.len(),
+            page: self.largest_page,
+        };
+        let bytes = ChunkBytes { head, pages };
         for encoding in self.encodings {
             if !encodings.contains(&encoding) {
                 encodings.push(encoding);
@@ -352,21 +355,104 @@ impl ColumnChunk {
             .set_dictionary_page_offset(dictionary_page_offset)
             .build()?;
         let close = ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
+            bytes_written: bytes.len(),
             rows_written: self.rows as u64,
             metadata,
             bloom_filter: None,
             column_index: None,
             offset_index: None,
         };
-        let hint = SizeHint {
-            chunk: bytes.len(),
-            page: self.largest_page,
-        };
-        Ok((Bytes::from(bytes), close, hint))
+        Ok((bytes, close, hint))
+    }
+}
+
+/// A finished column chunk: its dictionary page (if any), then its data pages, kept as two
+/// buffers and read as one, so the data pages are not copied behind the dictionary page.
+pub(super) struct ChunkBytes {
+    head: Bytes,
+    pages: Bytes,
+}
+
+impl Length for ChunkBytes {
+    fn len(&self) -> u64 {
+        (self.head.len() + self.pages.len()) as u64
+    }
+}
+
+impl ChunkReader for ChunkBytes {
+    type T = Chain<Reader<Bytes>, Reader<Bytes>>;
+
+    fn get_read(&self, start: u64) -> Result<Self::T> {
+        let (head, pages) = self.split_at(start)?;
+        Ok(head.reader().chain(pages.reader()))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes> {
+        let (head, pages) = self.split_at(start)?;
+        if length <= head.len() {
+            return Ok(head.slice(..length));
+        }
+        if head.is_empty() && length <= pages.len() {
+            return Ok(pages.slice(..length));
+        }
+        let rest = length - head.len();
+        let pages = pages.get(..rest).ok_or_else(|| {
+            ParquetError::EOF(format!(
+                "{length} bytes at {start} of a {} byte chunk",
+                self.len()
+            ))
+        })?;
+        Ok(Bytes::from([&head[..], pages].concat()))
+    }
+}
+
+impl ChunkBytes {
+    /// The head's and the pages' bytes from `start` on.
+    fn split_at(&self, start: u64) -> Result<(Bytes, Bytes)> {
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let head = self.head.len();
+        match start.checked_sub(head) {
+            None => Ok((self.head.slice(start..), self.pages.clone())),
+            Some(into_pages) if into_pages <= self.pages.len() => {
+                Ok((Bytes::new(), self.pages.slice(into_pages..)))
+            }
+            Some(_) => Err(ParquetError::EOF(format!(
+                "offset {start} past the end of a {} byte chunk",
+                self.len()
+            ))),
+        }
     }
 }
 
 fn write_page(sink: &mut TrackedWrite<Vec<u8>>, page: Page, size: usize) -> Result<PageWriteSpec> {
     SerializedPageWriter::new(sink).write_page(CompressedPage::new(page, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_reads_as_its_head_then_its_pages_from_any_offset() {
+        let chunk = ChunkBytes {
+            head: Bytes::from_static(b"dict"),
+            pages: Bytes::from_static(b"pages"),
+        };
+        assert_eq!(chunk.len(), 9);
+        for start in 0..=9u64 {
+            let mut read = Vec::new();
+            chunk
+                .get_read(start)
+                .unwrap()
+                .read_to_end(&mut read)
+                .unwrap();
+            assert_eq!(read, &b"dictpages"[start as usize..]);
+            for length in 0..=(9 - start as usize) {
+                let bytes = chunk.get_bytes(start, length).unwrap();
+                assert_eq!(bytes, &b"dictpages"[start as usize..][..length]);
+            }
+        }
+        assert!(chunk.get_read(10).is_err());
+        assert!(chunk.get_bytes(5, 5).is_err());
+    }
 }
