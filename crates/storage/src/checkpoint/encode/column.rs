@@ -223,10 +223,24 @@ pub(super) struct ColumnChunk {
     encodings: Vec<Encoding>,
     /// The largest page so far, to size the next one's buffer.
     largest_page: usize,
+    /// The most rows the chunk's row group holds (capped), to size `pages` from the first
+    /// page when there is no hint.
+    expected_rows: usize,
 }
 
+/// The most rows [`ColumnChunk::new`]'s `expected_rows` is taken at: row groups may be
+/// unbounded, and room for 32 pages covers the row groups checkpoints write (128 Ki rows).
+const MAX_EXPECTED_ROWS: usize = 32 * PAGE_ROWS;
+
 impl ColumnChunk {
-    pub(super) fn new(descr: ColumnDescPtr, values: Values, hint: SizeHint) -> Self {
+    /// A chunk of a row group of at most `expected_rows` rows, its buffers sized by `hint`
+    /// (the column's previous chunk, if any).
+    pub(super) fn new(
+        descr: ColumnDescPtr,
+        values: Values,
+        hint: SizeHint,
+        expected_rows: usize,
+    ) -> Self {
         ColumnChunk {
             descr,
             values,
@@ -237,6 +251,7 @@ impl ColumnChunk {
             pages: TrackedWrite::new(Vec::with_capacity(hint.chunk + hint.chunk / 8)),
             encodings: Vec::new(),
             largest_page: hint.page,
+            expected_rows: expected_rows.min(MAX_EXPECTED_ROWS),
         }
     }
 
@@ -302,6 +317,14 @@ impl ColumnChunk {
             statistics: None,
         };
         write_page(&mut self.pages, page, size)?;
+        if self.rows == self.page_rows {
+            // The chunk's first page: room for the rest of the row group's pages, if they
+            // are like it, so a chunk without a hint (a file's first) does not grow by
+            // reallocation — each a copy of all the pages so far.
+            let more_pages = (self.expected_rows.saturating_sub(self.rows)).div_ceil(self.rows);
+            let first = self.pages.bytes_written();
+            self.pages.inner_mut().reserve_exact(first * more_pages);
+        }
         if !self.encodings.contains(&encoding) {
             self.encodings.push(encoding);
         }
