@@ -202,13 +202,13 @@ fn encode_codes(pages: &mut DictionaryPages, out: &mut Vec<u8>) -> Encoding {
     Encoding::RLE_DICTIONARY
 }
 
-/// Buffer sizes a column's previous chunk needed: each new chunk allocates them up front, so
-/// its buffers never grow by reallocation (copies, and fresh pages the kernel must zero —
-/// both showed in the checkpoint bench's profile).
+/// The buffer size a column's previous chunk needed: each new chunk allocates it up front,
+/// so its buffer never grows by reallocation (copies, and fresh pages the kernel must zero —
+/// both showed in the checkpoint bench's profile). A file's first chunks have none, and
+/// size their buffer from their first page instead.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct SizeHint {
     chunk: usize,
-    page: usize,
 }
 
 /// A column chunk being encoded: whole pages go to `pages` as they fill.
@@ -221,8 +221,6 @@ pub(super) struct ColumnChunk {
     rows: usize,
     pages: TrackedWrite<Vec<u8>>,
     encodings: Vec<Encoding>,
-    /// The largest page so far, to size the next one's buffer.
-    largest_page: usize,
     /// The most rows the chunk's row group holds (capped), to size `pages` from the first
     /// page when there is no hint.
     expected_rows: usize,
@@ -250,7 +248,6 @@ impl ColumnChunk {
             // A little over the last chunk: chunks of one column are alike in size.
             pages: TrackedWrite::new(Vec::with_capacity(hint.chunk + hint.chunk / 8)),
             encodings: Vec::new(),
-            largest_page: hint.page,
             expected_rows: expected_rows.min(MAX_EXPECTED_ROWS),
         }
     }
@@ -294,7 +291,10 @@ impl ColumnChunk {
         if self.page_rows == 0 {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(self.largest_page + 64);
+        // Empty: each encoder reserves its page's worst case in one go, and growing a
+        // pre-sized buffer would copy all of it (mimalloc's `realloc` copies the whole old
+        // block, not just the bytes in use).
+        let mut buf = Vec::new();
         if self.nullable() {
             // V1 pages prefix the levels with their byte length: filled in once known.
             buf.extend_from_slice(&[0; 4]);
@@ -307,7 +307,6 @@ impl ColumnChunk {
         }
         let encoding = self.values.encode_page(&mut buf);
         let size = buf.len();
-        self.largest_page = self.largest_page.max(size);
         let page = Page::DataPage {
             buf: Bytes::from(buf),
             num_values: self.page_rows as u32,
@@ -358,10 +357,7 @@ impl ColumnChunk {
             None => (Bytes::new(), None),
         };
         let data_page_offset = head.len() as i64;
-        let hint = SizeHint {
-            chunk: pages.len(),
-            page: self.largest_page,
-        };
+        let hint = SizeHint { chunk: pages.len() };
         let bytes = ChunkBytes { head, pages };
         for encoding in self.encodings {
             if !encodings.contains(&encoding) {
