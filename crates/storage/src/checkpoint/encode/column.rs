@@ -204,8 +204,7 @@ fn encode_codes(pages: &mut DictionaryPages, out: &mut Vec<u8>) -> Encoding {
 
 /// The buffer size a column's previous chunk needed: each new chunk allocates it up front,
 /// so its buffer never grows by reallocation (copies, and fresh pages the kernel must zero —
-/// both showed in the checkpoint bench's profile). A file's first chunks have none, and
-/// size their buffer from their first page instead.
+/// both showed in the checkpoint bench's profile).
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct SizeHint {
     chunk: usize,
@@ -221,24 +220,10 @@ pub(super) struct ColumnChunk {
     rows: usize,
     pages: TrackedWrite<Vec<u8>>,
     encodings: Vec<Encoding>,
-    /// The most rows the chunk's row group holds (capped), to size `pages` from the first
-    /// page when there is no hint.
-    expected_rows: usize,
 }
 
-/// The most rows [`ColumnChunk::new`]'s `expected_rows` is taken at: row groups may be
-/// unbounded, and room for 32 pages covers the row groups checkpoints write (128 Ki rows).
-const MAX_EXPECTED_ROWS: usize = 32 * PAGE_ROWS;
-
 impl ColumnChunk {
-    /// A chunk of a row group of at most `expected_rows` rows, its buffers sized by `hint`
-    /// (the column's previous chunk, if any).
-    pub(super) fn new(
-        descr: ColumnDescPtr,
-        values: Values,
-        hint: SizeHint,
-        expected_rows: usize,
-    ) -> Self {
+    pub(super) fn new(descr: ColumnDescPtr, values: Values, hint: SizeHint) -> Self {
         ColumnChunk {
             descr,
             values,
@@ -248,7 +233,6 @@ impl ColumnChunk {
             // A little over the last chunk: chunks of one column are alike in size.
             pages: TrackedWrite::new(Vec::with_capacity(hint.chunk + hint.chunk / 8)),
             encodings: Vec::new(),
-            expected_rows: expected_rows.min(MAX_EXPECTED_ROWS),
         }
     }
 
@@ -316,14 +300,6 @@ impl ColumnChunk {
             statistics: None,
         };
         write_page(&mut self.pages, page, size)?;
-        if self.rows == self.page_rows {
-            // The chunk's first page: room for the rest of the row group's pages, if they
-            // are like it, so a chunk without a hint (a file's first) does not grow by
-            // reallocation — each a copy of all the pages so far.
-            let more_pages = (self.expected_rows.saturating_sub(self.rows)).div_ceil(self.rows);
-            let first = self.pages.bytes_written();
-            self.pages.inner_mut().reserve_exact(first * more_pages);
-        }
         if !self.encodings.contains(&encoding) {
             self.encodings.push(encoding);
         }

@@ -223,7 +223,6 @@ impl<W: Write + Send> ColumnsEncoder<W> {
                         descr.clone(),
                         values,
                         hint,
-                        self.max_row_group_rows,
                     )))),
                     None => writer
                         .map(|writer| ColumnEncoder::Parquet(Box::new(writer)))
