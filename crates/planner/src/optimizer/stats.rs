@@ -111,9 +111,7 @@ impl StatsCache {
             .map(|(_, e)| *e)
             .unwrap_or_default()
     }
-}
 
-impl StatsCache {
     /// The rows of an inner equi-join, `|L| · |R| / d`, where `d` — the distinct values of
     /// the key — is the smaller of the two key columns' origin row counts
     /// ([`column_origin_rows`]): for a foreign-key join, the primary-key table's rows. So a
@@ -251,6 +249,12 @@ pub fn column_origin_rows(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    // The index in `input` of the column `expr` passes through, if it is a plain column.
+    let passed_column =
+        |input: &Arc<LogicalPlan>, expr: Option<&Expr>| match expr.map(Expr::unalias) {
+            Some(Expr::Column(c)) => input.schema().maybe_index_of_column(c).ok().flatten(),
+            _ => None,
+        };
     // The nodes passed on the way down, with the column's index there and the bound the
     // node itself sets (an aggregate's groups bound its keys).
     let mut path: Vec<(Arc<LogicalPlan>, usize, Option<usize>)> = Vec::new();
@@ -261,11 +265,6 @@ pub fn column_origin_rows(
         if let Some((_, known)) = stats.origins.get(&(Arc::as_ptr(&node), index)) {
             break *known;
         }
-        let passed_column =
-            |input: &Arc<LogicalPlan>, expr: Option<&Expr>| match expr.map(Expr::unalias) {
-                Some(Expr::Column(c)) => input.schema().maybe_index_of_column(c).ok().flatten(),
-                _ => None,
-            };
         let (next, local) = match node.as_ref() {
             LogicalPlan::TableScan(scan) => {
                 let rows = scan.source.statistics().num_rows;

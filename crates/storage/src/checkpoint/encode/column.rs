@@ -382,22 +382,20 @@ impl ChunkReader for ChunkBytes {
         Ok(head.reader().chain(pages.reader()))
     }
 
+    /// Not on the writing path (`append_column` streams through [`Self::get_read`]), so
+    /// it simply collects from there.
     fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes> {
-        let (head, pages) = self.split_at(start)?;
-        if length <= head.len() {
-            return Ok(head.slice(..length));
-        }
-        if head.is_empty() && length <= pages.len() {
-            return Ok(pages.slice(..length));
-        }
-        let rest = length - head.len();
-        let pages = pages.get(..rest).ok_or_else(|| {
-            ParquetError::EOF(format!(
+        let mut bytes = Vec::with_capacity(length);
+        self.get_read(start)?
+            .take(length as u64)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() < length {
+            return Err(ParquetError::EOF(format!(
                 "{length} bytes at {start} of a {} byte chunk",
                 self.len()
-            ))
-        })?;
-        Ok(Bytes::from([&head[..], pages].concat()))
+            )));
+        }
+        Ok(Bytes::from(bytes))
     }
 }
 

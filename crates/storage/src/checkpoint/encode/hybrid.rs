@@ -120,7 +120,8 @@ fn min_rle_run(bit_width: u8, splits: bool) -> usize {
 /// another RLE run only has to pay for itself; see `min_rle_run`.)
 fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
     let len = values.len();
-    let min_run = min_rle_run(bit_width, true);
+    let (min_run, min_run_after_rle) =
+        (min_rle_run(bit_width, true), min_rle_run(bit_width, false));
     // Full uniform groups any run long enough to split a bit-packed run starts with (3 at 1
     // bit, else 1).
     let needed = min_run / GROUP;
@@ -153,11 +154,15 @@ fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
         let run = values
             .uniform(at..at + GROUP)
             .map(|value| (value, values.run_end(at + GROUP, value)));
+        // A run after pending packed groups splits their run; right after an RLE run it
+        // does not.
+        let worth = if packed_from < at {
+            min_run
+        } else {
+            min_run_after_rle
+        };
         match run {
-            Some((value, end))
-                if end - at >= min_rle_run(bit_width, packed_from < at)
-                    || (packed_from == at && end == len) =>
-            {
+            Some((value, end)) if end - at >= worth || (packed_from == at && end == len) => {
                 values.push_bit_packed(packed_from..at, bit_width, out);
                 encode_repeated(value, end - at, bit_width, out);
                 at = end;
