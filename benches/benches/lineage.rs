@@ -16,7 +16,9 @@
 //!   ratio of checkpoint to plain over alternating pairs of runs: on a shared host the
 //!   variants' criterion samples, taken minutes apart, drift apart by more than the effect.
 //!   `EMBER_PROFILE_VARIANT=plain|checkpoint[:runs]` runs one variant alone and stops, for
-//!   `perf record` / `perf stat` of the whole process.
+//!   `perf record` / `perf stat` of the whole process; `paired[:rounds]` alternates the two
+//!   and prints the median of the checkpoint's extra CPU time per run (for A/B comparisons
+//!   of two builds).
 //! - `long_lineage/plan_per_iteration/{100,1000}`: planning (optimize, physical plan, stage
 //!   cutting) iteration n of the join + aggregate loop, divided by n: flat if every pass is
 //!   linear in the lineage.
@@ -150,10 +152,29 @@ fn checkpoint_overhead(c: &mut Criterion) {
     };
     if let Some((variant, runs)) = profiled_variant() {
         // Profiling one variant alone (`perf record` / `perf stat` of the whole process).
+        if variant == "paired" {
+            // Both variants alternating in one process: the checkpoint's extra CPU per run,
+            // steadier than two processes' figures on a shared host.
+            let (mut extra, mut ratios) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let (_, plain) = with_cpu(&mut run_plain);
+                let (_, checkpoint) = with_cpu(&mut run_checkpoint);
+                if let (Some(p), Some(c)) = (plain, checkpoint) {
+                    extra.push((c.as_secs_f64() - p.as_secs_f64()) * 1e3);
+                    ratios.push(c.as_secs_f64() / p.as_secs_f64());
+                }
+            }
+            println!(
+                "paired: {runs} rounds, checkpoint CPU − plain CPU median {:.1} ms, ratio {:.3}",
+                median_ratio(&mut extra),
+                median_ratio(&mut ratios)
+            );
+            return;
+        }
         let run: &mut dyn FnMut() -> Duration = match variant.as_str() {
             "plain" => &mut run_plain,
             "checkpoint" => &mut run_checkpoint,
-            other => panic!("EMBER_PROFILE_VARIANT={other}: expected plain or checkpoint"),
+            other => panic!("EMBER_PROFILE_VARIANT={other}: expected plain, checkpoint or paired"),
         };
         let (wall, cpu): (Vec<_>, Vec<_>) = (0..runs).map(|_| with_cpu(&mut *run)).unzip();
         let cpu: Duration = cpu.into_iter().flatten().sum();

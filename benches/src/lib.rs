@@ -27,17 +27,20 @@ pub fn session_builder() -> ember_frontend::SessionBuilder {
 /// Written after all eight tables, so an interrupted generation is redone, not reused.
 const COMPLETE_MARKER: &str = "_COMPLETE";
 
-/// CPU time this process has used so far (user + system, every thread), from
-/// `/proc/self/stat` in its 10 ms ticks; `None` where that cannot be read (not Linux).
-/// On a shared 2-core machine wall times swing by tens of percent between runs; the CPU a
-/// run burns varies far less, so benchmarks print it beside the wall time.
+/// CPU time this process has used so far (user + system, every thread, exited ones
+/// included), to the nanosecond (`CLOCK_PROCESS_CPUTIME_ID`); `None` where the clock cannot
+/// be read. On a shared 2-core machine wall times swing by tens of percent between runs; the
+/// CPU a run burns varies far less, so benchmarks print it beside the wall time.
 pub fn process_cpu_time() -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) may hold spaces: count fields after its closing ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, in USER_HZ (100 on Linux) ticks.
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(std::time::Duration::from_millis(ticks * 10))
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the call's duration.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    let seconds = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    (status == 0).then(|| std::time::Duration::new(seconds, nanos))
 }
 
 /// The scale factor to benchmark at: `EMBER_TPCH_SF`, else 0.1.
