@@ -336,10 +336,11 @@ impl PartitionWriter {
     }
 }
 
-/// The write buffer of a local partition file. The parquet crate hands a column chunk over
-/// 8 KiB at a time; a buffer that stays in L2 cache while it fills and the kernel copies it
-/// out costs less than one that spills (1 MiB did, beside the query's own data), at one
-/// `write` call per 128 KiB.
+/// The write buffer of a local partition file. Pages arrive one buffer at a time (or 8 KiB
+/// at a time through the parquet crate's writer, in files it helps encode); a buffer that
+/// stays in L2 cache while it fills and the kernel copies it out costs less than one that
+/// spills (1 MiB did, beside the query's own data), at one `write` call per 128 KiB, and a
+/// page larger than the buffer goes to the kernel without passing through it.
 const FILE_BUFFER: usize = 128 * 1024;
 
 /// A partition file's bytes on their way to the store, checksummed and counted.

@@ -1,21 +1,19 @@
 //! One column chunk encoded by Ember: its pages, definition levels and chunk metadata.
 
-use std::io::{Chain, Read};
+use std::io::Read;
 
 use arrow::array::Array;
-use bytes::buf::Reader;
 use bytes::{Buf, Bytes};
 use parquet::basic::{Compression, Encoding};
-use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::codes::Codes;
 use super::dictionary::{self, ByteDictionary, DictionaryPages, IntDictionary};
+use super::page_header::PageHeader;
 use super::{delta, hybrid, values};
 
 /// Rows per data page. Pages bound the memory a reader decodes at once; 32 Ki values of
@@ -202,15 +200,8 @@ fn encode_codes(pages: &mut DictionaryPages, out: &mut Vec<u8>) -> Encoding {
     Encoding::RLE_DICTIONARY
 }
 
-/// The buffer size a column's previous chunk needed: each new chunk allocates it up front,
-/// so its buffer never grows by reallocation (copies, and fresh pages the kernel must zero —
-/// both showed in the checkpoint bench's profile).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct SizeHint {
-    chunk: usize,
-}
-
-/// A column chunk being encoded: whole pages go to `pages` as they fill.
+/// A column chunk being encoded: each finished page stays in its own buffers (header, then
+/// payload) until the row group is written, and goes to the file from there.
 pub(super) struct ColumnChunk {
     descr: ColumnDescPtr,
     values: Values,
@@ -218,20 +209,19 @@ pub(super) struct ColumnChunk {
     levels: Option<Vec<u32>>,
     page_rows: usize,
     rows: usize,
-    pages: TrackedWrite<Vec<u8>>,
+    pages: ChunkParts,
     encodings: Vec<Encoding>,
 }
 
 impl ColumnChunk {
-    pub(super) fn new(descr: ColumnDescPtr, values: Values, hint: SizeHint) -> Self {
+    pub(super) fn new(descr: ColumnDescPtr, values: Values) -> Self {
         ColumnChunk {
             descr,
             values,
             levels: None,
             page_rows: 0,
             rows: 0,
-            // A little over the last chunk: chunks of one column are alike in size.
-            pages: TrackedWrite::new(Vec::with_capacity(hint.chunk + hint.chunk / 8)),
+            pages: ChunkParts::default(),
             encodings: Vec::new(),
         }
     }
@@ -290,16 +280,8 @@ impl ColumnChunk {
             buf[..4].copy_from_slice(&length.to_le_bytes());
         }
         let encoding = self.values.encode_page(&mut buf);
-        let size = buf.len();
-        let page = Page::DataPage {
-            buf: Bytes::from(buf),
-            num_values: self.page_rows as u32,
-            encoding,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        write_page(&mut self.pages, page, size)?;
+        let header = PageHeader::data(buf.len(), self.page_rows, encoding)?;
+        self.pages.push_page(&header, buf);
         if !self.encodings.contains(&encoding) {
             self.encodings.push(encoding);
         }
@@ -308,78 +290,135 @@ impl ColumnChunk {
         Ok(())
     }
 
-    /// Finishes the chunk: its bytes (dictionary page first), what the row group records, and
-    /// the sizes the column's next chunk should reserve.
-    pub(super) fn close(mut self) -> Result<(ChunkBytes, ColumnCloseResult, SizeHint)> {
+    /// Finishes the chunk: its pages, dictionary page first.
+    pub(super) fn close(mut self) -> Result<EncodedChunk> {
         self.flush_page()?;
-        let pages = Bytes::from(self.pages.into_inner()?);
         let mut encodings = vec![Encoding::RLE];
-        // The dictionary page must come first, but is complete only now: it is written on
-        // its own, and the data pages follow it when the chunk is read.
-        let (head, dictionary_page_offset) = match self.values.into_dictionary() {
-            Some(dictionary) => {
-                let size = dictionary.plain.len();
-                let mut head = TrackedWrite::new(Vec::with_capacity(size + 64));
-                let page = Page::DictionaryPage {
-                    buf: Bytes::from(dictionary.plain),
-                    num_values: dictionary.entries,
-                    encoding: Encoding::PLAIN,
-                    is_sorted: false,
-                };
-                encodings.push(Encoding::PLAIN);
-                write_page(&mut head, page, size)?;
-                (Bytes::from(head.into_inner()?), Some(0))
-            }
-            None => (Bytes::new(), None),
-        };
-        let data_page_offset = head.len() as i64;
-        let hint = SizeHint { chunk: pages.len() };
-        let bytes = ChunkBytes { head, pages };
+        // The dictionary page must come first, but is complete only now.
+        let mut bytes = ChunkParts::default();
+        if let Some(dictionary) = self.values.into_dictionary() {
+            let header =
+                PageHeader::dictionary(dictionary.plain.len(), dictionary.entries as usize)?;
+            bytes.push_page(&header, dictionary.plain);
+            encodings.push(Encoding::PLAIN);
+        }
+        let dictionary_len = bytes.len;
+        bytes.append(self.pages);
         for encoding in self.encodings {
             if !encodings.contains(&encoding) {
                 encodings.push(encoding);
             }
         }
-        let metadata = ColumnChunkMetaData::builder(self.descr)
-            .set_encodings(encodings)
+        Ok(EncodedChunk {
+            descr: self.descr,
+            bytes,
+            dictionary_len,
+            encodings,
+            rows: self.rows,
+        })
+    }
+}
+
+/// A finished column chunk Ember encoded: its pages, and what the row group records of it.
+pub(super) struct EncodedChunk {
+    descr: ColumnDescPtr,
+    pub(super) bytes: ChunkParts,
+    /// Bytes of the dictionary page at the chunk's start; 0 without one.
+    dictionary_len: usize,
+    encodings: Vec<Encoding>,
+    rows: usize,
+}
+
+impl EncodedChunk {
+    /// The chunk's metadata when its first byte is at `offset` in the file.
+    pub(super) fn metadata(&self, offset: u64) -> Result<ColumnChunkMetaData> {
+        let offset = offset as i64;
+        let len = self.bytes.len as i64;
+        ColumnChunkMetaData::builder(self.descr.clone())
+            .set_encodings(self.encodings.clone())
             .set_compression(Compression::UNCOMPRESSED)
             .set_num_values(self.rows as i64)
-            .set_total_compressed_size(bytes.len() as i64)
-            .set_total_uncompressed_size(bytes.len() as i64)
-            .set_data_page_offset(data_page_offset)
-            .set_dictionary_page_offset(dictionary_page_offset)
-            .build()?;
-        let close = ColumnCloseResult {
-            bytes_written: bytes.len(),
+            .set_total_compressed_size(len)
+            .set_total_uncompressed_size(len)
+            .set_data_page_offset(offset + self.dictionary_len as i64)
+            .set_dictionary_page_offset((self.dictionary_len > 0).then_some(offset))
+            .build()
+    }
+
+    /// The chunk as the parquet crate's row group writer takes one it did not encode: read
+    /// through [`ChunkParts`]' [`ChunkReader`], offsets counted from the chunk's start.
+    pub(super) fn close_result(&self) -> Result<ColumnCloseResult> {
+        Ok(ColumnCloseResult {
+            bytes_written: self.bytes.len as u64,
             rows_written: self.rows as u64,
-            metadata,
+            metadata: self.metadata(0)?,
             bloom_filter: None,
             column_index: None,
             offset_index: None,
-        };
-        Ok((bytes, close, hint))
+        })
     }
 }
 
-/// A finished column chunk: its dictionary page (if any), then its data pages, kept as two
-/// buffers and read as one, so the data pages are not copied behind the dictionary page.
-pub(super) struct ChunkBytes {
-    head: Bytes,
-    pages: Bytes,
+/// A column chunk's bytes as the buffers they were encoded in: each page's header, then its
+/// payload, in file order. Written out buffer by buffer, never copied into one.
+#[derive(Debug, Default)]
+pub(super) struct ChunkParts {
+    parts: Vec<Bytes>,
+    len: usize,
 }
 
-impl Length for ChunkBytes {
+impl ChunkParts {
+    fn push_page(&mut self, header: &PageHeader, payload: Vec<u8>) {
+        self.push(Bytes::copy_from_slice(header.as_bytes()));
+        self.push(Bytes::from(payload));
+    }
+
+    fn push(&mut self, part: Bytes) {
+        self.len += part.len();
+        self.parts.push(part);
+    }
+
+    fn append(&mut self, other: ChunkParts) {
+        self.len += other.len;
+        self.parts.extend(other.parts);
+    }
+
+    /// The buffers, in file order.
+    pub(super) fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+}
+
+impl Length for ChunkParts {
     fn len(&self) -> u64 {
-        (self.head.len() + self.pages.len()) as u64
+        self.len as u64
     }
 }
 
-impl ChunkReader for ChunkBytes {
-    type T = Chain<Reader<Bytes>, Reader<Bytes>>;
+impl ChunkReader for ChunkParts {
+    type T = PartsReader;
 
-    fn get_read(&self, start: u64) -> Result<Self::T> {
-        let (head, pages) = self.split_at(start)?;
-        Ok(head.reader().chain(pages.reader()))
+    fn get_read(&self, start: u64) -> Result<PartsReader> {
+        let mut skip = usize::try_from(start).unwrap_or(usize::MAX);
+        if skip > self.len {
+            return Err(ParquetError::EOF(format!(
+                "offset {start} past the end of a {} byte chunk",
+                self.len
+            )));
+        }
+        let mut rest = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            rest.push(part.slice(skip..));
+            skip = 0;
+        }
+        Ok(PartsReader {
+            parts: rest.into_iter(),
+            current: Bytes::new(),
+        })
     }
 
     /// Not on the writing path (`append_column` streams through [`Self::get_read`]), so
@@ -392,33 +431,32 @@ impl ChunkReader for ChunkBytes {
         if bytes.len() < length {
             return Err(ParquetError::EOF(format!(
                 "{length} bytes at {start} of a {} byte chunk",
-                self.len()
+                self.len
             )));
         }
         Ok(Bytes::from(bytes))
     }
 }
 
-impl ChunkBytes {
-    /// The head's and the pages' bytes from `start` on.
-    fn split_at(&self, start: u64) -> Result<(Bytes, Bytes)> {
-        let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let head = self.head.len();
-        match start.checked_sub(head) {
-            None => Ok((self.head.slice(start..), self.pages.clone())),
-            Some(into_pages) if into_pages <= self.pages.len() => {
-                Ok((Bytes::new(), self.pages.slice(into_pages..)))
-            }
-            Some(_) => Err(ParquetError::EOF(format!(
-                "offset {start} past the end of a {} byte chunk",
-                self.len()
-            ))),
-        }
-    }
+/// Reads a [`ChunkParts`]' buffers one after another.
+pub(super) struct PartsReader {
+    parts: std::vec::IntoIter<Bytes>,
+    current: Bytes,
 }
 
-fn write_page(sink: &mut TrackedWrite<Vec<u8>>, page: Page, size: usize) -> Result<PageWriteSpec> {
-    SerializedPageWriter::new(sink).write_page(CompressedPage::new(page, size))
+impl Read for PartsReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.parts.next() {
+                Some(part) => self.current = part,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -426,11 +464,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chunk_reads_as_its_head_then_its_pages_from_any_offset() {
-        let chunk = ChunkBytes {
-            head: Bytes::from_static(b"dict"),
-            pages: Bytes::from_static(b"pages"),
-        };
+    fn a_chunk_reads_as_its_parts_in_order_from_any_offset() {
+        let mut chunk = ChunkParts::default();
+        for part in [&b"di"[..], b"ct", b"", b"pag", b"es"] {
+            chunk.push(Bytes::from_static(part));
+        }
         assert_eq!(chunk.len(), 9);
         for start in 0..=9u64 {
             let mut read = Vec::new();

@@ -16,23 +16,27 @@
 //!   pages, as parquet-rs and parquet-java fall back.
 //!
 //! Pages are uncompressed and carry no statistics: a checkpoint partition is always read
-//! whole, and bit-packed pages leave a compressor little to find. Page headers and the footer
-//! are the parquet crate's (`SerializedPageWriter`, `SerializedFileWriter`), so the files are
-//! ordinary Parquet that any reader opens.
+//! whole, and bit-packed pages leave a compressor little to find. Page headers are written
+//! as the parquet crate writes them ([`page_header`]) and the footer by its metadata writer,
+//! so the files are ordinary Parquet that any reader opens. A file whose every column Ember
+//! encodes is written from the pages' own buffers ([`chunk_file`]); otherwise the parquet
+//! crate's file writer takes Ember's chunks beside its own.
 //!
 //! Batches are encoded as the task produces them ([`FileEncoder::write`]), while they are
 //! still in cache, rather than after the whole partition is computed.
 
+mod chunk_file;
 mod codes;
 mod column;
 pub(crate) mod delta;
 mod dictionary;
 pub(crate) mod hybrid;
+mod page_header;
 #[cfg(test)]
 mod tests_bits;
 mod values;
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use arrow::array::{new_empty_array, ArrayRef};
@@ -46,10 +50,11 @@ use parquet::basic::Type as PhysicalType;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnDescriptor;
+use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
 
 use super::writer::ColumnLayout;
-use column::{ColumnChunk, SizeHint, Values, PAGE_ROWS};
+use chunk_file::ChunkFile;
+use column::{ColumnChunk, Values, PAGE_ROWS};
 pub(super) use dictionary::KeyHasher;
 
 /// Encodes record batches, as they come, into one Parquet file written to `W`.
@@ -75,24 +80,37 @@ impl<W: Write + Send> FileEncoder<W> {
         let options = ArrowWriterOptions::new()
             .with_properties(properties)
             .with_skip_arrow_metadata(skip_arrow_metadata);
-        let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)?;
         if schema.fields().iter().any(|f| f.data_type().is_nested()) {
+            let writer = ArrowWriter::try_new_with_options(sink, schema, options)?;
             return Ok(FileEncoder::Arrow(writer));
         }
-        let (file, factory) = writer.into_serialized_writer()?;
-        let plans = schema
+        // The parquet crate's writer on a sink that drops everything, for the Parquet schema
+        // and footer metadata it derives from the Arrow schema.
+        let (probe, _) =
+            ArrowWriter::try_new_with_options(io::sink(), schema.clone(), options.clone())?
+                .into_serialized_writer()?;
+        let plans: Vec<_> = schema
             .fields()
             .iter()
-            .zip(file.schema_descr().columns())
+            .zip(probe.schema_descr().columns())
             .zip(layouts)
             .map(|((field, descr), layout)| new_values(field, descr, layout).map(|_| layout))
             .collect();
-        let hints = vec![SizeHint::default(); schema.fields().len()];
+        let output = if plans.iter().all(Option::is_some) {
+            let descr = SchemaDescriptor::new(probe.schema_descr().root_schema_ptr());
+            Output::Chunks(ChunkFile::new(
+                sink,
+                Arc::new(descr),
+                probe.properties().clone(),
+            )?)
+        } else {
+            let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)?;
+            let (file, factory) = writer.into_serialized_writer()?;
+            Output::Parquet { file, factory }
+        };
         Ok(FileEncoder::Columns(ColumnsEncoder {
-            hints,
             schema,
-            file,
-            factory,
+            output,
             plans,
             row_group: None,
             row_groups: 0,
@@ -149,15 +167,33 @@ fn new_values(field: &Field, descr: &ColumnDescriptor, layout: ColumnLayout) -> 
 /// The encoder of a flat schema.
 pub(super) struct ColumnsEncoder<W: Write + Send> {
     schema: SchemaRef,
-    file: SerializedFileWriter<W>,
-    factory: ArrowRowGroupWriterFactory,
+    output: Output<W>,
     /// Per column: its layout when Ember encodes it (see [`new_values`]).
     plans: Vec<Option<ColumnLayout>>,
-    /// Per column: the buffer sizes its last chunk Ember encoded needed.
-    hints: Vec<SizeHint>,
     row_group: Option<RowGroup>,
     row_groups: usize,
     max_row_group_rows: usize,
+}
+
+/// Where a flat schema's row groups are written.
+enum Output<W: Write + Send> {
+    /// Ember encodes every column: pages go from their own buffers to the file.
+    Chunks(ChunkFile<W>),
+    /// The parquet crate encodes some column: its file writer, which takes Ember's chunks
+    /// through a reader beside its own.
+    Parquet {
+        file: SerializedFileWriter<W>,
+        factory: ArrowRowGroupWriterFactory,
+    },
+}
+
+impl<W: Write + Send> Output<W> {
+    fn schema_descr(&self) -> &SchemaDescriptor {
+        match self {
+            Output::Chunks(file) => file.schema_descr(),
+            Output::Parquet { file, .. } => file.schema_descr(),
+        }
+    }
 }
 
 /// The row group being encoded.
@@ -205,33 +241,27 @@ impl<W: Write + Send> ColumnsEncoder<W> {
     fn new_row_group(&self) -> Result<RowGroup> {
         // The parquet crate makes writers for every column at once, each with its buffers:
         // only made when some column needs one.
-        let mut writers = match self.plans.iter().all(Option::is_some) {
-            true => Vec::new(),
-            false => self.factory.create_column_writers(self.row_groups)?,
+        let mut writers = match &self.output {
+            Output::Parquet { factory, .. } => factory.create_column_writers(self.row_groups)?,
+            Output::Chunks(_) => Vec::new(),
         }
         .into_iter();
         let columns = self
             .schema
             .fields()
             .iter()
-            .zip(self.file.schema_descr().columns())
-            .zip(self.plans.iter().zip(&self.hints))
-            .map(|((field, descr), (plan, &hint))| {
+            .zip(self.output.schema_descr().columns())
+            .zip(&self.plans)
+            .map(|((field, descr), plan)| {
                 let writer = writers.next();
                 match plan.and_then(|layout| new_values(field, descr, layout)) {
                     Some(values) => Ok(ColumnEncoder::Ember(Box::new(ColumnChunk::new(
                         descr.clone(),
                         values,
-                        hint,
                     )))),
                     None => writer
                         .map(|writer| ColumnEncoder::Parquet(Box::new(writer)))
-                        .ok_or_else(|| {
-                            ParquetError::General(format!(
-                                "no writer for checkpoint column {}",
-                                field.name()
-                            ))
-                        }),
+                        .ok_or_else(|| no_writer(field)),
                 }
             })
             .collect::<Result<_>>()?;
@@ -242,28 +272,51 @@ impl<W: Write + Send> ColumnsEncoder<W> {
         let Some(row_group) = self.row_group.take() else {
             return Ok(());
         };
-        let mut writer = self.file.next_row_group()?;
-        for (column, hint) in row_group.columns.into_iter().zip(&mut self.hints) {
-            match column {
-                ColumnEncoder::Ember(chunk) => {
-                    let (bytes, close, next) = chunk.close()?;
-                    writer.append_column(&bytes, close)?;
-                    *hint = next;
+        match &mut self.output {
+            Output::Chunks(file) => {
+                let chunks = row_group
+                    .columns
+                    .into_iter()
+                    .zip(self.schema.fields())
+                    .map(|(column, field)| match column {
+                        ColumnEncoder::Ember(chunk) => chunk.close(),
+                        ColumnEncoder::Parquet(_) => Err(no_writer(field)),
+                    })
+                    .collect::<Result<_>>()?;
+                file.write_row_group(chunks, row_group.rows)?;
+            }
+            Output::Parquet { file, .. } => {
+                let mut writer = file.next_row_group()?;
+                for column in row_group.columns {
+                    match column {
+                        ColumnEncoder::Ember(chunk) => {
+                            let chunk = chunk.close()?;
+                            writer.append_column(&chunk.bytes, chunk.close_result()?)?;
+                        }
+                        ColumnEncoder::Parquet(column) => {
+                            column.close()?.append_to_row_group(&mut writer)?
+                        }
+                    }
                 }
-                ColumnEncoder::Parquet(column) => {
-                    column.close()?.append_to_row_group(&mut writer)?
-                }
+                writer.close()?;
             }
         }
-        writer.close()?;
         self.row_groups += 1;
         Ok(())
     }
 
     fn finish(mut self) -> Result<W> {
         self.flush_row_group()?;
-        self.file.into_inner()
+        match self.output {
+            Output::Chunks(file) => file.finish(),
+            Output::Parquet { file, .. } => file.into_inner(),
+        }
     }
+}
+
+/// The error of a column planned for the parquet crate's encoders in a file without them.
+fn no_writer(field: &Field) -> ParquetError {
+    ParquetError::General(format!("no writer for checkpoint column {}", field.name()))
 }
 
 fn write_leaves(

@@ -291,6 +291,57 @@ fn every_column_kind_round_trips_across_pages_and_row_groups() {
 }
 
 #[test]
+fn a_file_of_ember_columns_only_is_written_from_its_pages_with_a_full_footer() {
+    // Without the columns the parquet crate encodes, the file is written by `ChunkFile`.
+    let (table, layouts) = table();
+    let keep: Vec<usize> = (0..table.num_columns())
+        .filter(|&i| !["ratio", "ok", "comment"].contains(&table.schema().field(i).name().as_str()))
+        .collect();
+    let batch = table.project(&keep).unwrap();
+    let layouts: Vec<ColumnLayout> = keep.iter().map(|&i| layouts[i]).collect();
+    let file = encode(&batch, layouts, properties());
+    assert_eq!(&file[..4], b"PAR1");
+    let (back, metadata) = read(file.clone());
+    assert_eq!(back, batch);
+
+    // The footer says what the parquet crate's writer says: every row group where its first
+    // chunk starts, chunks back to back, the writer's name, the Arrow schema, column orders.
+    assert_eq!(metadata.num_row_groups(), ROWS.div_ceil(ROW_GROUP_ROWS));
+    let mut next = 4;
+    for (ordinal, group) in metadata.row_groups().iter().enumerate() {
+        assert_eq!(group.ordinal(), Some(ordinal as i16));
+        assert_eq!(group.file_offset(), Some(next));
+        for chunk in group.columns() {
+            let (start, length) = chunk.byte_range();
+            assert_eq!(start as i64, next);
+            assert_eq!(chunk.compression(), Compression::UNCOMPRESSED);
+            next += length as i64;
+        }
+        let chunks: i64 = group.columns().iter().map(|c| c.compressed_size()).sum();
+        assert_eq!(group.total_byte_size(), chunks);
+    }
+    let rows: i64 = metadata.row_groups().iter().map(|g| g.num_rows()).sum();
+    assert_eq!(rows, ROWS as i64);
+    let footer = u32::from_le_bytes(file[file.len() - 8..file.len() - 4].try_into().unwrap());
+    assert_eq!(next as usize + footer as usize + 8, file.len());
+    let file_metadata = metadata.file_metadata();
+    assert_eq!(file_metadata.num_rows(), ROWS as i64);
+    assert!(file_metadata
+        .created_by()
+        .unwrap()
+        .starts_with("parquet-rs"));
+    assert!(file_metadata
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .any(|kv| kv.key == "ARROW:schema"));
+    assert_eq!(
+        file_metadata.column_orders().map(Vec::len),
+        Some(batch.num_columns())
+    );
+}
+
+#[test]
 fn an_outgrown_dictionary_continues_in_fallback_pages() {
     // Unique values: the string dictionary (100-byte values) passes 1 MiB after ~10 thousand
     // rows, the integer one after 131 thousand, inside the one row group, so later pages of
