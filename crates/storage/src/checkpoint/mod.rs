@@ -22,6 +22,7 @@
 mod encode;
 mod manifest;
 mod objects;
+mod preallocate;
 mod reader;
 mod writer;
 

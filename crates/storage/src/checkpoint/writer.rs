@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use super::encode::{FileEncoder, KeyHasher};
 use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
+use super::preallocate::PreallocatedFile;
 use super::reader::{self, Checkpoint};
 use super::{partition_file, temp_file, WriteFaults, MANIFEST_FILE, SUCCESS_FILE, TEMP_PREFIX};
 use crate::checksum::ChecksumWriter;
@@ -271,7 +272,10 @@ impl PartitionWriter {
     /// copy of the whole file in memory), into memory for any other store.
     fn sink(&self) -> Result<Sink> {
         let file = match self.checkpoint.objects.create_local(&self.temp_path()) {
-            Some(file) => FileSink::Local(BufWriter::with_capacity(FILE_BUFFER, file?)),
+            Some(file) => FileSink::Local(BufWriter::with_capacity(
+                FILE_BUFFER,
+                PreallocatedFile::new(file?),
+            )),
             None => FileSink::Memory(Vec::new()),
         };
         Ok(ChecksumWriter::new(file))
@@ -321,7 +325,9 @@ impl PartitionWriter {
             FileSink::Local(file) => {
                 let file = file
                     .into_inner()
-                    .map_err(|e| objects.io_error("write", temp, e.into_error()))?;
+                    .map_err(|e| e.into_error())
+                    .and_then(PreallocatedFile::finish)
+                    .map_err(|e| objects.io_error("write", temp, e))?;
                 if damaged {
                     flip_middle_byte(&file).map_err(|e| objects.io_error("damage", temp, e))?;
                 }
@@ -349,7 +355,7 @@ type Sink = ChecksumWriter<FileSink>;
 /// Where a partition file's bytes go while it is encoded; see [`PartitionWriter::sink`].
 #[derive(Debug)]
 enum FileSink {
-    Local(BufWriter<std::fs::File>),
+    Local(BufWriter<PreallocatedFile>),
     Memory(Vec<u8>),
 }
 
