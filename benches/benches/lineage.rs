@@ -166,8 +166,8 @@ fn checkpoint_overhead(c: &mut Criterion) {
             }
             println!(
                 "paired: {runs} rounds, checkpoint CPU − plain CPU median {:.1} ms, ratio {:.3}",
-                median_ratio(&mut extra),
-                median_ratio(&mut ratios)
+                median_of(&mut extra),
+                median_of(&mut ratios)
             );
             return;
         }
@@ -245,8 +245,8 @@ fn checkpoint_overhead(c: &mut Criterion) {
     }
     println!(
         "  checkpoint / plain, median of {PAIRED_ROUNDS} alternating pairs: wall {:.2}×, CPU {:.2}×",
-        median_ratio(&mut paired.0),
-        median_ratio(&mut paired.1)
+        median_of(&mut paired.0),
+        median_of(&mut paired.1)
     );
     println!(
         "  checkpoint files {checkpoint_bytes} B vs COPY … STORED AS PARQUET {parquet_bytes} B: {:.2}×",
@@ -275,10 +275,10 @@ fn with_cpu(run: &mut dyn FnMut() -> Duration) -> (Duration, Option<Duration>) {
     (t, process_cpu_time().zip(before).map(|(a, b)| a - b))
 }
 
-/// The median of `ratios` (NaN for none).
-fn median_ratio(ratios: &mut [f64]) -> f64 {
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+/// The median of `values` (NaN for none).
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn iterations() -> usize {

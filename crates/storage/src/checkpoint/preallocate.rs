@@ -43,7 +43,7 @@ impl PreallocatedFile {
     /// Reserves blocks up to the step boundary past `end`. Best effort: a failure only means
     /// the file system allocates as the writes come, as without this.
     fn reserve_to(&mut self, end: u64) {
-        let target = end.div_ceil(RESERVE_STEP).max(1) * RESERVE_STEP;
+        let target = end.div_ceil(RESERVE_STEP) * RESERVE_STEP;
         reserve(&self.file, self.reserved, target - self.reserved);
         self.reserved = target;
     }

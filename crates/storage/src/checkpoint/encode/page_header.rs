@@ -32,8 +32,7 @@ impl PageHeader {
     /// included) in `encoding`, levels (if any) `RLE` encoded.
     pub(super) fn data(payload: usize, num_values: usize, encoding: Encoding) -> Result<Self> {
         let mut header = PageHeader::start(PageType::DATA_PAGE, payload)?;
-        header.field(5, STRUCT);
-        header.last_field = 0;
+        header.struct_field(5);
         header.i32_field(1, i32_of(num_values)?);
         header.i32_field(2, encoding as i32);
         header.i32_field(3, Encoding::RLE as i32); // definition levels
@@ -45,8 +44,7 @@ impl PageHeader {
     /// entries, not sorted.
     pub(super) fn dictionary(payload: usize, num_values: usize) -> Result<Self> {
         let mut header = PageHeader::start(PageType::DICTIONARY_PAGE, payload)?;
-        header.field(7, STRUCT);
-        header.last_field = 0;
+        header.struct_field(7);
         header.i32_field(1, i32_of(num_values)?);
         header.i32_field(2, Encoding::PLAIN as i32);
         header.field(3, BOOL_FALSE); // is_sorted
@@ -87,6 +85,12 @@ impl PageHeader {
         );
         self.push(((delta as u8) << 4) | field_type);
         self.last_field = id;
+    }
+
+    /// A struct field's header: the struct's own fields follow, their ids counted afresh.
+    fn struct_field(&mut self, id: i16) {
+        self.field(id, STRUCT);
+        self.last_field = 0;
     }
 
     fn i32_field(&mut self, id: i16, value: i32) {
