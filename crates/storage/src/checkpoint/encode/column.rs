@@ -12,9 +12,10 @@ use parquet::file::reader::{ChunkReader, Length};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::codes::Codes;
+use super::delta::DeltaPage;
 use super::dictionary::{self, ByteDictionary, DictionaryPages, IntDictionary};
 use super::page_header::PageHeader;
-use super::{delta, hybrid, values};
+use super::{hybrid, values};
 
 /// Rows per data page. Pages bound the memory a reader decodes at once; 32 Ki values of
 /// at most 8 bytes keep a page under 256 KiB before packing.
@@ -26,10 +27,10 @@ const DICTIONARY_LIMIT: usize = 1024 * 1024;
 /// How a column's values are encoded.
 #[derive(Debug)]
 pub(super) enum Values {
-    /// `DELTA_BINARY_PACKED` of an INT32 column: the current page's non-null values.
-    Delta32(Vec<i32>),
+    /// `DELTA_BINARY_PACKED` of an INT32 column: the current page, encoded as it comes.
+    Delta32(DeltaPage<i32>),
     /// `DELTA_BINARY_PACKED` of an INT64 column.
-    Delta64(Vec<i64>),
+    Delta64(DeltaPage<i64>),
     /// `RLE_DICTIONARY` codes of a byte-array column; once the dictionary outgrows
     /// [`DICTIONARY_LIMIT`], `PLAIN` pages (`spilled`), as parquet-rs and parquet-java do.
     /// The dictionary page stays: the earlier pages refer to it.
@@ -40,13 +41,13 @@ pub(super) enum Values {
     /// `RLE_DICTIONARY` codes of an INT32 column; past the limit, delta pages.
     Ints32 {
         dictionary: IntDictionary<i32>,
-        page: Vec<i32>,
+        page: DeltaPage<i32>,
         spilled: bool,
     },
     /// `RLE_DICTIONARY` codes of an INT64 column; past the limit, delta pages.
     Ints64 {
         dictionary: IntDictionary<i64>,
-        page: Vec<i64>,
+        page: DeltaPage<i64>,
         spilled: bool,
     },
 }
@@ -59,10 +60,18 @@ impl Values {
         }
     }
 
+    pub(super) fn delta32() -> Self {
+        Values::Delta32(DeltaPage::with_page_rows(PAGE_ROWS))
+    }
+
+    pub(super) fn delta64() -> Self {
+        Values::Delta64(DeltaPage::with_page_rows(PAGE_ROWS))
+    }
+
     pub(super) fn ints32_dictionary() -> Self {
         Values::Ints32 {
             dictionary: IntDictionary::default(),
-            page: Vec::new(),
+            page: DeltaPage::with_page_rows(PAGE_ROWS),
             spilled: false,
         }
     }
@@ -70,7 +79,7 @@ impl Values {
     pub(super) fn ints64_dictionary() -> Self {
         Values::Ints64 {
             dictionary: IntDictionary::default(),
-            page: Vec::new(),
+            page: DeltaPage::with_page_rows(PAGE_ROWS),
             spilled: false,
         }
     }
@@ -111,40 +120,35 @@ impl Values {
         debug_assert!(accepted, "column type changed between batches");
     }
 
-    /// Appends the current page's values to `out`, clears them, and returns their encoding.
-    fn encode_page(&mut self, out: &mut Vec<u8>) -> Encoding {
+    /// Finishes the current page's values: appends their encoding to `out`, or the start of
+    /// it with the rest returned as a buffer of its own (a delta page's blocks, already
+    /// packed: copying them behind the header would only move bytes). Returns the encoding.
+    fn encode_page(&mut self, out: &mut Vec<u8>) -> (Encoding, Option<Vec<u8>>) {
+        let delta = Encoding::DELTA_BINARY_PACKED;
         match self {
             Values::Delta32(page)
             | Values::Ints32 {
                 page,
                 spilled: true,
                 ..
-            } => {
-                delta::encode_delta_i32(page, out);
-                page.clear();
-                Encoding::DELTA_BINARY_PACKED
-            }
+            } => (delta, Some(page.finish(out))),
             Values::Delta64(page)
             | Values::Ints64 {
                 page,
                 spilled: true,
                 ..
-            } => {
-                delta::encode_delta_i64(page, out);
-                page.clear();
-                Encoding::DELTA_BINARY_PACKED
-            }
+            } => (delta, Some(page.finish(out))),
             Values::Bytes {
                 spilled: Some(page),
                 ..
             } => {
                 out.extend_from_slice(page);
                 page.clear();
-                Encoding::PLAIN
+                (Encoding::PLAIN, None)
             }
-            Values::Bytes { dictionary, .. } => encode_codes(&mut dictionary.pages, out),
-            Values::Ints32 { dictionary, .. } => encode_codes(&mut dictionary.pages, out),
-            Values::Ints64 { dictionary, .. } => encode_codes(&mut dictionary.pages, out),
+            Values::Bytes { dictionary, .. } => (encode_codes(&mut dictionary.pages, out), None),
+            Values::Ints32 { dictionary, .. } => (encode_codes(&mut dictionary.pages, out), None),
+            Values::Ints64 { dictionary, .. } => (encode_codes(&mut dictionary.pages, out), None),
         }
     }
 
@@ -279,9 +283,13 @@ impl ColumnChunk {
             let length = (buf.len() - 4) as u32;
             buf[..4].copy_from_slice(&length.to_le_bytes());
         }
-        let encoding = self.values.encode_page(&mut buf);
-        let header = PageHeader::data(buf.len(), self.page_rows, encoding)?;
+        let (encoding, rest) = self.values.encode_page(&mut buf);
+        let size = buf.len() + rest.as_ref().map_or(0, Vec::len);
+        let header = PageHeader::data(size, self.page_rows, encoding)?;
         self.pages.push_page(&header, buf);
+        if let Some(rest) = rest {
+            self.pages.push(Bytes::from(rest));
+        }
         if !self.encodings.contains(&encoding) {
             self.encodings.push(encoding);
         }

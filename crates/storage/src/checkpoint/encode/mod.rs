@@ -54,7 +54,7 @@ use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
 
 use super::writer::ColumnLayout;
 use chunk_file::ChunkFile;
-use column::{ColumnChunk, Values, PAGE_ROWS};
+use column::{ColumnChunk, Values};
 pub(super) use dictionary::KeyHasher;
 
 /// Encodes record batches, as they come, into one Parquet file written to `W`.
@@ -142,12 +142,10 @@ fn new_values(field: &Field, descr: &ColumnDescriptor, layout: ColumnLayout) -> 
     let probe = new_empty_array(field.data_type());
     match (layout, descr.physical_type()) {
         (ColumnLayout::Delta, PhysicalType::INT32) => {
-            values::visit_i32(probe.as_ref(), &mut Vec::new())
-                .then(|| Values::Delta32(Vec::with_capacity(PAGE_ROWS)))
+            values::visit_i32(probe.as_ref(), &mut Vec::new()).then(Values::delta32)
         }
         (ColumnLayout::Delta, PhysicalType::INT64) => {
-            values::visit_i64(probe.as_ref(), &mut Vec::new())
-                .then(|| Values::Delta64(Vec::with_capacity(PAGE_ROWS)))
+            values::visit_i64(probe.as_ref(), &mut Vec::new()).then(Values::delta64)
         }
         (ColumnLayout::Dictionary, PhysicalType::INT32) => {
             values::visit_i32(probe.as_ref(), &mut Vec::new()).then(Values::ints32_dictionary)

@@ -11,11 +11,13 @@ use bytes::Bytes;
 
 use super::delta::{
     encode_delta_i32, encode_delta_i32_portable, encode_delta_i64, encode_delta_i64_portable,
+    DeltaPage,
 };
 use super::hybrid::{
     bit_width, encode_hybrid, encode_hybrid_bytes, encode_hybrid_wide, encode_repeated,
     MAX_PACKED_GROUPS,
 };
+use super::values::IntSink;
 
 /// Page sizes around every boundary: bit-packed groups (8), miniblocks (32, 64), blocks
 /// (128, 256; a page of n values has n - 1 deltas).
@@ -230,6 +232,49 @@ fn encode_delta_portable_code_writes_the_same_pages() {
             let portable = encoded(&values, encode_delta_i32_portable);
             assert!(
                 portable == encoded(&values, encode_delta_i32),
+                "{name}, {n} values"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_delta_page_fed_in_pieces_is_the_page_encoded_whole() {
+    // Columns hand a page its values batch by batch (and a decimal column's as `i128`s
+    // narrowed on the way in); blocks are packed as they fill, across batch boundaries.
+    let mut rng = Rng::new(77);
+    let mut page = DeltaPage::<i64>::with_page_rows(100_000);
+    for &n in LENGTHS {
+        for (name, values) in i64_pages(n, &mut rng) {
+            let wide: Vec<i128> = values.iter().map(|&v| i128::from(v)).collect();
+            let mut rest = &wide[..];
+            while !rest.is_empty() {
+                let piece = (1 + rng.below(300) as usize).min(rest.len());
+                let (now, later) = rest.split_at(piece);
+                page.take(now, |v| v as i64);
+                rest = later;
+            }
+            // The page is reused, as a column's is from one page to the next.
+            let mut out = PREFIX.to_vec();
+            let blocks = page.finish(&mut out);
+            out.extend_from_slice(&blocks);
+            assert!(
+                out[PREFIX.len()..] == encoded(&values, encode_delta_i64),
+                "{name}, {n} values"
+            );
+        }
+    }
+    let mut page = DeltaPage::<i32>::default();
+    for &n in LENGTHS {
+        for (name, values) in i32_pages(n, &mut rng) {
+            for piece in values.chunks(129) {
+                page.take(piece, |v| v);
+            }
+            let mut out = Vec::new();
+            let blocks = page.finish(&mut out);
+            out.extend_from_slice(&blocks);
+            assert!(
+                out == encoded(&values, encode_delta_i32),
                 "{name}, {n} values"
             );
         }
