@@ -95,17 +95,17 @@ fn checkpoint_overhead(c: &mut Criterion) {
     group.sample_size(10);
     // Per variant: median wall time, and CPU time per run (mean over every run).
     let mut times: Vec<(&str, Duration, Option<Duration>)> = Vec::new();
-    let mut timed = |name: &'static str, run: &mut dyn FnMut() -> Duration| {
+    let mut timed = |name: &'static str, run: &mut dyn FnMut() -> Measured| {
         let mut samples = Vec::new();
         let mut cpu = Some(Duration::ZERO);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (t, used) = with_cpu(&mut *run);
+                    let Measured { wall, cpu: used } = run();
                     cpu = cpu.zip(used).map(|(sum, used)| sum + used);
-                    samples.push(t);
-                    total += t;
+                    samples.push(wall);
+                    total += wall;
                 }
                 total
             })
@@ -119,11 +119,9 @@ fn checkpoint_overhead(c: &mut Criterion) {
     };
 
     let mut run_plain = || {
-        let start = Instant::now();
-        let out = q1_aggregate(&input).collect().expect("plain");
-        let t = start.elapsed();
+        let (out, measured) = measure(|| q1_aggregate(&input).collect().expect("plain"));
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
-        t
+        measured
     };
 
     let mut sample = 0usize;
@@ -137,9 +135,8 @@ fn checkpoint_overhead(c: &mut Criterion) {
             .set_config("ember.checkpoint.dir", &dir.to_string_lossy())
             .expect("checkpoint dir");
         let checkpointed = input.checkpoint();
-        let start = Instant::now();
-        let out = q1_aggregate(&checkpointed).collect().expect("checkpoint");
-        let t = start.elapsed();
+        let (out, measured) =
+            measure(|| q1_aggregate(&checkpointed).collect().expect("checkpoint"));
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
         checkpoint_bytes = dir_bytes(&dir);
         assert!(
@@ -148,7 +145,7 @@ fn checkpoint_overhead(c: &mut Criterion) {
             dir.display()
         );
         let _ = std::fs::remove_dir_all(&dir);
-        t
+        measured
     };
     if let Some((variant, runs)) = profiled_variant() {
         // Profiling one variant alone (`perf record` / `perf stat` of the whole process).
@@ -157,8 +154,8 @@ fn checkpoint_overhead(c: &mut Criterion) {
             // steadier than two processes' figures on a shared host.
             let (mut extra, mut ratios) = (Vec::new(), Vec::new());
             for _ in 0..runs {
-                let (_, plain) = with_cpu(&mut run_plain);
-                let (_, checkpoint) = with_cpu(&mut run_checkpoint);
+                let plain = run_plain().cpu;
+                let checkpoint = run_checkpoint().cpu;
                 if let (Some(p), Some(c)) = (plain, checkpoint) {
                     extra.push((c.as_secs_f64() - p.as_secs_f64()) * 1e3);
                     ratios.push(c.as_secs_f64() / p.as_secs_f64());
@@ -171,12 +168,17 @@ fn checkpoint_overhead(c: &mut Criterion) {
             );
             return;
         }
-        let run: &mut dyn FnMut() -> Duration = match variant.as_str() {
+        let run: &mut dyn FnMut() -> Measured = match variant.as_str() {
             "plain" => &mut run_plain,
             "checkpoint" => &mut run_checkpoint,
             other => panic!("EMBER_PROFILE_VARIANT={other}: expected plain, checkpoint or paired"),
         };
-        let (wall, cpu): (Vec<_>, Vec<_>) = (0..runs).map(|_| with_cpu(&mut *run)).unzip();
+        let (wall, cpu): (Vec<_>, Vec<_>) = (0..runs)
+            .map(|_| {
+                let Measured { wall, cpu } = run();
+                (wall, cpu)
+            })
+            .unzip();
         let cpu: Duration = cpu.into_iter().flatten().sum();
         println!(
             "{variant}: {runs} runs, median {:.1} ms, CPU {:.1} ms per run",
@@ -190,12 +192,10 @@ fn checkpoint_overhead(c: &mut Criterion) {
 
     timed("local_checkpoint", &mut || {
         let kept = input.local_checkpoint();
-        let start = Instant::now();
-        let out = q1_aggregate(&kept).collect().expect("local checkpoint");
-        let t = start.elapsed();
+        let (out, measured) = measure(|| q1_aggregate(&kept).collect().expect("local checkpoint"));
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
         kept.unpersist();
-        t
+        measured
     });
     group.finish();
 
@@ -204,8 +204,14 @@ fn checkpoint_overhead(c: &mut Criterion) {
     // before it, in alternation, is the steadier figure.
     let mut paired = (Vec::new(), Vec::new());
     for _ in 0..PAIRED_ROUNDS {
-        let (plain, plain_cpu) = with_cpu(&mut run_plain);
-        let (checkpoint, checkpoint_cpu) = with_cpu(&mut run_checkpoint);
+        let Measured {
+            wall: plain,
+            cpu: plain_cpu,
+        } = run_plain();
+        let Measured {
+            wall: checkpoint,
+            cpu: checkpoint_cpu,
+        } = run_checkpoint();
         paired
             .0
             .push(checkpoint.as_secs_f64() / plain.as_secs_f64());
@@ -268,11 +274,24 @@ fn profiled_variant() -> Option<(String, usize)> {
 /// Alternating plain / checkpoint runs for the paired ratio of `checkpoint_overhead`.
 const PAIRED_ROUNDS: usize = 11;
 
-/// Runs `run`, returning its own timing and the process CPU time it used.
-fn with_cpu(run: &mut dyn FnMut() -> Duration) -> (Duration, Option<Duration>) {
-    let before = process_cpu_time();
-    let t = run();
-    (t, process_cpu_time().zip(before).map(|(a, b)| a - b))
+/// One run's wall time and the CPU time the process used in it (every thread), over the
+/// same span: the query alone, not the set-up before it or the clean-up after (such as
+/// deleting a sample's checkpoint folder).
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+/// Runs `work`, timing it by the wall clock and by the process's CPU clock.
+fn measure<T>(work: impl FnOnce() -> T) -> (T, Measured) {
+    let (start, before) = (Instant::now(), process_cpu_time());
+    let out = work();
+    let wall = start.elapsed();
+    let cpu = process_cpu_time()
+        .zip(before)
+        .map(|(after, before)| after - before);
+    (out, Measured { wall, cpu })
 }
 
 /// The median of `values` (NaN for none).
