@@ -125,6 +125,9 @@ fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
     // Full uniform groups any run long enough to split a bit-packed run starts with (3 at 1
     // bit, else 1).
     let needed = min_run / GROUP;
+    // Values such a run needs past its uniform groups (4 at 2 bits, else 0): a uniform group
+    // whose run stops sooner would only be looked at and left packed.
+    let past = min_run % GROUP;
     let cap = MAX_PACKED_GROUPS * GROUP;
     let mut packed_from = 0; // start of the pending bit-packed run
     let mut at = 0; // start of the next group to look at
@@ -137,7 +140,16 @@ fn encode_runs<V: Groups>(values: V, bit_width: u8, out: &mut Vec<u8>) {
         // compact.)
         if at + BLOCK <= len && at + BLOCK - packed_from <= cap {
             let uniform = values.uniform_groups(at);
-            let uniform = (1..needed).fold(uniform, |starts, k| starts & (uniform >> k));
+            let mut uniform = (1..needed).fold(uniform, |starts, k| starts & (uniform >> k));
+            if past > 0 && uniform != 0 {
+                // Bit g of `continued` is whether group g + needed - 1's value goes on
+                // `past` values into the next group. Kept whatever it says: the groups whose
+                // next group is in the next block, and the first group right after an RLE
+                // run, which needs no more than its 8 values (`min_run_after_rle`).
+                let continued = values.continued_groups(at, past) >> (needed - 1);
+                let unknown = !(u8::MAX >> needed) | u8::from(at == packed_from);
+                uniform &= continued | unknown;
+            }
             if uniform == 0 {
                 at += BLOCK;
                 if at - packed_from == cap {
@@ -227,6 +239,11 @@ trait Groups: Copy {
     /// per group on codes without runs).
     fn uniform_groups(self, at: usize) -> u8;
 
+    /// Which of the first 7 of the 8 groups starting at `at` (`at + BLOCK <= len`) have
+    /// their first `count` values (1..8) in the next group: bit `g` when values `0..count` of
+    /// group `g + 1` equal those of group `g`. Bit 7 is 0.
+    fn continued_groups(self, at: usize, count: usize) -> u8;
+
     /// The value of `range` (not empty) when all of its values are equal.
     fn uniform(self, range: Range<usize>) -> Option<u32>;
 
@@ -260,6 +277,14 @@ impl Groups for Wide<'_> {
             .iter()
             .enumerate()
             .fold(0, |mask, (g, &d)| mask | (u8::from(d == 0) << g))
+    }
+
+    fn continued_groups(self, at: usize, count: usize) -> u8 {
+        (0..GROUP - 1).fold(0, |mask, g| {
+            let (group, next) = (at + g * GROUP, at + (g + 1) * GROUP);
+            let same = self.0[group..group + count] == self.0[next..next + count];
+            mask | (u8::from(same) << g)
+        })
     }
 
     /// One branch for the whole range rather than one per value, vectorised for a group.
@@ -324,6 +349,15 @@ impl Groups for Narrow<'_> {
     fn uniform_groups(self, at: usize) -> u8 {
         (0..8).fold(0, |mask, g| {
             mask | (u8::from(is_uniform_group(self.group(at + g * GROUP))) << g)
+        })
+    }
+
+    #[inline]
+    fn continued_groups(self, at: usize, count: usize) -> u8 {
+        let first = u64::MAX >> (64 - 8 * count);
+        (0..GROUP - 1).fold(0, |mask, g| {
+            let differ = (self.group(at + g * GROUP) ^ self.group(at + (g + 1) * GROUP)) & first;
+            mask | (u8::from(differ == 0) << g)
         })
     }
 

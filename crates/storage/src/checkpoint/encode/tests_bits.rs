@@ -642,6 +642,58 @@ fn encode_hybrid_gives_runs_their_own_rle_run_only_where_it_saves_bytes() {
 }
 
 #[test]
+fn encode_hybrid_finds_the_shortest_worthwhile_runs_anywhere_in_a_block() {
+    // Pages long enough for the encoder's screening of 8 groups at a time, with a run of
+    // 2-bit values starting at each group of the second block: 12 values pay for an RLE run
+    // that splits a packed run (24 bits), 11 do not.
+    let mixed: Vec<u32> = (0..200).map(|i| i % 3).collect();
+    for group in 0..8 {
+        for (count, worth) in [(11, false), (12, true), (13, true)] {
+            let start = 64 + 8 * group;
+            let values = [&mixed[..start], &vec![3; count][..], &mixed[..70]].concat();
+            let narrow: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+            let pages = [
+                encoded(&narrow, |v, out| encode_hybrid_bytes(v, 2, out)),
+                encoded(&values, |v, out| encode_hybrid_wide(v, 2, out)),
+            ];
+            for page in pages {
+                check_runs(&page, 2, values.len());
+                assert_eq!(parquet_hybrid_decode(&page, 2, values.len()), values);
+                let rle = parse_runs(&page, 2)
+                    .into_iter()
+                    .filter(|run| matches!(run, Run::Rle { .. }))
+                    .collect::<Vec<_>>();
+                let expected = if worth {
+                    vec![Run::Rle {
+                        count: count as u64,
+                        value: 3,
+                    }]
+                } else {
+                    vec![]
+                };
+                assert_eq!(rle, expected, "a run of {count} at group {group}");
+            }
+        }
+    }
+    // Right after an RLE run a run needs only its own 8 values, also when the screening
+    // sees it first.
+    let values = [&[1; 64][..], &[2; 9][..], &mixed[..80]].concat();
+    let narrow: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+    let page = encoded(&narrow, |v, out| encode_hybrid_bytes(v, 2, out));
+    assert_eq!(parquet_hybrid_decode(&page, 2, values.len()), values);
+    assert_eq!(
+        parse_runs(&page, 2)[..2],
+        [
+            Run::Rle {
+                count: 64,
+                value: 1
+            },
+            Run::Rle { count: 9, value: 2 },
+        ]
+    );
+}
+
+#[test]
 fn encode_hybrid_long_runs_are_single_runs() {
     let n = (1 << 21) + 5;
     for &width in &[1u8, 3, 8, 20, 32] {
