@@ -49,6 +49,14 @@ impl Codes {
         }
     }
 
+    /// Drops the codes from `len` on.
+    pub(super) fn truncate(&mut self, len: usize) {
+        match self {
+            Codes::Narrow(codes) => codes.truncate(len),
+            Codes::Wide(codes) => codes.truncate(len),
+        }
+    }
+
     pub(super) fn clear(&mut self) {
         match self {
             Codes::Narrow(codes) => codes.clear(),

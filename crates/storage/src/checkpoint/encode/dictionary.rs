@@ -16,6 +16,7 @@ use arrow::datatypes::{
 };
 
 use super::codes::{Code, Codes};
+use super::range_codes::RangeCodes;
 use super::values::IntSink;
 
 /// Slots of a [`RecentCodes`] cache (a power of two).
@@ -262,6 +263,10 @@ fn inline_mask(len: usize) -> u128 {
 pub(super) struct IntDictionary<T> {
     /// Entries are `PLAIN` encoded: little-endian.
     pub(super) pages: DictionaryPages,
+    /// Codes by distance from a base, while the values stay close together: made from the
+    /// first batch's values, dropped once a value it cannot hold turns up.
+    range: Option<RangeCodes>,
+    range_tried: bool,
     recent: RecentCodes<T>,
     codes_of: HashMap<T, u32, BuildHasherDefault<KeyHasher>>,
 }
@@ -269,17 +274,24 @@ pub(super) struct IntDictionary<T> {
 /// A physical integer type and its `PLAIN` encoding.
 pub(super) trait PlainInt: RecentKey + std::hash::Hash {
     fn put_plain(self, out: &mut Vec<u8>);
+    fn to_i64(self) -> i64;
 }
 
 impl PlainInt for i32 {
     fn put_plain(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
+    fn to_i64(self) -> i64 {
+        i64::from(self)
+    }
 }
 
 impl PlainInt for i64 {
     fn put_plain(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn to_i64(self) -> i64 {
+        self
     }
 }
 
@@ -372,6 +384,8 @@ impl<T: PlainInt> Default for IntDictionary<T> {
     fn default() -> Self {
         IntDictionary {
             pages: DictionaryPages::default(),
+            range: None,
+            range_tried: false,
             recent: RecentCodes::default(),
             codes_of: HashMap::default(),
         }
@@ -380,9 +394,40 @@ impl<T: PlainInt> Default for IntDictionary<T> {
 
 impl<T: PlainInt> IntSink<T> for IntDictionary<T> {
     /// Encodes the page's next non-null values (`convert` of each of `values`) into the
-    /// current page's codes: runs of cached values in [`RecentCodes::fill`]'s tight loop,
-    /// each miss in between through the hash map.
+    /// current page's codes: from the [`RangeCodes`] table in one pass when every value has a
+    /// code there; otherwise runs of cached values in [`RecentCodes::fill`]'s tight loop, each
+    /// miss in between through the hash map (which also teaches the table the new values).
+    /// Either way a value's code is the one its first appearance gave it.
     fn take<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
+        let key = |value: S| convert(value).to_i64();
+        if !self.range_tried && !values.is_empty() {
+            self.range_tried = true;
+            self.range = RangeCodes::around(values.iter().map(|&v| key(v)));
+        }
+        if let Some(range) = &self.range {
+            let start = self.pages.codes.len();
+            let complete = match &mut self.pages.codes {
+                Codes::Narrow(codes) => range.fill(values, key, codes),
+                Codes::Wide(codes) => range.fill(values, key, codes),
+            };
+            if complete {
+                return;
+            }
+            self.pages.codes.truncate(start);
+            let entries = self.pages.entries;
+            self.take_through_cache(values, convert);
+            if self.pages.entries == entries {
+                // Missed on values the table cannot hold: it would miss on every batch.
+                self.range = None;
+            }
+            return;
+        }
+        self.take_through_cache(values, convert);
+    }
+}
+
+impl<T: PlainInt> IntDictionary<T> {
+    fn take_through_cache<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
         let mut done = 0;
         while done < values.len() {
             let rest = &values[done..];
@@ -397,9 +442,7 @@ impl<T: PlainInt> IntSink<T> for IntDictionary<T> {
             }
         }
     }
-}
 
-impl<T: PlainInt> IntDictionary<T> {
     #[inline(never)]
     fn code_of_slow(&mut self, value: T) -> u32 {
         let code = match self.codes_of.get(&value) {
@@ -407,6 +450,13 @@ impl<T: PlainInt> IntDictionary<T> {
             None => {
                 let code = self.pages.add(|plain| value.put_plain(plain));
                 self.codes_of.insert(value, code);
+                let held = self
+                    .range
+                    .as_mut()
+                    .is_none_or(|r| r.learn(value.to_i64(), code));
+                if !held {
+                    self.range = None;
+                }
                 code
             }
         };
@@ -505,5 +555,79 @@ mod tests {
         assert!(every_value_is_one_byte(&[3i32, 4, 5, 6]));
         assert!(!every_value_is_one_byte(&[3i32, 4, 4, 6]));
         assert!(!every_value_is_one_byte(&[0i64, 2]));
+    }
+
+    /// The codes and `PLAIN` entries a dictionary must give `batches`: each value's code is
+    /// its order of first appearance.
+    fn expected_codes(batches: &[Vec<i64>]) -> (Vec<u32>, Vec<u8>) {
+        let mut seen = std::collections::HashMap::new();
+        let mut plain = Vec::new();
+        let codes = batches
+            .iter()
+            .flatten()
+            .map(|&v| {
+                let next = seen.len() as u32;
+                *seen.entry(v).or_insert_with(|| {
+                    plain.extend_from_slice(&v.to_le_bytes());
+                    next
+                })
+            })
+            .collect();
+        (codes, plain)
+    }
+
+    #[test]
+    fn integer_codes_come_from_the_range_table_while_values_stay_close_and_are_the_same_after() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut random = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let quantities = |n: usize, random: &mut dyn FnMut(u64) -> u64| -> Vec<i64> {
+            (0..n).map(|_| (random(50) as i64 + 1) * 100).collect()
+        };
+        // Decimal-like quantities (first batch sets the range), a new value inside it mid
+        // stream, then values far outside (the table is given up), then more of the first.
+        let mut batches = vec![quantities(1000, &mut random), quantities(1000, &mut random)];
+        batches.push([vec![4_321], quantities(500, &mut random)].concat());
+        let mut stages = vec![true; 3];
+        batches.push(vec![7_000_000, i64::MIN, 100, i64::MAX]);
+        batches.push(quantities(800, &mut random));
+        stages.extend([false, false]);
+
+        let mut dictionary = IntDictionary::<i64>::default();
+        for (i, (batch, table_kept)) in batches.iter().zip(stages).enumerate() {
+            // Fed as `i128`s, as a `Decimal128` column is.
+            let wide: Vec<i128> = batch.iter().map(|&v| i128::from(v)).collect();
+            dictionary.take(&wide, |v| v as i64);
+            assert_eq!(dictionary.range.is_some(), table_kept, "after batch {i}");
+        }
+        let (codes, plain) = expected_codes(&batches);
+        assert_eq!(dictionary.pages.codes.to_u32s(), codes);
+        assert_eq!(dictionary.pages.plain, plain);
+
+        // A first batch spread too wide never gets a table; the codes are the same.
+        let batches = vec![vec![0, 1 << 20, 5], vec![5, 0, 7]];
+        let mut dictionary = IntDictionary::<i64>::default();
+        for batch in &batches {
+            dictionary.take(batch, |v| v);
+            assert!(dictionary.range.is_none());
+        }
+        assert_eq!(dictionary.pages.codes.to_u32s(), expected_codes(&batches).0);
+
+        // INT32 values, and a dictionary of more than 256 entries (wide codes) in range.
+        let batches: Vec<Vec<i64>> = vec![
+            (0..300).rev().collect(),
+            (0..600).map(|v| v % 300).collect(),
+        ];
+        let mut dictionary = IntDictionary::<i32>::default();
+        for batch in &batches {
+            let narrow: Vec<i32> = batch.iter().map(|&v| v as i32).collect();
+            dictionary.take(&narrow, |v| v);
+        }
+        assert!(dictionary.range.is_some());
+        assert_eq!(dictionary.pages.codes.to_u32s(), expected_codes(&batches).0);
     }
 }

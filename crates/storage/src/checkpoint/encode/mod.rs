@@ -32,6 +32,7 @@ pub(crate) mod delta;
 mod dictionary;
 pub(crate) mod hybrid;
 mod page_header;
+mod range_codes;
 #[cfg(test)]
 mod tests_bits;
 mod values;
