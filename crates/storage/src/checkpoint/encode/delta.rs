@@ -65,6 +65,8 @@ pub(super) fn encode_delta_i32_portable(values: &[i32], out: &mut Vec<u8>) {
     encode_whole(values, out, |page, values, _| page.take_portable(values));
 }
 
+/// Encodes `values` as one page through a fresh [`DeltaPage`], fed by `take` (with or
+/// without the AVX2 dispatch), and appends the whole page to `out`.
 #[cfg(test)]
 fn encode_whole<T: DeltaValue>(
     values: &[T],
@@ -285,7 +287,8 @@ impl DeltaValue for i32 {
 
 /// Appends the block of the deltas between consecutive `values` (2..=BLOCK + 1 of them),
 /// using `offsets` (BLOCK long) for their distances from the minimum. Inlined into both
-/// callers, so for full blocks every loop has a constant trip count.
+/// callers ([`DeltaPage`]'s full blocks and its last one), so for full blocks every loop has
+/// a constant trip count.
 #[inline(always)]
 fn encode_block<T: DeltaValue>(values: &[T], offsets: &mut [T::Offset], out: &mut Vec<u8>) {
     let n = values.len() - 1;
