@@ -138,6 +138,7 @@ impl<T: DeltaValue> DeltaPage<T> {
             let mut offsets = [T::Offset::default(); MAX_BLOCK];
             encode_block(
                 &self.pending[..self.pending_len],
+                |v| v,
                 &mut offsets[..T::BLOCK],
                 &mut self.blocks,
             );
@@ -176,21 +177,49 @@ impl<T: DeltaValue> DeltaPage<T> {
         // The offsets buffer is shared by the blocks, so it is not zeroed for each.
         let mut offsets = [T::Offset::default(); MAX_BLOCK];
         let offsets = &mut offsets[..T::BLOCK];
-        while !rest.is_empty() {
+        // The block the earlier values started, completed from `pending`.
+        if self.pending_len > 1 || rest.len() < T::BLOCK {
             let taken = (T::BLOCK + 1 - self.pending_len).min(rest.len());
             let (now, later) = rest.split_at(taken);
-            let free = &mut self.pending[self.pending_len..][..taken];
-            for (slot, &value) in free.iter_mut().zip(now) {
-                *slot = convert(value);
-            }
-            self.pending_len += taken;
+            self.stash(now, convert);
             rest = later;
             if self.pending_len == T::BLOCK + 1 {
-                encode_block(&self.pending[..=T::BLOCK], offsets, &mut self.blocks);
+                encode_block(&self.pending[..=T::BLOCK], |v| v, offsets, &mut self.blocks);
                 self.pending[0] = self.pending[T::BLOCK];
                 self.pending_len = 1;
             }
         }
+        if rest.is_empty() {
+            return;
+        }
+        // `pending` now holds only the base of the next delta. The first block of `rest`
+        // is packed from there; every later whole block straight from `values` (the value
+        // before it is the base), without a copy.
+        if rest.len() >= T::BLOCK {
+            self.stash(&rest[..T::BLOCK], convert);
+            encode_block(&self.pending[..=T::BLOCK], |v| v, offsets, &mut self.blocks);
+            let whole = (rest.len() - T::BLOCK) / T::BLOCK;
+            for k in 0..whole {
+                let block = &rest[T::BLOCK - 1 + k * T::BLOCK..][..=T::BLOCK];
+                encode_block(block, convert, offsets, &mut self.blocks);
+            }
+            let done = T::BLOCK * (1 + whole);
+            self.pending[0] = convert(rest[done - 1]);
+            self.pending_len = 1;
+            rest = &rest[done..];
+        }
+        self.stash(rest, convert);
+    }
+
+    /// Appends `convert` of each of `values` (no more than `pending` has room for) to
+    /// `pending`.
+    #[inline(always)]
+    fn stash<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
+        let free = &mut self.pending[self.pending_len..][..values.len()];
+        for (slot, &value) in free.iter_mut().zip(values) {
+            *slot = convert(value);
+        }
+        self.pending_len += values.len();
     }
 }
 
@@ -290,13 +319,18 @@ impl DeltaValue for i32 {
 /// callers ([`DeltaPage`]'s full blocks and its last one), so for full blocks every loop has
 /// a constant trip count.
 #[inline(always)]
-fn encode_block<T: DeltaValue>(values: &[T], offsets: &mut [T::Offset], out: &mut Vec<u8>) {
+fn encode_block<T: DeltaValue, S: Copy>(
+    values: &[S],
+    convert: impl Fn(S) -> T + Copy,
+    offsets: &mut [T::Offset],
+    out: &mut Vec<u8>,
+) {
     let n = values.len() - 1;
     debug_assert!((1..=T::BLOCK).contains(&n) && offsets.len() == T::BLOCK);
     let (previous, next) = (&values[..n], &values[1..]);
-    let delta = |(&a, &b): (&T, &T)| b.wrapping_sub(a);
+    let delta = |(&a, &b): (&S, &S)| convert(b).wrapping_sub(convert(a));
 
-    let first = next[0].wrapping_sub(previous[0]);
+    let first = delta((&previous[0], &next[0]));
     let min = previous.iter().zip(next).map(delta).fold(first, Ord::min);
 
     // Each miniblock's offsets, and its width: the bit length of their OR.

@@ -249,7 +249,9 @@ fn a_delta_page_fed_in_pieces_is_the_page_encoded_whole() {
             let wide: Vec<i128> = values.iter().map(|&v| i128::from(v)).collect();
             let mut rest = &wide[..];
             while !rest.is_empty() {
-                let piece = (1 + rng.below(300) as usize).min(rest.len());
+                // Pieces within a block and pieces of many blocks (packed from the piece).
+                let most = if rng.below(2) == 0 { 300 } else { 3000 };
+                let piece = (1 + rng.below(most) as usize).min(rest.len());
                 let (now, later) = rest.split_at(piece);
                 page.take(now, |v| v as i64);
                 rest = later;
