@@ -19,7 +19,7 @@
 //! minimum and offsets are computed in branch-free loops of constant length, which the
 //! compiler vectorises; a miniblock's width is the bit length of the OR of its offsets; and
 //! the packing is straight-line code specialised to each width. Blocks are packed as a
-//! page's values arrive, from a block-sized buffer ([`DeltaPage`]). On x86-64 that is
+//! page's values arrive ([`DeltaPage`]). On x86-64 that is
 //! compiled a second time for AVX2, chosen at run time: baseline x86-64 (SSE2) has no 64-bit
 //! compare, so the INT64 minimum costs several instructions per delta without it (measured
 //! ~1.6 ns per INT64 value without, ~0.9 ns with; INT32 ~1.05 and ~1.0).
@@ -85,8 +85,9 @@ fn encode_whole<T: DeltaValue>(
 /// Why: a page's values are a quarter of a megabyte of `i64`s written batch by batch while
 /// the rest of the query runs, and by the time the page was full they were mostly out of
 /// cache, so the encoder paid to read them back — and the copy that gathered them had
-/// written them there. Now each batch's values go, narrowed, into a block-sized buffer that
-/// stays in L1, and are packed at once; the page keeps only the packed bytes.
+/// written them there. Now a batch's whole blocks are packed straight from the batch,
+/// narrowed on the fly, and only the values of blocks that span two batches wait in a
+/// block-sized buffer (in L1); the page keeps only the packed bytes.
 #[derive(Debug)]
 pub(crate) struct DeltaPage<T: DeltaValue> {
     /// The page's values not yet in a block, after the last value of the previous block (the
