@@ -152,15 +152,13 @@ fn checkpoint_overhead(c: &mut Criterion) {
         if variant == "paired" {
             // Both variants alternating in one process: the checkpoint's extra CPU per run,
             // steadier than two processes' figures on a shared host.
-            let (mut extra, mut ratios) = (Vec::new(), Vec::new());
-            for _ in 0..runs {
-                let plain = run_plain().cpu;
-                let checkpoint = run_checkpoint().cpu;
-                if let (Some(p), Some(c)) = (plain, checkpoint) {
-                    extra.push((c.as_secs_f64() - p.as_secs_f64()) * 1e3);
-                    ratios.push(c.as_secs_f64() / p.as_secs_f64());
-                }
-            }
+            let cpu: Vec<_> = alternate(runs, &mut run_plain, &mut run_checkpoint)
+                .into_iter()
+                .filter_map(|(plain, checkpoint)| plain.cpu.zip(checkpoint.cpu))
+                .map(|(p, c)| (p.as_secs_f64(), c.as_secs_f64()))
+                .collect();
+            let mut extra: Vec<f64> = cpu.iter().map(|(p, c)| (c - p) * 1e3).collect();
+            let mut ratios: Vec<f64> = cpu.iter().map(|(p, c)| c / p).collect();
             println!(
                 "paired: {runs} rounds, checkpoint CPU − plain CPU median {:.1} ms, ratio {:.3}",
                 median_of(&mut extra),
@@ -202,23 +200,18 @@ fn checkpoint_overhead(c: &mut Criterion) {
     // Each variant's samples above are taken minutes apart, and this host's speed drifts by
     // more than the effect measured: the ratio of a checkpoint run to the plain run just
     // before it, in alternation, is the steadier figure.
-    let mut paired = (Vec::new(), Vec::new());
-    for _ in 0..PAIRED_ROUNDS {
-        let Measured {
-            wall: plain,
-            cpu: plain_cpu,
-        } = run_plain();
-        let Measured {
-            wall: checkpoint,
-            cpu: checkpoint_cpu,
-        } = run_checkpoint();
-        paired
-            .0
-            .push(checkpoint.as_secs_f64() / plain.as_secs_f64());
-        if let (Some(c), Some(p)) = (checkpoint_cpu, plain_cpu) {
-            paired.1.push(c.as_secs_f64() / p.as_secs_f64());
-        }
-    }
+    let pairs = alternate(PAIRED_ROUNDS, &mut run_plain, &mut run_checkpoint);
+    let mut paired: (Vec<f64>, Vec<f64>) = (
+        pairs
+            .iter()
+            .map(|(p, c)| c.wall.as_secs_f64() / p.wall.as_secs_f64())
+            .collect(),
+        pairs
+            .iter()
+            .filter_map(|(p, c)| p.cpu.zip(c.cpu))
+            .map(|(p, c)| c.as_secs_f64() / p.as_secs_f64())
+            .collect(),
+    );
 
     // The same rows as plain Parquet, through the output commit protocol.
     let parquet_dir = scratch.path().join("plain-parquet");
@@ -281,6 +274,16 @@ const PAIRED_ROUNDS: usize = 11;
 struct Measured {
     wall: Duration,
     cpu: Option<Duration>,
+}
+
+/// Runs `plain` and then `checkpoint`, `rounds` times: each pair measured moments apart,
+/// which on a drifting host compares better than two series taken minutes apart.
+fn alternate(
+    rounds: usize,
+    plain: &mut dyn FnMut() -> Measured,
+    checkpoint: &mut dyn FnMut() -> Measured,
+) -> Vec<(Measured, Measured)> {
+    (0..rounds).map(|_| (plain(), checkpoint())).collect()
 }
 
 /// Runs `work`, timing it by the wall clock and by the process's CPU clock.

@@ -404,25 +404,24 @@ impl<T: PlainInt> IntSink<T> for IntDictionary<T> {
             self.range_tried = true;
             self.range = RangeCodes::around(values.iter().map(|&v| key(v)));
         }
-        if let Some(range) = &self.range {
-            let start = self.pages.codes.len();
-            let complete = match &mut self.pages.codes {
-                Codes::Narrow(codes) => range.fill(values, key, codes),
-                Codes::Wide(codes) => range.fill(values, key, codes),
-            };
-            if complete {
-                return;
-            }
-            self.pages.codes.truncate(start);
-            let entries = self.pages.entries;
-            self.take_through_cache(values, convert);
-            if self.pages.entries == entries {
-                // Missed on values the table cannot hold: it would miss on every batch.
-                self.range = None;
-            }
+        let Some(range) = &self.range else {
+            return self.take_through_cache(values, convert);
+        };
+        let start = self.pages.codes.len();
+        let complete = match &mut self.pages.codes {
+            Codes::Narrow(codes) => range.fill(values, key, codes),
+            Codes::Wide(codes) => range.fill(values, key, codes),
+        };
+        if complete {
             return;
         }
+        self.pages.codes.truncate(start);
+        let entries = self.pages.entries;
         self.take_through_cache(values, convert);
+        if self.pages.entries == entries {
+            // Missed on values the table cannot hold: it would miss on every batch.
+            self.range = None;
+        }
     }
 }
 
