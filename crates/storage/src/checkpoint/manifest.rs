@@ -11,10 +11,10 @@ use arrow::datatypes::Schema;
 use ember_planner::error::{EmberError, Result};
 use serde::{Deserialize, Serialize};
 
-/// The manifest format this code writes and reads. 2: file checksums are the four-lane
-/// [`crate::checksum::Checksum`]; a version-1 checkpoint is rejected (and rewritten) rather
-/// than read with checksums that cannot match.
-pub const MANIFEST_VERSION: u32 = 2;
+/// The manifest format this code writes and reads. 3: file checksums are the sixteen-lane
+/// [`crate::checksum::Checksum`] (2 had four lanes, 1 one); an older checkpoint is rejected
+/// (and rewritten) rather than read with checksums that cannot match.
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// What a checkpoint is of: a hash the caller computes from the plan and the identity of its
 /// input files, so a checkpoint is reused only for the very same data. Its 16-digit hex form

@@ -851,6 +851,16 @@ fn time_encoders(n: usize) {
             out.extend_from_slice(&parquet_delta_encode::<Int64Type>(values))
         });
     }
+    // Decimal(15, 2) prices as Arrow holds them (`i128`), narrowed on their way in.
+    let decimals: Vec<i128> = wide.iter().map(|&v| i128::from(v)).collect();
+    time("delta i64 random 24-bit, from i128 batches", n, |out| {
+        let mut page = DeltaPage::<i64>::default();
+        for batch in decimals.chunks(8192) {
+            page.take(batch, |v| v as i64);
+        }
+        let blocks = page.finish(out);
+        out.extend_from_slice(&blocks);
+    });
     for (name, values) in [("i32 0..n", &ids), ("i32 random 24-bit", &wide32)] {
         time(&format!("delta {name}"), n, |out| {
             encode_delta_i32(values, out)
