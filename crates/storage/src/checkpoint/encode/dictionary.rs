@@ -17,6 +17,7 @@ use arrow::datatypes::{
 
 use super::codes::{Code, Codes};
 use super::range_codes::RangeCodes;
+use super::single_bytes::SingleByteCodes;
 use super::values::IntSink;
 
 /// Slots of a [`RecentCodes`] cache (a power of two).
@@ -25,13 +26,13 @@ const RECENT_SLOTS: usize = 256;
 const INLINE_MAX: usize = MAX_INLINE_VIEW_LEN as usize;
 
 /// The dictionary of one column chunk and the codes of the current page.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct ByteDictionary {
     /// Entries are `PLAIN` encoded byte arrays: u32 length, then the bytes.
     pub(super) pages: DictionaryPages,
     recent: RecentCodes<u128>,
-    /// Codes of the one-byte values, by byte (`u32::MAX`: not seen yet).
-    single_bytes: Box<[u32; 256]>,
+    /// Codes of the one-byte values, by byte.
+    single_bytes: SingleByteCodes,
     inline: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
     long: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
 }
@@ -66,18 +67,6 @@ pub(super) fn supports(data_type: &DataType) -> bool {
             | DataType::LargeBinary
             | DataType::BinaryView
     )
-}
-
-impl Default for ByteDictionary {
-    fn default() -> Self {
-        ByteDictionary {
-            pages: DictionaryPages::default(),
-            recent: RecentCodes::default(),
-            single_bytes: Box::new([u32::MAX; 256]),
-            inline: HashMap::default(),
-            long: HashMap::default(),
-        }
-    }
 }
 
 impl ByteDictionary {
@@ -140,17 +129,15 @@ impl ByteDictionary {
         }
     }
 
-    /// Codes of one-byte values (flags like `'A'`/`'N'`/`'R'`, very common in checkpointed
-    /// data): a 256-entry table indexed by the byte, no key to build or hash. The codes are
-    /// written in one tight pass (table load, store); a byte not seen before has no code
-    /// yet (`u32::MAX` in the table), and then the batch's codes are written again once
-    /// every byte has one — which only the first batches need.
+    /// Codes of one-byte values, from a table indexed by the byte ([`SingleByteCodes`]).
+    /// A byte not seen before has no code yet, and then the batch's codes are written again
+    /// once every byte has one — which only the first batches need.
     fn append_single_bytes(&mut self, bytes: &[u8]) {
         let start = self.pages.codes.len();
         let table = &self.single_bytes;
         let complete = match &mut self.pages.codes {
-            Codes::Narrow(codes) => extend_from_table(codes, bytes, table),
-            Codes::Wide(codes) => extend_from_table(codes, bytes, table),
+            Codes::Narrow(codes) => table.extend_narrow(codes, bytes),
+            Codes::Wide(codes) => table.extend_wide(codes, bytes),
         };
         if complete {
             return;
@@ -163,11 +150,12 @@ impl ByteDictionary {
 
     #[inline(never)]
     fn single_byte_code(&mut self, byte: u8) -> u32 {
-        let slot = usize::from(byte);
-        if self.single_bytes[slot] == u32::MAX {
-            self.single_bytes[slot] = self.code_of_inline(inline_key_at(&[byte], 0, 1));
+        if let Some(code) = self.single_bytes.get(byte) {
+            return code;
         }
-        self.single_bytes[slot]
+        let code = self.code_of_inline(inline_key_at(&[byte], 0, 1));
+        self.single_bytes.set(byte, code);
+        code
     }
 
     /// The code of the inline value with key `key` (see [`inline_key_at`]), adding it if new.
@@ -209,18 +197,6 @@ impl ByteDictionary {
             plain.extend_from_slice(bytes);
         })
     }
-}
-
-/// Appends the code `table` gives each of `bytes` to `codes`; returns whether every byte had
-/// one (a missing code, `u32::MAX`, is the only one with its top bit set).
-fn extend_from_table<C: Code>(codes: &mut Vec<C>, bytes: &[u8], table: &[u32; 256]) -> bool {
-    let mut all = 0u32;
-    codes.extend(bytes.iter().map(|&byte| {
-        let code = table[usize::from(byte)];
-        all |= code;
-        C::from_code(code)
-    }));
-    all >> 31 == 0
 }
 
 /// Whether every value the `offsets` delimit is exactly one byte long. Folds every length's difference from 1 together instead of stopping at the first, so

@@ -33,6 +33,7 @@ mod dictionary;
 pub(crate) mod hybrid;
 mod page_header;
 mod range_codes;
+mod single_bytes;
 #[cfg(test)]
 mod tests_bits;
 mod values;

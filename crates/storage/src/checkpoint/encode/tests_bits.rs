@@ -907,6 +907,15 @@ fn time_encoders(n: usize) {
             flag.push(if shipped { rng.below(2) as u8 } else { 2 });
         }
     }
+    // The flags' bytes themselves ('F'/'O', 'A'/'N'/'R') to their dictionary codes.
+    let letters: Vec<u8> = flag.iter().map(|&f| b"ANR"[usize::from(f)]).collect();
+    let mut table = super::single_bytes::SingleByteCodes::default();
+    for (code, &letter) in b"ANR".iter().enumerate() {
+        table.set(letter, code as u32);
+    }
+    time("single-byte codes, flag letters", n, |out| {
+        assert!(table.extend_narrow(out, &letters));
+    });
     time("hybrid bytes width 1, status per order", n, |out| {
         encode_hybrid_bytes(&status, 1, out)
     });
