@@ -421,13 +421,23 @@ fn typed_batch(n: usize) -> RecordBatch {
 }
 
 #[test]
-fn integer_like_columns_are_delta_packed_and_unique_ones_lose_their_dictionary() {
+fn integer_like_columns_are_delta_packed_unless_few_and_close_and_unique_ones_lose_their_dictionary(
+) {
     use writer::ColumnLayout::{Delta, Plain};
     let n = 20_000;
     let typed = typed_batch(n);
     let codes =
         Int64Array::from_iter_values((0..n as i64).map(|i| [7, 1_000_000_007][i as usize % 2]));
     let names = StringArray::from_iter_values((0..n).map(|i| format!("customer#{i}")));
+    // A few values close together in no order (a discount: 0.00 to 0.10)...
+    let discount =
+        arrow::array::Decimal128Array::from_iter_values((0..n as i128).map(|i| i * 7 % 11))
+            .with_precision_and_scale(15, 2)
+            .unwrap();
+    // ...as many spread too far apart for the code table...
+    let spread = Int64Array::from_iter_values((0..n as i64).map(|i| i * 37 % 200 * 50));
+    // ...and a few sorted: rising by 0 or 1, their deltas take a bit.
+    let steps = Int64Array::from_iter_values((0..n as i64).map(|i| i / 500));
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(
             typed
@@ -438,6 +448,9 @@ fn integer_like_columns_are_delta_packed_and_unique_ones_lose_their_dictionary()
                 .chain([
                     Arc::new(Field::new("code", DataType::Int64, false)),
                     Arc::new(Field::new("name", DataType::Utf8, false)),
+                    Arc::new(Field::new("discount", DataType::Decimal128(15, 2), false)),
+                    Arc::new(Field::new("spread", DataType::Int64, false)),
+                    Arc::new(Field::new("steps", DataType::Int64, false)),
                 ])
                 .collect::<Vec<_>>(),
         )),
@@ -445,19 +458,31 @@ fn integer_like_columns_are_delta_packed_and_unique_ones_lose_their_dictionary()
             .columns()
             .iter()
             .cloned()
-            .chain([Arc::new(codes) as _, Arc::new(names) as _])
+            .chain([
+                Arc::new(codes) as _,
+                Arc::new(names) as _,
+                Arc::new(discount) as _,
+                Arc::new(spread) as _,
+                Arc::new(steps) as _,
+            ])
             .collect(),
     )
     .unwrap();
     // price (decimal) and day (date) are integers to Parquet: delta packed; flag keeps its
     // dictionary; qty (float, repeated) keeps it too; code has two values far apart, so its
-    // dictionary codes (1 bit) beat its deltas (31 bits); name is a unique string.
+    // dictionary codes (1 bit) beat its deltas (31 bits); name is a unique string. The
+    // discount's codes (4 bits) are no wider than its deltas (5 bits) and come from the
+    // range table: a dictionary. The spread values' codes (8 bits) are no wider either
+    // (deltas: 15 bits), but too far apart for the table and not half as wide: deltas. The
+    // steps' deltas (1 bit) are narrower than codes.
     assert_eq!(
         writer::column_layouts(&batch),
         vec![
             ("price".to_string(), Delta),
             ("day".to_string(), Delta),
             ("name".to_string(), Plain),
+            ("spread".to_string(), Delta),
+            ("steps".to_string(), Delta),
         ]
     );
     // Too few rows to judge: every column keeps the default.

@@ -32,7 +32,7 @@ pub(crate) mod delta;
 mod dictionary;
 pub(crate) mod hybrid;
 mod page_header;
-mod range_codes;
+pub(crate) mod range_codes;
 mod single_bytes;
 #[cfg(test)]
 mod tests_bits;

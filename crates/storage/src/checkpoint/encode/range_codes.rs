@@ -11,7 +11,7 @@ use super::codes::Code;
 
 /// Values a table covers: 8,192 (16 KiB of codes, beside the batch in L1). Decimals with two
 /// digits of scale below 80.00, or dates within 22 years, fit.
-const SPAN: usize = 8192;
+pub(crate) const SPAN: usize = 8192;
 /// The table's mark for "no code": any value with the top bit set, so that the OR of a
 /// batch's codes shows whether one was missing. Codes from here up are never stored.
 const NO_CODE: u16 = u16::MAX;
