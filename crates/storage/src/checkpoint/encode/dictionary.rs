@@ -385,7 +385,7 @@ impl<T: PlainInt> IntSink<T> for IntDictionary<T> {
         };
         let start = self.pages.codes.len();
         let complete = match &mut self.pages.codes {
-            Codes::Narrow(codes) => range.fill(values, key, codes),
+            Codes::Narrow(codes) => range.fill_narrow(values, key, codes),
             Codes::Wide(codes) => range.fill(values, key, codes),
         };
         if complete {

@@ -25,6 +25,7 @@
 //! Batches are encoded as the task produces them ([`FileEncoder::write`]), while they are
 //! still in cache, rather than after the whole partition is computed.
 
+mod byte_lookup;
 mod chunk_file;
 mod codes;
 mod column;

@@ -1,16 +1,12 @@
 //! Dictionary codes of one-byte values (flags like `'A'`/`'N'`/`'R'`, very common in
 //! checkpointed data) by table lookup: a 256-entry table indexed by the byte, no key to build
-//! or hash.
+//! or hash; a narrow page's codes (a byte each) through [`byte_lookup`], 64 at a time.
 //!
-//! A lookup per byte is a load per value, about a cycle each however the loop is written
-//! (there is no byte gather). With AVX-512 VBMI the whole table fits in four registers and
-//! `vpermt2b` looks up 64 bytes in one instruction, so the codes of a narrow page (a byte
-//! each) cost a few instructions per 64 values: 0.3 ns → under 0.05 ns per value.
+//! A byte whose code is 255 has no narrow entry ([`NO_CODE`]): narrow lookups treat it as
+//! unknown and leave it to [`SingleByteCodes::get`] (a dictionary of 256 or more entries,
+//! whose codes will not stay narrow long anyway).
 
-/// A narrow entry for a byte with no code yet — and for a byte whose code is 255, which
-/// narrow lookups then treat as unknown and leave to [`SingleByteCodes::get`] (a dictionary
-/// of 256 or more entries, whose codes will not stay narrow long anyway).
-const NO_CODE: u8 = u8::MAX;
+use super::byte_lookup::{self, NO_CODE};
 
 /// The codes of the one-byte values a column has seen, by byte.
 #[derive(Debug)]
@@ -56,72 +52,9 @@ impl SingleByteCodes {
         all >> 31 == 0
     }
 
-    /// [`SingleByteCodes::extend_wide`] for a narrow page's codes, 64 at a time where the
-    /// CPU has AVX-512 VBMI.
+    /// [`SingleByteCodes::extend_wide`] for a narrow page's codes.
     pub(super) fn extend_narrow(&self, codes: &mut Vec<u8>, bytes: &[u8]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512vbmi")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-        {
-            // SAFETY: `extend_narrow_vbmi` requires AVX-512 F, BW and VBMI (BW implies F),
-            // and this CPU has them.
-            return unsafe { extend_narrow_vbmi(&self.narrow, codes, bytes) };
-        }
-        extend_narrow_portable(&self.narrow, codes, bytes)
-    }
-}
-
-/// [`SingleByteCodes::extend_narrow`] a byte at a time.
-fn extend_narrow_portable(table: &[u8; 256], codes: &mut Vec<u8>, bytes: &[u8]) -> bool {
-    let mut highest = 0u8;
-    codes.extend(bytes.iter().map(|&byte| {
-        let code = table[usize::from(byte)];
-        highest = highest.max(code);
-        code
-    }));
-    highest != NO_CODE
-}
-
-/// [`SingleByteCodes::extend_narrow`] 64 bytes per step: the table's four 64-byte quarters in
-/// four registers, two `vpermt2b` looking up every byte in the low and the high half, and
-/// the byte's top bit choosing between them.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn extend_narrow_vbmi(table: &[u8; 256], codes: &mut Vec<u8>, bytes: &[u8]) -> bool {
-    use std::arch::x86_64::*;
-
-    codes.reserve(bytes.len());
-    let start = codes.len();
-    let out = codes.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-    // SAFETY: every load reads within `table` (four 64-byte quarters of its 256) or within
-    // `bytes` (whole chunks, then a masked load of the rest, which touches no byte past the
-    // mask); every store writes within the `bytes.len()` bytes of spare capacity reserved
-    // above, and `set_len` covers exactly those, all written.
-    unsafe {
-        let t = table.as_ptr();
-        let quarter = |k: usize| _mm512_loadu_si512(t.add(64 * k).cast());
-        let (low0, low1, high0, high1) = (quarter(0), quarter(1), quarter(2), quarter(3));
-        let lookup = |x: __m512i| {
-            let low = _mm512_permutex2var_epi8(low0, x, low1);
-            let high = _mm512_permutex2var_epi8(high0, x, high1);
-            _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), low, high)
-        };
-        let none = _mm512_set1_epi8(NO_CODE as i8);
-        let mut missing: u64 = 0;
-        let (chunks, rest) = bytes.as_chunks::<64>();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let codes = lookup(_mm512_loadu_si512(chunk.as_ptr().cast()));
-            missing |= _mm512_cmpeq_epi8_mask(codes, none);
-            _mm512_storeu_si512(out.add(64 * i).cast(), codes);
-        }
-        if !rest.is_empty() {
-            let mask: u64 = (1 << rest.len()) - 1;
-            let codes = lookup(_mm512_maskz_loadu_epi8(mask, rest.as_ptr().cast()));
-            missing |= _mm512_mask_cmpeq_epi8_mask(mask, codes, none);
-            _mm512_mask_storeu_epi8(out.add(64 * chunks.len()).cast(), mask, codes);
-        }
-        codes.set_len(start + bytes.len());
-        missing == 0
+        byte_lookup::lookup(&self.narrow, codes, bytes)
     }
 }
 
@@ -129,59 +62,26 @@ fn extend_narrow_vbmi(table: &[u8; 256], codes: &mut Vec<u8>, bytes: &[u8]) -> b
 mod tests {
     use super::*;
 
-    /// xorshift64: reproducible bytes.
-    fn bytes(seed: u64, n: usize) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
-
     #[test]
-    fn narrow_codes_are_the_tables_whatever_the_path_and_missing_ones_are_noticed() {
+    fn codes_are_kept_wide_and_narrow_and_code_255_only_wide() {
         let mut table = SingleByteCodes::default();
-        // Codes for most bytes, low and high halves alike; none for every seventh; code 255
-        // (which a narrow entry cannot hold) for one.
-        for byte in 0..=255u8 {
-            if !byte.is_multiple_of(7) {
-                table.set(byte, u32::from(byte.wrapping_mul(31)) % 255);
-            }
+        for (code, byte) in [b'A', b'N', b'R', 200].into_iter().enumerate() {
+            table.set(byte, code as u32);
         }
-        table.set(200, 255);
-        let known = |b: &u8| !b.is_multiple_of(7) && *b != 200;
-        for n in [0, 1, 63, 64, 65, 127, 200, 8192] {
-            for seed in 1..4 {
-                let input = bytes(seed * 1000 + n as u64, n);
-                // As drawn (mostly with bytes that have no code), and only the known ones.
-                let kept: Vec<u8> = input.iter().copied().filter(known).collect();
-                for input in [input, kept] {
-                    let expected: Vec<u8> = input
-                        .iter()
-                        .map(|&b| table.narrow[usize::from(b)])
-                        .collect();
-                    let complete = input.iter().all(known);
-                    let (mut portable, mut chosen) = (vec![9u8; 3], vec![9u8; 3]);
-                    let portable_complete =
-                        extend_narrow_portable(&table.narrow, &mut portable, &input);
-                    assert_eq!(portable_complete, complete, "n {n}");
-                    assert_eq!(table.extend_narrow(&mut chosen, &input), complete, "n {n}");
-                    assert_eq!(&portable[3..], expected.as_slice(), "n {n}");
-                    assert_eq!(chosen, portable, "n {n}");
-                }
-            }
-        }
-        // The wide codes of the same bytes, code 255 included.
-        let input = [1u8, 200, 255, 130];
+        table.set(7, 255);
+        let mut narrow = Vec::new();
+        assert!(table.extend_narrow(&mut narrow, b"ANRRA"));
+        assert_eq!(narrow, [0, 1, 2, 2, 0]);
+        assert!(table.extend_narrow(&mut narrow, &[200]));
+        assert_eq!(narrow.last(), Some(&3));
+        // Not seen yet, or a code a narrow entry cannot hold: missing there.
+        assert!(!table.extend_narrow(&mut narrow, b"AX"));
+        assert!(!table.extend_narrow(&mut narrow, &[7]));
+        assert_eq!(table.get(b'X'), None);
+        assert_eq!(table.get(7), Some(255));
         let mut wide = Vec::new();
-        assert!(table.extend_wide(&mut wide, &input));
-        let expected: Vec<u32> = input.iter().map(|&b| table.get(b).unwrap()).collect();
-        assert_eq!(wide, expected);
-        assert!(!table.extend_wide(&mut wide, &[7]));
-        assert_eq!(table.get(7), None);
+        assert!(table.extend_wide(&mut wide, &[b'N', 7, 200]));
+        assert_eq!(wide, [1, 255, 3]);
+        assert!(!table.extend_wide(&mut wide, b"X"));
     }
 }
