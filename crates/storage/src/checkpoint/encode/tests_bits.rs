@@ -910,15 +910,21 @@ fn time_encoders(n: usize) {
     // Decimal(15, 2) discounts (0.00 to 0.10) and quantities (1.00 to 50.00) as Arrow holds
     // them, to dictionary codes, batch by batch, the page's codes cleared as a page's are.
     let discounts: Vec<i128> = (0..n).map(|_| i128::from(rng.below(11))).collect();
-    let quantities: Vec<i128> = (0..n).map(|_| 100 * i128::from(1 + rng.below(50))).collect();
+    let quantities: Vec<i128> = (0..n)
+        .map(|_| 100 * i128::from(1 + rng.below(50)))
+        .collect();
     for (name, values) in [("discounts", &discounts), ("quantities", &quantities)] {
         let mut dictionary = super::dictionary::IntDictionary::<i64>::default();
-        time(&format!("int dictionary codes, {name} from i128"), n, |_| {
-            dictionary.pages.codes.clear();
-            for batch in values.chunks(8192) {
-                dictionary.take(batch, |v| v as i64);
-            }
-        });
+        time(
+            &format!("int dictionary codes, {name} from i128"),
+            n,
+            |_| {
+                dictionary.pages.codes.clear();
+                for batch in values.chunks(8192) {
+                    dictionary.take(batch, |v| v as i64);
+                }
+            },
+        );
     }
     // The flags' bytes themselves ('F'/'O', 'A'/'N'/'R') to their dictionary codes.
     let letters: Vec<u8> = flag.iter().map(|&f| b"ANR"[usize::from(f)]).collect();
