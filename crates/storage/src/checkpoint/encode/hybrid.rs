@@ -332,6 +332,19 @@ impl Narrow<'_> {
     fn group(self, at: usize) -> u64 {
         u64::from_le_bytes(self.0[at..at + GROUP].try_into().expect("8 bytes"))
     }
+
+    /// [`Groups::uniform_groups`] a group at a time (where AVX-512 is not compiled in, and
+    /// in tests).
+    #[cfg_attr(
+        all(target_arch = "x86_64", target_feature = "avx512bw"),
+        allow(dead_code)
+    )]
+    #[inline]
+    fn uniform_groups_portable(self, at: usize) -> u8 {
+        (0..8).fold(0, |mask, g| {
+            mask | (u8::from(is_uniform_group(self.group(at + g * GROUP))) << g)
+        })
+    }
 }
 
 /// Whether the 8 bytes of `group` are equal: the low byte copied to every lane is the group.
@@ -345,11 +358,25 @@ impl Groups for Narrow<'_> {
         self.0.len()
     }
 
+    /// With AVX-512 (compiled in, as for the machine it is built on): each group's first
+    /// byte copied across the group, and one 64-bit compare per group, for the 8 at once.
     #[inline]
     fn uniform_groups(self, at: usize) -> u8 {
-        (0..8).fold(0, |mask, g| {
-            mask | (u8::from(is_uniform_group(self.group(at + g * GROUP))) << g)
-        })
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512bw"))]
+        {
+            use std::arch::x86_64::*;
+            let block: &[u8; BLOCK] = self.0[at..at + BLOCK].try_into().expect("a block");
+            // SAFETY: AVX-512 F and BW are compiled in (the `cfg` above); the load reads
+            // exactly the 64 bytes of `block`.
+            unsafe {
+                let values = _mm512_loadu_si512(block.as_ptr().cast());
+                // Within each 16-byte lane: byte 0 for the first group, byte 8 for the second.
+                let firsts = _mm512_broadcast_i32x4(_mm_set_epi64x(0x0808_0808_0808_0808, 0));
+                _mm512_cmpeq_epi64_mask(values, _mm512_shuffle_epi8(values, firsts))
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512bw")))]
+        self.uniform_groups_portable(at)
     }
 
     #[inline]
@@ -435,8 +462,41 @@ fn pack_bytes<const W: usize>(bytes: &[u8], dst: &mut [u8]) {
 /// The 8 values of `W` ≤ 8 bits in the bytes of `group` (value `i` in byte `i`), packed LSB
 /// first into the low `8 * W` bits: neighbours are joined pairwise, then the pairs, then the
 /// halves, each step a shift and two masks on the whole word.
+///
+/// Where BMI2's `pext` is compiled in and fast (taken with AVX-512 as the sign: AMD's
+/// processors before Zen 3 have `pext` but run it in microcode, and no AVX-512), that is one
+/// instruction: the low `W` bits of every byte, gathered in order.
 #[inline(always)]
 fn pack_group<const W: usize>(group: u64) -> u64 {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "bmi2",
+        target_feature = "avx512f"
+    ))]
+    {
+        let low_bits = ((1u64 << W) - 1) * BYTE_LANES;
+        // SAFETY: BMI2 is compiled in (the `cfg` above).
+        unsafe { std::arch::x86_64::_pext_u64(group, low_bits) }
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "bmi2",
+        target_feature = "avx512f"
+    )))]
+    pack_group_portable::<W>(group)
+}
+
+/// [`pack_group`] with shifts and masks (without a fast `pext`, and in tests).
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "bmi2",
+        target_feature = "avx512f"
+    ),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn pack_group_portable<const W: usize>(group: u64) -> u64 {
     // Bytes 2k and 2k+1 → 16-bit lane k: value 2k, then value 2k+1 at bit W.
     let pairs = (group & 0x00FF_00FF_00FF_00FF) | ((group & 0xFF00_FF00_FF00_FF00) >> (8 - W));
     // 16-bit lanes (2W bits used) → 32-bit lanes of 4W bits.
@@ -540,4 +600,47 @@ fn pack32<const W: usize, V: PackSource>(src: &[V; 32], dst: &mut [u8]) {
 fn pack8<const W: usize, V: PackSource>(src: &[V; 8], dst: &mut [u8]) {
     let dst = &mut dst[..W];
     pack_unrolled!(src, dst, W; 0 1 2 3 4 5 6 7);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compiled-in paths (AVX-512, `pext`) and the portable ones agree: packing every
+    /// width, and finding uniform groups among groups that differ in any one byte.
+    #[test]
+    fn packing_and_screening_agree_with_their_portable_forms() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..1000 {
+            let random = next();
+            macro_rules! widths {
+                ($($w:literal)*) => {$(
+                    let group = random & (((1u64 << $w) - 1) * BYTE_LANES);
+                    assert_eq!(pack_group::<$w>(group), pack_group_portable::<$w>(group));
+                )*};
+            }
+            widths!(1 2 3 4 5 6 7 8);
+        }
+        for _ in 0..1000 {
+            let fill = next() as u8;
+            let mut bytes = [fill; BLOCK];
+            // Make some groups differ in one byte, at any position.
+            let changes = next();
+            for g in 0..8 {
+                if changes >> g & 1 == 1 {
+                    let at = g * GROUP + (changes >> (8 + 3 * g)) as usize % GROUP;
+                    bytes[at] ^= 1 << (next() % 8);
+                }
+            }
+            let values = Narrow(&bytes);
+            assert_eq!(values.uniform_groups(0), values.uniform_groups_portable(0));
+            assert_eq!(values.uniform_groups(0), !(changes as u8));
+        }
+    }
 }
