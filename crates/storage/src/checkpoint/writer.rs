@@ -383,12 +383,13 @@ impl Write for FileSink {
     }
 }
 
-/// Parquet writer settings for checkpoint files: the same row groups and compression as
-/// [`crate::parquet::write_parquet`] (so the files are as compact), without column
-/// statistics and page indexes (offset indexes included). Those exist so scans can skip row groups and pages; a
-/// checkpoint partition is always read whole, so computing them is wasted work in the task
-/// that writes the checkpoint, and leaving them out makes the files smaller than plain
-/// Parquet's.
+/// Parquet writer settings for checkpoint files: the compression of
+/// [`crate::parquet::write_parquet`] (so the files are as compact) and the row groups of
+/// `options` (a checkpoint store's default: [`super::ROW_GROUP_ROWS`]), without column
+/// statistics and page indexes (offset indexes included). Those exist so scans can skip row
+/// groups and pages; a checkpoint partition is always read whole, so computing them is
+/// wasted work in the task that writes the checkpoint, and leaving them out makes the files
+/// smaller than plain Parquet's.
 pub(super) fn checkpoint_properties(options: ParquetWriteOptions) -> WriterProperties {
     crate::parquet::writer_properties(options)
         .into_builder()

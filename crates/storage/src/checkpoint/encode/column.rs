@@ -248,6 +248,11 @@ impl ColumnChunk {
         Ok(())
     }
 
+    /// The bytes of the chunk's finished pages.
+    pub(super) fn buffered_bytes(&self) -> usize {
+        self.pages.len
+    }
+
     fn nullable(&self) -> bool {
         self.descr.max_def_level() > 0
     }

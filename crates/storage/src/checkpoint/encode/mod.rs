@@ -118,6 +118,7 @@ impl<W: Write + Send> FileEncoder<W> {
             row_group: None,
             row_groups: 0,
             max_row_group_rows: max_row_group_rows.max(1),
+            max_row_group_bytes: MAX_ROW_GROUP_BYTES,
         }))
     }
 
@@ -174,6 +175,8 @@ pub(super) struct ColumnsEncoder<W: Write + Send> {
     row_group: Option<RowGroup>,
     row_groups: usize,
     max_row_group_rows: usize,
+    /// [`MAX_ROW_GROUP_BYTES`] (smaller in tests).
+    max_row_group_bytes: usize,
 }
 
 /// Where a flat schema's row groups are written.
@@ -197,10 +200,28 @@ impl<W: Write + Send> Output<W> {
     }
 }
 
+/// Encoded bytes a row group holds in memory before it is written, whatever its rows: wide
+/// rows (long strings) end a row group early rather than buffer hundreds of megabytes per
+/// partition file being written.
+const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
+
 /// The row group being encoded.
 struct RowGroup {
     columns: Vec<ColumnEncoder>,
     rows: usize,
+}
+
+impl RowGroup {
+    /// The encoded bytes its columns hold so far (finished pages, for Ember's own).
+    fn buffered_bytes(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|column| match column {
+                ColumnEncoder::Ember(chunk) => chunk.buffered_bytes(),
+                ColumnEncoder::Parquet(writer) => writer.memory_size(),
+            })
+            .sum()
+    }
 }
 
 enum ColumnEncoder {
@@ -232,7 +253,9 @@ impl<W: Write + Send> ColumnsEncoder<W> {
             }
             row_group.rows += take;
             offset += take;
-            if row_group.rows == self.max_row_group_rows {
+            if row_group.rows == self.max_row_group_rows
+                || row_group.buffered_bytes() >= self.max_row_group_bytes
+            {
                 self.flush_row_group()?;
             }
         }

@@ -217,6 +217,46 @@ fn encode(batch: &RecordBatch, layouts: Vec<ColumnLayout>, properties: WriterPro
     Bytes::from(encoder.finish().unwrap())
 }
 
+/// A row group ends at its byte limit as well as at its row limit: long strings, whose
+/// pages fill the limit long before the rows do, still round trip.
+#[test]
+fn row_groups_end_at_their_byte_limit() {
+    let rows = 40_000;
+    let strings = StringArray::from_iter_values((0..rows).map(|i| format!("{i:0>200}")));
+    let ints = Int64Array::from_iter_values(0..rows as i64);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(strings), Arc::new(ints)]).unwrap();
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows))
+        .set_offset_index_disabled(true)
+        .build();
+    let mut encoder = FileEncoder::try_new(
+        Vec::new(),
+        batch.schema(),
+        vec![ColumnLayout::Plain, ColumnLayout::Delta],
+        properties,
+        false,
+    )
+    .unwrap();
+    let FileEncoder::Columns(columns) = &mut encoder else {
+        panic!("a flat schema has a columns encoder");
+    };
+    columns.max_row_group_bytes = 1 << 20;
+    for offset in (0..rows).step_by(4096) {
+        encoder
+            .write(&batch.slice(offset, 4096.min(rows - offset)))
+            .unwrap();
+    }
+    let (back, metadata) = read(Bytes::from(encoder.finish().unwrap()));
+    assert_eq!(back, batch);
+    // 8 MB of strings: several row groups of about 1 MiB each, not one of 40,000 rows.
+    let groups = metadata.num_row_groups();
+    assert!((4..=16).contains(&groups), "{groups} row groups");
+}
+
 fn read(file: Bytes) -> (RecordBatch, Arc<ParquetMetaData>) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let metadata = builder.metadata().clone();
