@@ -226,7 +226,7 @@ impl<T: DeltaValue> DeltaPage<T> {
 
 impl<T: DeltaValue> IntSink<T> for DeltaPage<T> {
     /// [`DeltaPage::take_blocks`], compiled for AVX2 when the CPU has it (see the module doc).
-    fn take<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
+    fn take<S: Copy + 'static>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: `take_avx2` requires nothing but AVX2, and this CPU has it.

@@ -374,7 +374,7 @@ impl<T: PlainInt> IntSink<T> for IntDictionary<T> {
     /// code there; otherwise runs of cached values in [`RecentCodes::fill`]'s tight loop, each
     /// miss in between through the hash map (which also teaches the table the new values).
     /// Either way a value's code is the one its first appearance gave it.
-    fn take<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
+    fn take<S: Copy + 'static>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
         let key = |value: S| convert(value).to_i64();
         if !self.range_tried && !values.is_empty() {
             self.range_tried = true;

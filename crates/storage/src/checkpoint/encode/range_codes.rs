@@ -87,6 +87,85 @@ impl ByteWindow {
     }
 }
 
+impl ByteWindow {
+    /// [`ByteWindow::index`] of each of `values` into `indexes`, when they are `i128`s
+    /// (`Decimal128`s) and AVX-512 is compiled in; returns whether it did. A value is its own
+    /// key here, not its conversion to the column's integer type: one outside `i64` is outside
+    /// the window (and then takes the general path, which converts it), and one inside is a
+    /// key the window learned, which the conversion leaves as it is.
+    ///
+    /// Why: the general loop narrows each `i128` with a load and an insert per value; here 8
+    /// are narrowed by one permute of two registers, and the rest of the index arithmetic
+    /// runs 8 wide (encode_speed, quantities: 0.27 → 0.21–0.23 ns per value).
+    #[inline]
+    fn indexes_of_i128s<S: 'static>(&self, values: &[S], indexes: &mut [u8]) -> bool {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512f",
+            target_feature = "avx512dq"
+        ))]
+        if std::any::TypeId::of::<S>() == std::any::TypeId::of::<i128>() {
+            // SAFETY: `S` is `i128` (same type, so same layout and length).
+            let values: &[i128] =
+                unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), values.len()) };
+            self.indexes_of_i128s_avx512(values, indexes);
+            return true;
+        }
+        let _ = (values, indexes);
+        false
+    }
+
+    /// [`ByteWindow::indexes_of_i128s`]: 8 values per step, then the rest one at a time.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512dq"
+    ))]
+    #[inline]
+    fn indexes_of_i128s_avx512(&self, values: &[i128], indexes: &mut [u8]) {
+        use std::arch::x86_64::*;
+        assert_eq!(values.len(), indexes.len());
+        let (eights, rest) = values.as_chunks::<8>();
+        // SAFETY: AVX-512 F and DQ are compiled in (the `cfg` above); each step loads the 128
+        // bytes of one chunk of 8 values and stores 8 bytes within `indexes` (same length).
+        unsafe {
+            let base = _mm512_set1_epi64(self.base);
+            let inverse = _mm512_set1_epi64(self.inverse as i64);
+            let shift = _mm512_set1_epi64(i64::from(self.shift));
+            let outside = _mm512_set1_epi64(WINDOW as i64);
+            // Qwords 0, 2, …, 14 of the pair of registers: the low halves; 1, 3, …: the high.
+            let lows = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+            let highs = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+            for (i, eight) in eights.iter().enumerate() {
+                let a = _mm512_loadu_si512(eight.as_ptr().cast());
+                let b = _mm512_loadu_si512(eight.as_ptr().add(4).cast());
+                let low = _mm512_permutex2var_epi64(a, lows, b);
+                let high = _mm512_permutex2var_epi64(a, highs, b);
+                // Fits in i64: the high half is the low half's sign.
+                let fits = _mm512_cmpeq_epi64_mask(high, _mm512_srai_epi64::<63>(low));
+                let steps = _mm512_rorv_epi64(
+                    _mm512_mullo_epi64(_mm512_sub_epi64(low, base), inverse),
+                    shift,
+                );
+                let steps = _mm512_mask_blend_epi64(fits, outside, steps);
+                // Unsigned saturation to a byte: anything from WINDOW up becomes 255.
+                _mm512_mask_cvtusepi64_storeu_epi8(
+                    indexes.as_mut_ptr().add(8 * i).cast(),
+                    0xFF,
+                    steps,
+                );
+            }
+        }
+        let done = eights.len() * 8;
+        for (index, &value) in indexes[done..].iter_mut().zip(rest) {
+            *index = match i64::try_from(value) {
+                Ok(key) => self.index(key),
+                Err(_) => WINDOW as u8,
+            };
+        }
+    }
+}
+
 /// The inverse of odd `a` modulo 2^64, by Newton's iteration: `a` is its own inverse to 3
 /// bits, and each step doubles the bits that are right.
 fn inverse_of_odd(a: u64) -> u64 {
@@ -171,7 +250,7 @@ impl RangeCodes {
     /// [`RangeCodes::fill`] for a narrow page's codes: through the byte window while there
     /// is one and its lookup is fast. Stops at the first chunk with a missing code.
     #[inline]
-    pub(super) fn fill_narrow<S: Copy>(
+    pub(super) fn fill_narrow<S: Copy + 'static>(
         &self,
         values: &[S],
         key: impl Fn(S) -> i64,
@@ -183,8 +262,10 @@ impl RangeCodes {
         let mut indexes = [0u8; INDEX_CHUNK];
         for chunk in values.chunks(INDEX_CHUNK) {
             let indexes = &mut indexes[..chunk.len()];
-            for (index, &value) in indexes.iter_mut().zip(chunk) {
-                *index = window.index(key(value));
+            if !window.indexes_of_i128s(chunk, indexes) {
+                for (index, &value) in indexes.iter_mut().zip(chunk) {
+                    *index = window.index(key(value));
+                }
             }
             if !byte_lookup::lookup(&window.codes, codes, indexes) {
                 return false;
@@ -330,5 +411,49 @@ mod tests {
         assert_eq!(gcd(12, 18), 6);
         assert_eq!(common_stride([3, 3].into_iter(), 3), 0);
         assert_eq!(common_stride([100, 300, 5000].into_iter(), 100), 100);
+    }
+    /// `i128` values (`Decimal128`s) get the indexes of the values they are, through
+    /// whichever path this build has: a value outside `i64` is outside the window even when
+    /// its low half is a key the window knows.
+    #[test]
+    fn i128_values_index_as_themselves() {
+        for (keys, stride) in [(vec![100i64, 200, 5000], 100), (vec![-7, 3, 0], 1)] {
+            let min = *keys.iter().min().unwrap();
+            let max = *keys.iter().max().unwrap();
+            let window = ByteWindow::around(min, max, stride).expect("a window");
+            let mut values: Vec<i128> = Vec::new();
+            for steps in -20..280i128 {
+                let key = i128::from(window.base) + steps * i128::from(stride);
+                values.extend([key, key + 1, key - 1]);
+            }
+            values.extend([
+                i128::from(i64::MIN),
+                i128::from(i64::MAX),
+                (1i128 << 64) + i128::from(window.base),
+                -(1i128 << 64) + i128::from(window.base) + 8 * i128::from(stride),
+                i128::MAX,
+                i128::MIN,
+            ]);
+            for len in [0, 1, 7, 8, 9, 100, values.len()] {
+                let values = &values[..len];
+                let expected: Vec<u8> = values
+                    .iter()
+                    .map(|&v| i64::try_from(v).map_or(WINDOW as u8, |k| window.index(k)))
+                    .collect();
+                let mut indexes = vec![0u8; len];
+                let taken = window.indexes_of_i128s(values, &mut indexes);
+                let compiled_in = cfg!(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx512f",
+                    target_feature = "avx512dq"
+                ));
+                assert_eq!(taken, compiled_in);
+                if taken {
+                    assert_eq!(indexes, expected, "stride {stride}, {len} values");
+                }
+            }
+            // Other types are not taken.
+            assert!(!window.indexes_of_i128s(&[1i64, 2], &mut [0u8; 2]));
+        }
     }
 }

@@ -19,11 +19,11 @@ use arrow::datatypes::{
 /// delta encoding, or a dictionary that codes them as they come.
 pub(super) trait IntSink<T> {
     /// Takes `convert` of each of `values`, in order.
-    fn take<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy);
+    fn take<S: Copy + 'static>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy);
 }
 
 impl<T> IntSink<T> for Vec<T> {
-    fn take<S: Copy>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
+    fn take<S: Copy + 'static>(&mut self, values: &[S], convert: impl Fn(S) -> T + Copy) {
         self.extend(values.iter().map(|&v| convert(v)));
     }
 }
@@ -83,7 +83,7 @@ pub(super) fn visit_i64(array: &dyn Array, sink: &mut impl IntSink<i64>) -> bool
 
 /// Hands `convert` of each non-null value of `array` (of Arrow type `A`) to `sink`: the
 /// values buffer itself when there are no nulls, the valid values gathered otherwise.
-fn visit<A: ArrowPrimitiveType, T: Copy>(
+fn visit<A: ArrowPrimitiveType, T: Copy + 'static>(
     array: &dyn Array,
     sink: &mut impl IntSink<T>,
     convert: impl Fn(A::Native) -> T + Copy,
