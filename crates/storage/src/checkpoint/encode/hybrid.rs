@@ -20,6 +20,7 @@
 //! rle-run        := varint(count << 1) then the value in ceil(bit_width / 8) little-endian bytes
 //! ```
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Values per bit-packed group: the spec packs values 8 at a time, so a group of 8 `w`-bit
@@ -313,9 +314,11 @@ impl Groups for Wide<'_> {
 
     fn push_bit_packed(self, range: Range<usize>, bit_width: u8, out: &mut Vec<u8>) {
         let values = &self.0[range];
-        let Some(start) = start_packed_run(values.len(), bit_width, out) else {
+        let Some(len) = start_packed_run(values.len(), bit_width, out) else {
             return;
         };
+        let start = out.len();
+        out.resize(start + len, 0);
         bit_pack(values, bit_width, &mut out[start..]);
     }
 }
@@ -415,47 +418,53 @@ impl Groups for Narrow<'_> {
 
     fn push_bit_packed(self, range: Range<usize>, bit_width: u8, out: &mut Vec<u8>) {
         let bytes = &self.0[range];
-        let Some(start) = start_packed_run(bytes.len(), bit_width, out) else {
+        let Some(len) = start_packed_run(bytes.len(), bit_width, out) else {
             return;
         };
+        // Packed straight into the reserved room, rather than zeroed and then overwritten.
+        let dst = &mut out.spare_capacity_mut()[..len];
         macro_rules! dispatch {
             ($($w:literal)*) => {
                 match bit_width {
-                    $($w => pack_bytes::<$w>(bytes, &mut out[start..]),)*
+                    $($w => pack_bytes::<$w>(bytes, dst),)*
                     _ => unreachable!("narrow bit width {bit_width} is not in 1..=8"),
                 }
             };
         }
         dispatch!(1 2 3 4 5 6 7 8);
+        // SAFETY: `pack_bytes` wrote every one of the `len` bytes after `out.len()` (it
+        // writes exactly `W` bytes per group into a `dst` of exactly that many).
+        unsafe { out.set_len(out.len() + len) };
     }
 }
 
-/// Appends the header of a bit-packed run of `count` values and room for its groups; returns
-/// where the groups go (`None`, appending nothing, for no values).
+/// Appends the header of a bit-packed run of `count` values and reserves room for its
+/// groups; returns their length in bytes (`None`, appending nothing, for no values).
 fn start_packed_run(count: usize, bit_width: u8, out: &mut Vec<u8>) -> Option<usize> {
     if count == 0 {
         return None;
     }
     let groups = count.div_ceil(GROUP);
     put_uleb128(((groups as u64) << 1) | 1, out);
-    let start = out.len();
-    out.resize(start + groups * usize::from(bit_width), 0);
-    Some(start)
+    let len = groups * usize::from(bit_width);
+    out.reserve(len);
+    Some(len)
 }
 
 /// Packs `bytes` (each < 2^W, W 1..=8) LSB first into `dst`, which holds exactly `W` bytes per
-/// group of 8; a last partial group is zero padded.
-fn pack_bytes<const W: usize>(bytes: &[u8], dst: &mut [u8]) {
+/// group of 8, writing every one of them; a last partial group is zero padded.
+fn pack_bytes<const W: usize>(bytes: &[u8], dst: &mut [MaybeUninit<u8>]) {
     assert_eq!(dst.len(), bytes.len().div_ceil(GROUP) * W);
     let (groups, last) = bytes.as_chunks::<GROUP>();
     let (whole, tail) = dst.split_at_mut(groups.len() * W);
     for (group, out) in groups.iter().zip(whole.chunks_exact_mut(W)) {
-        out.copy_from_slice(&pack_group::<W>(u64::from_le_bytes(*group)).to_le_bytes()[..W]);
+        out.write_copy_of_slice(&pack_group::<W>(u64::from_le_bytes(*group)).to_le_bytes()[..W]);
     }
     if !last.is_empty() {
         let mut padded = [0u8; GROUP];
         padded[..last.len()].copy_from_slice(last);
-        tail.copy_from_slice(&pack_group::<W>(u64::from_le_bytes(padded)).to_le_bytes()[..W]);
+        let packed = pack_group::<W>(u64::from_le_bytes(padded));
+        tail.write_copy_of_slice(&packed.to_le_bytes()[..W]);
     }
 }
 
