@@ -217,27 +217,37 @@ fn encode(batch: &RecordBatch, layouts: Vec<ColumnLayout>, properties: WriterPro
     Bytes::from(encoder.finish().unwrap())
 }
 
+/// A batch of a string column `s` and an integer column `n` (nullable if it has nulls).
+fn strings_and_ints(strings: StringArray, ints: Int64Array) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, ints.null_count() > 0),
+    ]));
+    RecordBatch::try_new(schema, vec![Arc::new(strings), Arc::new(ints)]).unwrap()
+}
+
+/// Writer settings for files of one row group of up to `rows` rows.
+fn one_row_group(rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows))
+        .set_offset_index_disabled(true)
+        .build()
+}
+
 /// A row group ends at its byte limit as well as at its row limit: long strings, whose
 /// pages fill the limit long before the rows do, still round trip.
 #[test]
 fn row_groups_end_at_their_byte_limit() {
     let rows = 40_000;
-    let strings = StringArray::from_iter_values((0..rows).map(|i| format!("{i:0>200}")));
-    let ints = Int64Array::from_iter_values(0..rows as i64);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("s", DataType::Utf8, false),
-        Field::new("n", DataType::Int64, false),
-    ]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(strings), Arc::new(ints)]).unwrap();
-    let properties = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(rows))
-        .set_offset_index_disabled(true)
-        .build();
+    let batch = strings_and_ints(
+        StringArray::from_iter_values((0..rows).map(|i| format!("{i:0>200}"))),
+        Int64Array::from_iter_values(0..rows as i64),
+    );
     let mut encoder = FileEncoder::try_new(
         Vec::new(),
         batch.schema(),
         vec![ColumnLayout::Plain, ColumnLayout::Delta],
-        properties,
+        one_row_group(rows),
         false,
     )
     .unwrap();
@@ -387,18 +397,15 @@ fn an_outgrown_dictionary_continues_in_fallback_pages() {
     // rows, the integer one after 131 thousand, inside the one row group, so later pages of
     // those chunks are plain (strings) or delta-packed (integers).
     let n = 200_000;
-    let strings = StringArray::from_iter_values((0..n).map(|i| format!("{i:0>100}")));
-    let ints = Int64Array::from_iter((0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7)));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("n", DataType::Int64, true),
-    ]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(strings), Arc::new(ints)]).unwrap();
-    let properties = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(n))
-        .set_offset_index_disabled(true)
-        .build();
-    let (back, metadata) = read(encode(&batch, vec![Dictionary, Dictionary], properties));
+    let batch = strings_and_ints(
+        StringArray::from_iter_values((0..n).map(|i| format!("{i:0>100}"))),
+        Int64Array::from_iter((0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7))),
+    );
+    let (back, metadata) = read(encode(
+        &batch,
+        vec![Dictionary, Dictionary],
+        one_row_group(n),
+    ));
     assert_eq!(back, batch);
     let encodings = |column: usize| -> Vec<Encoding> {
         metadata.row_group(0).column(column).encodings().collect()
