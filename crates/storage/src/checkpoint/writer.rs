@@ -31,8 +31,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
-use super::encode::range_codes::SPAN as RANGE_SPAN;
-use super::encode::{FileEncoder, KeyHasher};
+use super::encode::{holds_with_room, FileEncoder, KeyHasher};
 use super::manifest::{Fingerprint, Manifest, PartitionInfo, MANIFEST_VERSION};
 use super::objects::Objects;
 use super::preallocate::PreallocatedFile;
@@ -449,11 +448,13 @@ pub(super) fn column_layouts(batch: &RecordBatch) -> Vec<(String, ColumnLayout)>
         let sample = column.slice(0, rows);
         let layout = match integer_values(&sample) {
             Some(values) => {
-                let distinct = distinct_integers(&values, sample.null_count());
+                let sorted = sorted_distinct(&values);
+                // Null is one more dictionary entry.
+                let distinct = sorted.len() + usize::from(sample.null_count() > 0);
                 let dictionary_bits = bits_for(distinct.saturating_sub(1) as u128);
                 let delta_bits = delta_bits(&values);
                 let narrower = 2 * dictionary_bits <= delta_bits;
-                let no_wider = dictionary_bits <= delta_bits && cheap_dictionary(&values, distinct);
+                let no_wider = dictionary_bits <= delta_bits && cheap_dictionary(&sorted, distinct);
                 if (narrower || no_wider) && distinct * 2 <= rows {
                     ColumnLayout::Dictionary
                 } else {
@@ -507,13 +508,12 @@ fn distinct_values(sample: &ArrayRef) -> Option<usize> {
     Some(distinct.len())
 }
 
-/// The number of distinct values among `values` (a sample's non-null integers), counting
-/// null as one more when the sample has `nulls`.
-fn distinct_integers(values: &[i128], nulls: usize) -> usize {
+/// The distinct values among `values` (a sample's non-null integers), in order.
+fn sorted_distinct(values: &[i128]) -> Vec<i128> {
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    sorted.len() + usize::from(nulls > 0)
+    sorted
 }
 
 /// The non-null values of an integer-like column as Parquet stores them (INT32 or INT64),
@@ -565,17 +565,17 @@ fn delta_bits(values: &[i128]) -> u32 {
     bits_for((high - low) as u128)
 }
 
-/// Whether a dictionary of `values` (a sample's, `distinct` of them) is cheaper to encode than
-/// their deltas: codes that fit a byte, of values close enough together for the table that
-/// gives each code with a subtraction and a load ([`RANGE_SPAN`]; half of it, so that later
-/// values a little outside the sample's still fit). Such codes are looked up and bit-packed
-/// a byte at a time, where a delta costs several operations per value (TPC-H's `l_discount`
-/// and `l_tax`: ~0.9 ns per value as deltas at 5 bits, less as 4-bit codes).
-fn cheap_dictionary(values: &[i128], distinct: usize) -> bool {
-    let (low, high) = values.iter().fold((i128::MAX, i128::MIN), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
-    distinct <= 256 && low <= high && high - low < (RANGE_SPAN / 2) as i128
+/// Whether a dictionary of a sample's values (`sorted`, distinct; `distinct` entries with
+/// null) is cheaper to encode than their deltas: codes that fit a byte, of values close
+/// enough together for the table that gives each code with a subtraction and a load
+/// ([`holds_with_room`]). Such codes are looked up and bit-packed a byte at a time, where a
+/// delta costs several operations per value (TPC-H's `l_discount` and `l_tax`: ~0.9 ns per
+/// value as deltas at 5 bits, less as 4-bit codes).
+fn cheap_dictionary(sorted: &[i128], distinct: usize) -> bool {
+    match (sorted.first(), sorted.last()) {
+        (Some(&low), Some(&high)) => distinct <= 256 && holds_with_room(low, high),
+        _ => false,
+    }
 }
 
 /// Bits needed to write every number from 0 to `max`.

@@ -26,6 +26,7 @@
 //! still in cache, rather than after the whole partition is computed.
 
 mod byte_lookup;
+mod byte_window;
 mod chunk_file;
 mod codes;
 mod column;
@@ -33,7 +34,7 @@ pub(crate) mod delta;
 mod dictionary;
 pub(crate) mod hybrid;
 mod page_header;
-pub(crate) mod range_codes;
+mod range_codes;
 mod single_bytes;
 #[cfg(test)]
 mod tests_bits;
@@ -59,6 +60,7 @@ use super::writer::ColumnLayout;
 use chunk_file::ChunkFile;
 use column::{ColumnChunk, Values};
 pub(super) use dictionary::KeyHasher;
+pub(super) use range_codes::holds_with_room;
 
 /// Encodes record batches, as they come, into one Parquet file written to `W`.
 pub(super) enum FileEncoder<W: Write + Send> {
